@@ -1,0 +1,269 @@
+"""The prediction store: every member's per-example outputs for a population, on disk.
+
+Layout (plain ``.npy`` and JSON, readable without jaxdiv)::
+
+    STORE/
+      store.json                      {"format": "jaxdiv-store", "version": 1, "population": ...}
+      splits/<split>/labels.npy       int32 [M]
+      splits/<split>/ids.npy          unicode [M]   (example ids, the join key)
+      members/<name>/member.json      {"name", "config", "metrics", "category", ...}
+      members/<name>/<split>/logits.npy       float32 [M, C]
+      members/<name>/<split>/embeddings.npy   float32 [M, D]   (optional)
+      members/<name>/<split>/done.json        written last: marks the split finished
+
+Each member split is written into a hidden temporary folder and renamed into place in one
+step, so a reader sees either a finished member split or nothing; leftovers of a killed
+writer are ignored and cleaned on the next write. Members never share files, so they can
+be written independently (by different processes or machines).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxdiv.errors import JaxdivError
+
+FORMAT = "jaxdiv-store"
+VERSION = 1
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
+
+
+def _check_name(kind: str, name: str) -> None:
+    if not _NAME_RE.match(name) or name in (".", ".."):
+        raise JaxdivError(
+            f"invalid {kind} name {name!r}: use letters, digits and _ . + = - "
+            "(starting with a letter or digit)"
+        )
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=str)
+    os.replace(tmp, path)
+
+
+class Store:
+    """A directory of predictions for one population (see the module docstring)."""
+
+    def __init__(self, root: str | os.PathLike, *, population: str | None = None):
+        self.root = Path(root)
+        self._population = population
+
+    # ------------------------------------------------------------------ reading
+    def exists(self) -> bool:
+        return (self.root / "store.json").exists()
+
+    def metadata(self) -> dict:
+        path = self.root / "store.json"
+        if not path.exists():
+            raise JaxdivError(
+                f"no prediction store at {self.root} (missing store.json); create one with "
+                "`jaxdiv predict` or `jaxdiv import-predictions`"
+            )
+        return json.loads(path.read_text())
+
+    def splits(self) -> list[str]:
+        base = self.root / "splits"
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if (p / "labels.npy").exists())
+
+    def _split_dir(self, split: str) -> Path:
+        d = self.root / "splits" / split
+        if not (d / "labels.npy").exists():
+            present = ", ".join(self.splits()) or "none"
+            raise JaxdivError(
+                f"split {split!r} is not in the store at {self.root}; splits present: {present}"
+            )
+        return d
+
+    def labels(self, split: str) -> np.ndarray:
+        return np.load(self._split_dir(split) / "labels.npy")
+
+    def ids(self, split: str) -> np.ndarray:
+        return np.load(self._split_dir(split) / "ids.npy")
+
+    def all_members(self) -> list[str]:
+        """Every member with a ``member.json``, finished or not, sorted by name."""
+        base = self.root / "members"
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if (p / "member.json").exists())
+
+    def has_member(self, name: str, split: str) -> bool:
+        return (self.root / "members" / name / split / "done.json").exists()
+
+    def members(self, split: str | None = None) -> list[str]:
+        """Members finished for ``split`` (or for at least one split when None), by name."""
+        names = self.all_members()
+        if split is None:
+            return [n for n in names if any(self.has_member(n, s) for s in self.splits())]
+        return [n for n in names if self.has_member(n, split)]
+
+    def member_info(self, name: str) -> dict:
+        path = self.root / "members" / name / "member.json"
+        if not path.exists():
+            raise JaxdivError(f"no member {name!r} in the store at {self.root}")
+        return json.loads(path.read_text())
+
+    def member_table(self):
+        """A pandas DataFrame with one row per member (name, category, method, metrics...)."""
+        import pandas as pd
+
+        rows = []
+        for name in self.all_members():
+            info = self.member_info(name)
+            row = {k: v for k, v in info.items() if k not in ("config", "metrics")}
+            row.update({f"metric.{k}": v for k, v in (info.get("metrics") or {}).items()})
+            row["finished_splits"] = ",".join(s for s in self.splits() if self.has_member(name, s))
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def _member_split_dir(self, name: str, split: str) -> Path:
+        d = self.root / "members" / name / split
+        if not (d / "done.json").exists():
+            raise JaxdivError(
+                f"member {name!r} has no finished predictions for split {split!r} in {self.root}"
+            )
+        return d
+
+    def member_logits(self, name: str, split: str) -> np.ndarray:
+        return np.load(self._member_split_dir(name, split) / "logits.npy")
+
+    def logits(self, split: str, members: Sequence[str] | None = None) -> np.ndarray:
+        """Stacked logits float32 [N, M, C] for ``members`` (default: all finished)."""
+        self._split_dir(split)
+        names = list(members) if members is not None else self.members(split)
+        if not names:
+            raise JaxdivError(f"no finished members for split {split!r} in {self.root}")
+        return np.stack([self.member_logits(n, split) for n in names]).astype(np.float32)
+
+    def embeddings(self, name: str, split: str) -> np.ndarray:
+        path = self._member_split_dir(name, split) / "embeddings.npy"
+        if not path.exists():
+            raise JaxdivError(
+                f"member {name!r} has no embeddings for split {split!r} (imported members "
+                "carry logits only); re-run `jaxdiv predict` for it or leave it out"
+            )
+        return np.load(path)
+
+    # ------------------------------------------------------------------ writing
+    def ensure(self) -> None:
+        """Create the store (or check that it belongs to this population)."""
+        path = self.root / "store.json"
+        if path.exists():
+            meta = json.loads(path.read_text())
+            if meta.get("format") != FORMAT:
+                raise JaxdivError(f"{self.root} is not a jaxdiv prediction store")
+            theirs = meta.get("population")
+            if self._population and theirs and theirs != self._population:
+                raise JaxdivError(
+                    f"the store at {self.root} belongs to population {theirs!r}, not "
+                    f"{self._population!r}; choose another --store/--workdir"
+                )
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(
+            path, {"format": FORMAT, "version": VERSION, "population": self._population}
+        )
+
+    def write_split(self, split: str, labels: np.ndarray, ids: np.ndarray) -> None:
+        """Record a split's labels and ids once; later calls must agree exactly."""
+        _check_name("split", split)
+        labels = np.asarray(labels).astype(np.int32)
+        ids = np.asarray(ids).astype(str)
+        if labels.shape != ids.shape or labels.ndim != 1:
+            raise JaxdivError(
+                f"labels {labels.shape} and ids {ids.shape} must be 1-D of the same length"
+            )
+        if len(np.unique(ids)) != len(ids):
+            raise JaxdivError(f"example ids of split {split!r} are not unique")
+        self.ensure()
+        d = self.root / "splits" / split
+        if (d / "labels.npy").exists():
+            if not (np.array_equal(self.ids(split), ids) and np.array_equal(self.labels(split), labels)):
+                raise JaxdivError(
+                    f"split {split!r} in {self.root} already holds different examples or "
+                    "labels; use a new store or another split name"
+                )
+            return
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".split-{split}-"))
+        np.save(tmp / "labels.npy", labels)
+        np.save(tmp / "ids.npy", ids)
+        d.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(tmp, d)
+        except OSError:  # another writer won the race; theirs must agree with ours
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.write_split(split, labels, ids)
+
+    def write_member_info(self, name: str, info: dict) -> None:
+        """Create or update ``members/<name>/member.json`` (name is always set)."""
+        _check_name("member", name)
+        self.ensure()
+        write_json_atomic(self.root / "members" / name / "member.json", {**info, "name": name})
+
+    def write_member(
+        self,
+        name: str,
+        split: str,
+        logits: np.ndarray,
+        embeddings: np.ndarray | None = None,
+        *,
+        overwrite: bool = False,
+    ) -> None:
+        """Write one member's outputs for ``split`` atomically (the split must exist)."""
+        _check_name("member", name)
+        labels = self.labels(split)
+        logits = np.asarray(logits, dtype=np.float32)
+        if logits.ndim != 2 or logits.shape[0] != labels.shape[0]:
+            raise JaxdivError(
+                f"member {name!r}: logits must be [{labels.shape[0]} examples, classes] for "
+                f"split {split!r}; got {logits.shape}"
+            )
+        if not np.isfinite(logits).all():
+            raise JaxdivError(f"member {name!r}: NaN or inf logits for split {split!r}")
+        if embeddings is not None:
+            embeddings = np.asarray(embeddings, dtype=np.float32)
+            if embeddings.ndim != 2 or embeddings.shape[0] != labels.shape[0]:
+                raise JaxdivError(
+                    f"member {name!r}: embeddings must be [{labels.shape[0]}, dim]; "
+                    f"got {embeddings.shape}"
+                )
+        member_dir = self.root / "members" / name
+        if not (member_dir / "member.json").exists():
+            self.write_member_info(name, {})
+        final = member_dir / split
+        if final.exists() and not overwrite and (final / "done.json").exists():
+            raise JaxdivError(f"member {name!r} already has predictions for split {split!r}")
+        for stale in member_dir.glob(f".{split}-*"):  # leftovers of a killed writer
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(dir=member_dir, prefix=f".{split}-"))
+        np.save(tmp / "logits.npy", logits)
+        if embeddings is not None:
+            np.save(tmp / "embeddings.npy", embeddings)
+        write_json_atomic(
+            tmp / "done.json",
+            {"examples": int(logits.shape[0]), "classes": int(logits.shape[1]),
+             "embedding_dim": None if embeddings is None else int(embeddings.shape[1])},
+        )
+        if final.exists():
+            old = member_dir / f".{split}-old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(final, old)
+            os.rename(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, final)
