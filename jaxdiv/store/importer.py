@@ -129,7 +129,8 @@ def import_predictions(
             )
         bad = ~np.isfinite(logits)
         if bad.any():
-            raise JaxdivError(f"{p}: {int(bad.any(axis=1).sum())} example(s) with NaN or inf logits")
+            n_bad = int(bad.any(axis=1).sum())
+            raise JaxdivError(f"{p}: {n_bad} example(s) with NaN or inf logits")
         prepared.append((name, logits[_align(model_ids, ids, p)]))
 
     if store.exists() and split in store.splits():

@@ -193,7 +193,8 @@ class Store:
         self.ensure()
         d = self.root / "splits" / split
         if (d / "labels.npy").exists():
-            if not (np.array_equal(self.ids(split), ids) and np.array_equal(self.labels(split), labels)):
+            same_ids = np.array_equal(self.ids(split), ids)
+            if not (same_ids and np.array_equal(self.labels(split), labels)):
                 raise JaxdivError(
                     f"split {split!r} in {self.root} already holds different examples or "
                     "labels; use a new store or another split name"
