@@ -1,0 +1,165 @@
+"""jaxdiv: train populations of image models and measure how differently they err.
+
+Usage: python -m jaxdiv <verb> [flags] [files]
+
+Verbs:
+  train               train (or resume) one model:  --config=configs/x.py[:variant] --workdir=DIR
+  predict             write a trained model's logits and embeddings into a prediction store:
+                      --config=... --workdir=DIR [--store=DIR (default WORKDIR/store)]
+                      [--splits=validation,test] [--member=NAME]
+  import-predictions  add models trained elsewhere:
+                      --store=DIR --split=NAME --labels=labels.npz a.npz b.npz ...
+  analyze             all-pairs error statistics, ensembles and calibration of a store:
+                      --store=DIR --split=test --calibration-split=validation|none --out=DIR
+                      [--bootstrap=K]
+
+Config keys are overridden on the command line, e.g. --config.optimizer.learning_rate=0.05.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from jaxdiv.errors import JaxdivError
+
+VERBS = ("train", "predict", "import-predictions", "analyze")
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:variant].")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, store).")
+_FORCE = flags.DEFINE_bool(
+    "force", False, "Move a workdir's run of a different config aside and start afresh."
+)
+_STORE = flags.DEFINE_string("store", None, "Prediction store directory.")
+_SPLITS = flags.DEFINE_list("splits", ["validation", "test"], "Splits to predict.")
+_SPLIT = flags.DEFINE_string("split", "test", "Split name (import-predictions, analyze).")
+_MEMBER = flags.DEFINE_string("member", None, "Member name in the store (default config.name).")
+_LABELS = flags.DEFINE_string("labels", None, "labels.npz with `ids` and `labels`.")
+_CALIB = flags.DEFINE_string(
+    "calibration-split", "validation", "Split to fit temperatures on, or `none`."
+)
+_OUT = flags.DEFINE_string("out", None, "Output directory for analysis tables.")
+_BOOTSTRAP = flags.DEFINE_integer("bootstrap", 0, "Bootstrap resamples for intervals (0: off).")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed for bootstrap resampling.")
+_PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
+
+
+def _require(flag, what: str):
+    if flag.value is None:
+        raise JaxdivError(f"--{flag.name} is required ({what})")
+    return flag.value
+
+
+def _config(required: bool = True):
+    """The loaded config (config files load lazily; their errors become one clear line)."""
+    try:
+        config = _CONFIG.value
+    except JaxdivError:
+        raise
+    except Exception as err:
+        raise JaxdivError(f"cannot load --config: {type(err).__name__}: {err}") from None
+    if config is None and required:
+        raise JaxdivError("--config is required (the experiment config file)")
+    return config
+
+
+def _train() -> None:
+    from jaxdiv.train.loop import train
+
+    config = _config()
+    result = train(config, _require(_WORKDIR, "the run directory"), force=_FORCE.value,
+                   progress=_PROGRESS.value)
+    print({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()})
+
+
+def _predict() -> None:
+    from jaxdiv.predict import predict_member
+    from jaxdiv.train.workdir import load_config
+
+    workdir = Path(_require(_WORKDIR, "the trained run's directory"))
+    config = _config(required=False) or load_config(workdir)
+    store = _STORE.value or str(workdir / "store")
+    results = predict_member(config, workdir, store, _SPLITS.value, name=_MEMBER.value)
+    for split, m in results.items():
+        print(f"{split}: accuracy {m['accuracy']:.4f}  loss {m['loss']:.4f}  -> {store}")
+    if not results:
+        print(f"nothing to do: the member's splits are already in {store}")
+
+
+def _import(files: list[str]) -> None:
+    from jaxdiv.store import import_predictions
+
+    names = import_predictions(
+        _require(_STORE, "the prediction store"), _SPLIT.value,
+        _require(_LABELS, "the labels file"), files,
+    )
+    print(f"imported {len(names)} member(s) into {_STORE.value} [{_SPLIT.value}]: "
+          + ", ".join(names))
+
+
+def _analyze() -> None:
+    from jaxdiv.report.analyze import run_analyze
+
+    calib = _CALIB.value
+    summary = run_analyze(
+        _require(_STORE, "the prediction store"), _SPLIT.value,
+        None if calib in (None, "", "none") else calib,
+        _require(_OUT, "the output directory"), bootstrap=_BOOTSTRAP.value, seed=_SEED.value,
+    )
+    print(f"wrote analysis of {summary.get('num_members', '?')} members to {_OUT.value}")
+
+
+def main(argv: list[str]) -> None:
+    logging.set_verbosity(logging.WARNING)
+    if len(argv) < 2 or argv[1] not in VERBS:
+        given = argv[1] if len(argv) > 1 else None
+        msg = f"unknown verb {given!r}; " if given else "no verb given; "
+        raise app.UsageError(msg + f"valid verbs: {', '.join(VERBS)}")
+    verb, rest = argv[1], argv[2:]
+    if rest and verb != "import-predictions":
+        raise app.UsageError(f"unexpected arguments {rest}; flags are written --name=value")
+    try:
+        if verb == "train":
+            _train()
+        elif verb == "predict":
+            _predict()
+        elif verb == "import-predictions":
+            _import(rest)
+        else:
+            _analyze()
+    except JaxdivError as err:
+        print(f"jaxdiv {verb}: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with config errors turned into one clear line."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as err:
+        lines = [line for line in str(err).splitlines() if line.strip()]
+        if any(line.startswith("Traceback") for line in lines):  # keep the cause, not the stack
+            lines = [lines[0], lines[-1]]
+        print(f"jaxdiv: error: {' '.join(lines)}\nPass --help for the verbs and flags.",
+              file=sys.stderr)
+        sys.exit(2)
+    except (AttributeError, KeyError) as err:  # --config.no_such_key=...
+        bad = [a.split("=")[0] for a in argv if a.startswith("--config.")]
+        print(f"jaxdiv: error: the config has no key {err} (overrides given: {', '.join(bad)}); "
+              "check the spelling against the config file", file=sys.stderr)
+        sys.exit(2)
+    except JaxdivError as err:
+        print(f"jaxdiv: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as err:  # a config file that fails to load
+        print(f"jaxdiv: error: cannot load the config: {type(err).__name__}: {err}",
+              file=sys.stderr)
+        sys.exit(2)
+
+
+def run() -> None:
+    """Console entry point (``jaxdiv`` and ``python -m jaxdiv``)."""
+    app.run(main, flags_parser=_parse_flags)

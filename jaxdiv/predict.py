@@ -1,0 +1,76 @@
+"""Predict a trained member on whole splits and write its outputs into the store."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import json
+from pathlib import Path
+
+import ml_collections
+
+from jaxdiv.data.datasets import load_split
+from jaxdiv.errors import JaxdivError
+from jaxdiv.store.store import Store
+from jaxdiv.train.evaluate import accuracy_and_loss, make_predict_fn, predict_split
+from jaxdiv.train.loop import build_setup, restore_variables
+from jaxdiv.train.workdir import config_to_dict
+
+
+def member_info(config: ml_collections.ConfigDict, workdir: Path, step: int) -> dict:
+    """The member-table row: name, method, architecture, config and training metrics."""
+    result_path = workdir / "result.json"
+    metrics = json.loads(result_path.read_text()) if result_path.exists() else {}
+    return {
+        "name": config.get("name", workdir.name),
+        "method": config.method.name,
+        "architecture": config.model.name,
+        "seed": int(config.seed),
+        "checkpoint_step": step,
+        "workdir": str(workdir.absolute()),
+        "config": config_to_dict(config),
+        "metrics": metrics,
+    }
+
+
+def predict_member(
+    config: ml_collections.ConfigDict,
+    workdir: str | Path,
+    store_dir: str | Path,
+    splits: Sequence[str],
+    *,
+    name: str | None = None,
+    extra_info: dict | None = None,
+    overwrite: bool = False,
+) -> dict[str, dict[str, float]]:
+    """Write logits and embeddings for each split; returns accuracy/loss per split."""
+    workdir = Path(workdir)
+    name = name or config.get("name") or workdir.name
+    store = Store(store_dir)
+    todo = [s for s in splits if overwrite or not (store.exists() and store.has_member(name, s))]
+    if not todo:
+        return {}
+    setup, variables, step = restore_variables(config, workdir)
+    predict_fn = make_predict_fn(setup.method, setup.mesh)
+    info = member_info(config, workdir, step)
+    info.update(extra_info or {})
+    info["name"] = name
+    if name in store.all_members():
+        info["metrics"] = {**store.member_info(name).get("metrics", {}), **info["metrics"]}
+    results: dict[str, dict[str, float]] = {}
+    for split_name in todo:
+        split = load_split(config.data.dataset, split_name, config.data.get("data_dir"))
+        logits, embeddings = predict_split(
+            setup.method, variables, split, setup.mesh,
+            batch_size=int(config.get("eval_batch_size", 500)), predict_fn=predict_fn,
+        )
+        if logits is None:
+            raise JaxdivError(
+                f"member {name!r} has no classifier logits (method {config.method.name!r}); "
+                "fit its linear probe before predicting"
+            )
+        store.write_split(split_name, split.labels, split.ids)
+        store.write_member(name, split_name, logits, embeddings, overwrite=overwrite)
+        results[split_name] = accuracy_and_loss(logits, split.labels)
+        info.setdefault("metrics", {})[f"{split_name}_accuracy"] = results[split_name]["accuracy"]
+    store.write_member_info(name, info)
+    return results

@@ -1,0 +1,82 @@
+"""The run directory: its config record and the guard against mixing two runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import ml_collections
+
+from jaxdiv.errors import JaxdivError
+from jaxdiv.store.store import write_json_atomic
+from jaxdiv.train.checkpoint import has_checkpoint
+
+# Keys that change how a run is executed or logged, not what it computes.
+RUNTIME_KEYS = (
+    "log_every_steps", "eval_every_steps", "eval_batch_size", "checkpoint_every_steps",
+    "keep_checkpoints", "data.data_dir", "mesh",
+)
+RUN_FILES = ("checkpoints", "metrics.jsonl", "tensorboard", "config.json", "result.json")
+
+
+def config_to_dict(config: ml_collections.ConfigDict) -> dict:
+    return json.loads(config.to_json_best_effort())
+
+
+def _strip_runtime(d: dict) -> dict:
+    d = json.loads(json.dumps(d))
+    for key in RUNTIME_KEYS:
+        *parents, leaf = key.split(".")
+        node = d
+        for p in parents:
+            node = node.get(p, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return d
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        ka = f"{prefix}{k}"
+        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
+            out += _differences(a[k], b[k], ka + ".")
+        elif a.get(k) != b.get(k):
+            out.append(f"{ka}: {a.get(k)!r} -> {b.get(k)!r}")
+    return out
+
+
+def prepare_workdir(config: ml_collections.ConfigDict, workdir: Path, *, force: bool) -> None:
+    """Record the config; refuse a workdir whose checkpoints come from a different config.
+
+    With ``force`` the old run's files are moved to ``WORKDIR/superseded/<time>/``, never
+    deleted.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "config.json"
+    new = config_to_dict(config)
+    if path.exists() and has_checkpoint(workdir):
+        old = json.loads(path.read_text())
+        diff = _differences(_strip_runtime(old), _strip_runtime(new))
+        if diff:
+            if not force:
+                shown = "; ".join(diff[:4]) + (" ..." if len(diff) > 4 else "")
+                raise JaxdivError(
+                    f"{workdir} holds checkpoints of a different config ({shown}); use another "
+                    "--workdir, or --force to move the old run to WORKDIR/superseded/"
+                )
+            dest = workdir / "superseded" / time.strftime("%Y%m%d-%H%M%S")
+            dest.mkdir(parents=True, exist_ok=True)
+            for name in RUN_FILES:
+                if (workdir / name).exists():
+                    shutil.move(str(workdir / name), str(dest / name))
+    write_json_atomic(path, new)
+
+
+def load_config(workdir: Path) -> ml_collections.ConfigDict:
+    path = Path(workdir) / "config.json"
+    if not path.exists():
+        raise JaxdivError(f"{workdir} has no config.json; train there first or pass --config")
+    return ml_collections.ConfigDict(json.loads(path.read_text()))
