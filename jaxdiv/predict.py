@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 import json
+import re
 from pathlib import Path
 
 import ml_collections
@@ -14,6 +15,11 @@ from jaxdiv.store.store import Store
 from jaxdiv.train.evaluate import accuracy_and_loss, make_predict_fn, predict_split
 from jaxdiv.train.loop import build_setup, restore_variables
 from jaxdiv.train.workdir import config_to_dict
+
+
+def store_split_name(split: str) -> str:
+    """The store's name for a data split: ``test`` stays, ``test[:256]`` becomes ``test_256``."""
+    return re.sub(r"[^A-Za-z0-9_.+=-]+", "_", split).strip("_")
 
 
 def member_info(config: ml_collections.ConfigDict, workdir: Path, step: int) -> dict:
@@ -46,7 +52,10 @@ def predict_member(
     workdir = Path(workdir)
     name = name or config.get("name") or workdir.name
     store = Store(store_dir)
-    todo = [s for s in splits if overwrite or not (store.exists() and store.has_member(name, s))]
+    todo = [
+        s for s in splits
+        if overwrite or not (store.exists() and store.has_member(name, store_split_name(s)))
+    ]
     if not todo:
         return {}
     setup, variables, step = restore_variables(config, workdir)
@@ -68,9 +77,10 @@ def predict_member(
                 f"member {name!r} has no classifier logits (method {config.method.name!r}); "
                 "fit its linear probe before predicting"
             )
-        store.write_split(split_name, split.labels, split.ids)
-        store.write_member(name, split_name, logits, embeddings, overwrite=overwrite)
-        results[split_name] = accuracy_and_loss(logits, split.labels)
-        info.setdefault("metrics", {})[f"{split_name}_accuracy"] = results[split_name]["accuracy"]
+        key = store_split_name(split_name)
+        store.write_split(key, split.labels, split.ids)
+        store.write_member(name, key, logits, embeddings, overwrite=overwrite)
+        results[key] = accuracy_and_loss(logits, split.labels)
+        info.setdefault("metrics", {})[f"{key}_accuracy"] = results[key]["accuracy"]
     store.write_member_info(name, info)
     return results

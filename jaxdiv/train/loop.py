@@ -189,6 +189,7 @@ def train(
     total = setup.total_steps
     log_every = max(1, int(config.log_every_steps))
     eval_every = int(config.get("eval_every_steps", 0))
+    ckpt_every = max(1, int(config.checkpoint_every_steps))
     bar = tqdm(total=total, initial=start, unit="step", disable=not (progress and is_main),
                desc=str(config.get("name", "train")), mininterval=2.0, dynamic_ncols=True)
     pending: list[dict] = []
@@ -221,7 +222,8 @@ def train(
             ev = evaluate(state)
             last.update(ev)
             writer.write(done, ev)
-        ckpt.save(done, state, force=(done == total))
+        if done % ckpt_every == 0 or done == total:
+            ckpt.save(done, state, force=True)
         bar.update(1)
     bar.close()
     if start >= total and ckpt.latest_step() != total:
