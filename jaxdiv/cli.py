@@ -9,6 +9,9 @@ Verbs:
                       [--splits=validation,test] [--member=NAME]
   import-predictions  add models trained elsewhere:
                       --store=DIR --split=NAME --labels=labels.npz a.npz b.npz ...
+  study               the whole population study end to end (train every member, predict,
+                      analyse, report); re-running continues where it stopped:
+                      --config=configs/quickstart.py --workdir=DIR
   analyze             all-pairs error statistics, ensembles and calibration of a store:
                       --store=DIR --split=test --calibration-split=validation|none --out=DIR
                       [--bootstrap=K]
@@ -26,7 +29,7 @@ from ml_collections import config_flags
 
 from jaxdiv.errors import JaxdivError
 
-VERBS = ("train", "predict", "import-predictions", "analyze")
+VERBS = ("train", "predict", "import-predictions", "analyze", "study")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:variant].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, store).")
@@ -45,6 +48,11 @@ _OUT = flags.DEFINE_string("out", None, "Output directory for analysis tables.")
 _BOOTSTRAP = flags.DEFINE_integer("bootstrap", 0, "Bootstrap resamples for intervals (0: off).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed for bootstrap resampling.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
+_STRATEGY = flags.DEFINE_enum(
+    "strategy", "auto", ["auto", "sequential", "vmap"],
+    "How study trains members: one after another, or seed cohorts stacked with vmap "
+    "(auto: sequential on CPU, vmap on GPU/TPU).",
+)
 
 
 def _require(flag, what: str):
@@ -112,6 +120,15 @@ def _analyze() -> None:
     print(f"wrote analysis of {summary.get('num_members', '?')} members to {_OUT.value}")
 
 
+def _study() -> None:
+    from jaxdiv.study import run_study
+
+    result = run_study(_config(), _require(_WORKDIR, "the study directory"),
+                       progress=_PROGRESS.value, strategy=_STRATEGY.value)
+    if result["failed"]:
+        print(f"members that failed: {', '.join(result['failed'])}", file=sys.stderr)
+
+
 def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)
     if len(argv) < 2 or argv[1] not in VERBS:
@@ -128,6 +145,8 @@ def main(argv: list[str]) -> None:
             _predict()
         elif verb == "import-predictions":
             _import(rest)
+        elif verb == "study":
+            _study()
         else:
             _analyze()
     except JaxdivError as err:

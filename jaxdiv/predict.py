@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import ml_collections
@@ -13,7 +13,7 @@ from jaxdiv.data.datasets import load_split
 from jaxdiv.errors import JaxdivError
 from jaxdiv.store.store import Store
 from jaxdiv.train.evaluate import accuracy_and_loss, make_predict_fn, predict_split
-from jaxdiv.train.loop import build_setup, restore_variables
+from jaxdiv.train.loop import restore_variables
 from jaxdiv.train.workdir import config_to_dict
 
 

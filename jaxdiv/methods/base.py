@@ -48,5 +48,7 @@ class Method(Protocol):
     def after_update(self, params: Any, variables: Variables, step: jax.Array) -> Variables:
         """Non-gradient updates after the optimiser step (EMA targets); identity by default."""
 
-    def predict(self, variables: Variables, images: jax.Array) -> tuple[jax.Array | None, jax.Array]:
+    def predict(
+        self, variables: Variables, images: jax.Array
+    ) -> tuple[jax.Array | None, jax.Array]:
         """(logits or None, penultimate embedding) for normalised float images, eval mode."""

@@ -37,7 +37,8 @@ class MetricWriter:
     def write(self, step: int, metrics: dict[str, float]) -> None:
         if not self.enabled:
             return
-        record = {"step": int(step), "time": time.time(), **{k: float(v) for k, v in metrics.items()}}
+        values = {k: float(v) for k, v in metrics.items()}
+        record = {"step": int(step), "time": time.time(), **values}
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
         for k, v in metrics.items():

@@ -1,0 +1,101 @@
+"""``jaxdiv study``: train a population, predict it into its store, analyse, report.
+
+Every stage is idempotent: running the study again continues where it stopped (members
+resume from their checkpoints, finished members are skipped) and redoes nothing finished.
+
+    WORKDIR/population.json     the expanded members (name, category, differences)
+    WORKDIR/members/<name>/     each member's run directory
+    WORKDIR/store/              the prediction store (validation and test)
+    WORKDIR/failures.json       members that failed, with their errors
+    WORKDIR/analysis/           pairs.csv, members.csv, matrices, summary.json
+    WORKDIR/report/index.html   the report with its figures
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import ml_collections
+
+from jaxdiv.errors import JaxdivError
+from jaxdiv.population.scheduler import enable_compilation_cache, run_population
+from jaxdiv.population.spec import expand_population
+from jaxdiv.store.store import Store, write_json_atomic
+
+
+def _population_record(members) -> list[dict]:
+    return [
+        {"name": m.name, "category": m.category or "Base", "method": m.config.method.name,
+         "architecture": m.config.model.name, "train_split": m.config.data.train_split,
+         "differences": list(m.differences)}
+        for m in members
+    ]
+
+
+def run_study(
+    pop: ml_collections.ConfigDict,
+    workdir: str | Path,
+    *,
+    progress: bool = True,
+    strategy: str = "auto",
+    log=print,
+) -> dict:
+    """Run (or continue) the whole study; returns a summary of what happened."""
+    workdir = Path(workdir)
+    t0 = time.perf_counter()
+    members = expand_population(pop)  # validates everything before any training
+    name = str(pop.get("name", "population"))
+    store = Store(workdir / "store", population=name)
+    store.ensure()  # refuses a store of another population
+    workdir.mkdir(parents=True, exist_ok=True)
+    record_path = workdir / "population.json"
+    write_json_atomic(record_path, {"name": name, "members": _population_record(members)})
+    enable_compilation_cache(workdir / ".jax_cache")
+
+    splits = list(pop.get("splits", ["validation", "test"]))
+    analysis_cfg = pop.get("analysis", ml_collections.ConfigDict())
+    report_split = str(analysis_cfg.get("split", "test"))
+    calib = analysis_cfg.get("calibration_split", "validation")
+    if report_split not in splits or (calib and calib not in splits):
+        raise JaxdivError(
+            f"analysis.split {report_split!r} and analysis.calibration_split {calib!r} must be "
+            f"among the predicted splits {splits}"
+        )
+    log(f"study {name!r}: {len(members)} members -> {workdir}")
+    outcomes = run_population(
+        members, workdir, store, splits, population=name, strategy=strategy,
+        progress=progress, log=log,
+    )
+    failed = [o for o in outcomes if o.status == "failed"]
+    finished = store.members(report_split)
+    if len(finished) < 2:
+        raise JaxdivError(
+            f"only {len(finished)} member(s) finished; the analysis needs two. "
+            f"See {workdir / 'failures.json'}"
+        )
+    from jaxdiv.report.analyze import run_analyze
+
+    log(f"analysing {len(finished)} members on {report_split!r} (calibration: {calib})")
+    summary = run_analyze(
+        store.root, report_split, calib, workdir / "analysis",
+        bootstrap=int(analysis_cfg.get("bootstrap", 0)), seed=int(pop.get("seed", 0)),
+    )
+    report = None
+    if bool(pop.get("report", True)):
+        from jaxdiv.report.html import write_report
+
+        log("writing the report")
+        report = write_report(workdir, pop)
+    result = {
+        "population": name,
+        "members": len(members),
+        "finished": len(finished),
+        "failed": [o.name for o in failed],
+        "seconds": time.perf_counter() - t0,
+        "report": str(report) if report else None,
+        "analysis": summary.get("fit") if isinstance(summary, dict) else None,
+    }
+    write_json_atomic(workdir / "study.json", result)
+    log(f"done in {result['seconds'] / 60:.1f} min; report: {report}")
+    return result
