@@ -4,6 +4,8 @@ Usage: python -m jaxdiv <verb> [flags] [files]
 
 Verbs:
   train               train (or resume) one model:  --config=configs/x.py[:variant] --workdir=DIR
+                      [--dry_run: compile only, for a simulated 8-device mesh; no data read]
+                      (multi-process: launch/README.md)
   predict             write a trained model's logits and embeddings into a prediction store:
                       --config=... --workdir=DIR [--store=DIR (default WORKDIR/store)]
                       [--splits=validation,test] [--member=NAME]
@@ -48,6 +50,23 @@ _OUT = flags.DEFINE_string("out", None, "Output directory for analysis tables.")
 _BOOTSTRAP = flags.DEFINE_integer("bootstrap", 0, "Bootstrap resamples for intervals (0: off).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed for bootstrap resampling.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
+_DRY_RUN = flags.DEFINE_bool(
+    "dry_run", False, "train: compile the train step for a simulated mesh of --dry_run_devices "
+    "CPU devices and print its cost; reads no data, needs no --workdir.",
+)
+_DRY_RUN_DEVICES = flags.DEFINE_integer("dry_run_devices", 8, "Simulated devices (--dry_run).")
+_DRY_RUN_MEMBERS = flags.DEFINE_integer(
+    "dry_run_members", 1, "Stacked members to compile as one vmapped step (--dry_run).")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "train across processes: host:port of process 0 (else "
+    "$JAXDIV_COORDINATOR_ADDRESS; SLURM and TPU VM pods are detected).",
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's id in [0, num_processes).")
+_DISTRIBUTED = flags.DEFINE_enum(
+    "distributed", "auto", ["auto", "off"], "Join a multi-process job (auto: from the flags "
+    "or environment; off: always one process).",
+)
 _STRATEGY = flags.DEFINE_enum(
     "strategy", "auto", ["auto", "sequential", "vmap"],
     "How study trains members: one after another, or seed cohorts stacked with vmap "
@@ -75,9 +94,19 @@ def _config(required: bool = True):
 
 
 def _train() -> None:
+    config = _config()
+    if _DRY_RUN.value:
+        from jaxdiv.train.dry_run import run_cli
+
+        run_cli(config, devices=_DRY_RUN_DEVICES.value, members=_DRY_RUN_MEMBERS.value,
+                workdir=_WORKDIR.value)
+        return
+    from jaxdiv.distributed import initialize
+
+    initialize(coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
+               process_id=_PROCESS_ID.value, mode=_DISTRIBUTED.value)
     from jaxdiv.train.loop import train
 
-    config = _config()
     result = train(config, _require(_WORKDIR, "the run directory"), force=_FORCE.value,
                    progress=_PROGRESS.value)
     print({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()})

@@ -20,16 +20,17 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from jaxdiv.data.datasets import ArraySplit, load_split
-from jaxdiv.data.loader import TrainLoader
+from jaxdiv.data import streaming
+from jaxdiv.data.datasets import ArraySplit
 from jaxdiv.errors import JaxdivError, choices_error
 from jaxdiv.methods import build_method
 from jaxdiv.methods.base import Method
 from jaxdiv.models import build_model
 from jaxdiv.store.store import write_json_atomic
+from jaxdiv.train import mesh as mesh_lib
 from jaxdiv.train.checkpoint import Checkpointer
 from jaxdiv.train.evaluate import accuracy_and_loss, make_predict_fn, predict_split
-from jaxdiv.train.mesh import check_batch, make_mesh, replicated, shard_batch
+from jaxdiv.train.mesh import check_batch, host_io, make_mesh, replicated, shard_batch
 from jaxdiv.train.metrics import MetricWriter
 from jaxdiv.train.optim import build_optimizer, learning_rate_schedule
 from jaxdiv.train.workdir import prepare_workdir
@@ -75,7 +76,7 @@ def build_setup(config: ml_collections.ConfigDict, *, load_train: bool = True) -
     validate_names(config)
     mesh = make_mesh(config.get("mesh"))
     check_batch(int(config.batch_size), mesh)
-    split = load_split(config.data.dataset, config.data.train_split, config.data.get("data_dir"))
+    split = streaming.train_split(config.data, load=load_train)
     num_classes = split.num_classes
     model_kwargs = dict(config.model.get("kwargs", {}) or {})
     model = build_model(config.model.name, num_classes, dtype=DTYPES[dtype], **model_kwargs)
@@ -94,8 +95,7 @@ def build_setup(config: ml_collections.ConfigDict, *, load_train: bool = True) -
     return Setup(config, mesh, method, num_classes, split, steps_per_epoch, total, tx, schedule)
 
 
-def init_state(setup: Setup, rng: jax.Array) -> dict:
-    """The train state pytree {step, params, state, opt_state}, replicated on the mesh."""
+def _init_fn(setup: Setup):
     h, w, c = setup.train_split.images.shape[1:]
 
     def init(rng):
@@ -108,11 +108,22 @@ def init_state(setup: Setup, rng: jax.Array) -> dict:
             "opt_state": setup.tx.init(params),
         }
 
-    return jax.jit(init, out_shardings=replicated(setup.mesh))(rng)
+    return init
 
 
-def make_train_step(setup: Setup):
-    """Jitted (state, batch, key) -> (state, metrics); batch sharded along ``data``."""
+def state_shardings(setup: Setup) -> Any:
+    """Each train-state leaf's sharding from ``config.mesh.rules`` (default: replicated)."""
+    abstract = jax.eval_shape(_init_fn(setup), jax.random.PRNGKey(0))
+    return mesh_lib.state_shardings(abstract, setup.mesh, setup.config.get("mesh"))
+
+
+def init_state(setup: Setup, rng: jax.Array) -> dict:
+    """The train state pytree {step, params, state, opt_state}, laid out on the mesh."""
+    return jax.jit(_init_fn(setup), out_shardings=state_shardings(setup))(rng)
+
+
+def train_step_fn(setup: Setup):
+    """The un-jitted step (state, batch, key) -> (state, metrics); see make_train_step."""
     method, tx = setup.method, setup.tx
 
     def step_fn(state, batch, key):
@@ -132,8 +143,14 @@ def make_train_step(setup: Setup):
         }
         return new_state, metrics
 
+    return step_fn
+
+
+def make_train_step(setup: Setup):
+    """Jitted (state, batch, key) -> (state, metrics); batch sharded along ``data``."""
     rep = replicated(setup.mesh)
-    return jax.jit(step_fn, out_shardings=(rep, rep), donate_argnums=(0,))
+    return jax.jit(train_step_fn(setup), out_shardings=(state_shardings(setup), rep),
+                   donate_argnums=(0,))
 
 
 def _variables(state: dict) -> dict:
@@ -152,9 +169,7 @@ def train(
     workdir = Path(workdir)
     setup = build_setup(config)
     if eval_split is None and config.data.get("eval_split"):
-        eval_split = load_split(
-            config.data.dataset, config.data.eval_split, config.data.get("data_dir")
-        )
+        eval_split = streaming.eval_split(config.data, config.data.eval_split)
     prepare_workdir(config, workdir, force=force)
 
     key = jax.random.PRNGKey(int(config.seed))
@@ -166,14 +181,16 @@ def train(
     start = ckpt.latest_step()
     if start is not None:
         state = ckpt.restore(state, start)
-        state = jax.device_put(state, replicated(setup.mesh))
+        state = jax.device_put(state, state_shardings(setup))
     start = int(start or 0)
     is_main = jax.process_index() == 0
     writer = MetricWriter(workdir, resume_step=start, enabled=is_main)
 
-    loader = TrainLoader(setup.train_split, int(config.batch_size), seed=int(config.seed))
+    loader = streaming.train_loader(setup.train_split, int(config.batch_size),
+                                    int(config.seed), config.data)
     train_step = make_train_step(setup)
-    predict_fn = make_predict_fn(setup.method, setup.mesh) if eval_split is not None else None
+    predict_fn = (host_io(make_predict_fn(setup.method, setup.mesh), setup.mesh)
+                  if eval_split is not None else None)
     eval_bs = int(config.get("eval_batch_size", 500))
 
     def evaluate(state) -> dict[str, float]:
@@ -251,8 +268,8 @@ def restore_variables(config: ml_collections.ConfigDict, workdir: str | Path,
         raise JaxdivError(f"no checkpoint in {Path(workdir) / 'checkpoints'}; run `train` first")
     abstract = jax.eval_shape(lambda k: init_state(setup, k), jax.random.PRNGKey(0))
     abstract = jax.tree_util.tree_map(
-        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated(setup.mesh)),
-        abstract,
+        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+        abstract, state_shardings(setup),
     )
     state = ckpt.restore(abstract, step)
     ckpt.close()

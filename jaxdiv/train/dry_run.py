@@ -1,0 +1,210 @@
+"""Compile-only dry run: lower and compile a config's train step for a simulated mesh.
+
+No record is read and no array is allocated: the train state, the batch and the key are
+abstract (``jax.ShapeDtypeStruct`` with their shardings), the training split is a shape-only
+placeholder (``data.num_train_examples`` / ``num_classes`` / ``image_size`` from the config,
+else the prepared dataset's metadata), and the jitted step of ``jaxdiv.train.loop`` is
+lowered and compiled by XLA for the mesh ``config.mesh`` describes over the available devices
+(``python -m jaxdiv train --dry_run`` gives it 8 simulated CPU devices). This verifies an
+ImageNet config end to end (names, shapes, sharding rules, the step's compilation) on a
+laptop, and reports XLA's own cost estimate of one step (``compiled.cost_analysis()``: the
+floating-point operations of one device's partition, counting a multiply-add as 2) and the
+per-device memory of its buffers (``compiled.memory_analysis()``).
+
+``members=K`` compiles K stacked members (a seed cohort) as one vmapped step, with the
+state's leading member dimension split over the mesh's ``member`` axis.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from jaxdiv.errors import JaxdivError
+from jaxdiv.train import mesh as mesh_lib
+from jaxdiv.train.loop import _init_fn, build_setup, make_train_step, train_step_fn
+
+
+def simulate_devices(n: int) -> None:
+    """Give JAX ``n`` CPU devices. Must run before anything touches a JAX device."""
+    from jax._src import xla_bridge
+
+    if xla_bridge.backends_are_initialized():
+        if jax.device_count() < n:
+            raise JaxdivError(
+                f"the dry run needs {n} devices but JAX already started with "
+                f"{jax.device_count()}; run it in a fresh process (the CLI does), or set "
+                f"XLA_FLAGS=--xla_force_host_platform_device_count={n} JAX_PLATFORMS=cpu"
+            )
+        return
+    jax.config.update("jax_platforms", "cpu")
+    jax.config.update("jax_num_cpu_devices", int(n))
+
+
+def _abstract(tree: Any, shardings: Any) -> Any:
+    return jax.tree_util.tree_map(
+        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), tree, shardings
+    )
+
+
+def _count(tree: Any) -> int:
+    return int(sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(tree)))
+
+
+def dry_run(config: ml_collections.ConfigDict, *, members: int = 1) -> dict[str, Any]:
+    """Compile ``config``'s train step on the current devices; returns the cost report."""
+    if members < 1:
+        raise JaxdivError(f"members must be >= 1, got {members}")
+    config = copy.deepcopy(config)
+    setup = build_setup(config, load_train=False)
+    mesh = setup.mesh
+    if members > 1 and members % mesh.shape["member"]:
+        raise JaxdivError(
+            f"{members} members do not divide the mesh's member axis ({mesh.shape['member']}); "
+            "use a multiple of it"
+        )
+    batch_size = int(config.batch_size)
+    h, w, c = setup.train_split.images.shape[1:]
+    state = jax.eval_shape(_init_fn(setup), jax.random.PRNGKey(0))
+    rep = mesh_lib.replicated(mesh)
+    batch = {
+        "image": jax.ShapeDtypeStruct((batch_size, h, w, c), jnp.uint8),
+        "label": jax.ShapeDtypeStruct((batch_size,), jnp.int32),
+        "index": jax.ShapeDtypeStruct((batch_size,), jnp.int32),
+    }
+    key = jax.ShapeDtypeStruct((2,), jnp.uint32)
+    if members == 1:
+        state_sh = mesh_lib.state_shardings(state, mesh, config.get("mesh"))
+        batch_sh = jax.tree_util.tree_map(lambda _: mesh_lib.batch_sharded(mesh), batch)
+        step = make_train_step(setup)
+        args = (_abstract(state, state_sh), _abstract(batch, batch_sh),
+                jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=rep))
+    else:
+        stack = lambda s: jax.ShapeDtypeStruct((members, *s.shape), s.dtype)  # noqa: E731
+        state = jax.tree_util.tree_map(stack, state)
+        batch = jax.tree_util.tree_map(stack, batch)
+        key = stack(key)
+        state_sh = mesh_lib.state_shardings(state, mesh, config.get("mesh"),
+                                            stacked_members=True)
+        axes = mesh_lib.batch_axes(mesh)
+        spec = jax.sharding.PartitionSpec("member", axes[0] if len(axes) == 1 else axes)
+        batch_sh = jax.tree_util.tree_map(
+            lambda _: jax.sharding.NamedSharding(mesh, spec), batch)
+        key_sh = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("member"))
+        metrics_sh = key_sh
+        # Members are independent: each ``member`` slice of the mesh runs its own members
+        # (manual over ``member``), the other axes stay automatic inside.
+        lead = jax.sharding.PartitionSpec("member")
+        body = jax.shard_map(jax.vmap(train_step_fn(setup)), mesh=mesh,
+                             in_specs=(lead, lead, lead), out_specs=(lead, lead),
+                             axis_names={"member"}, check_vma=False)
+        step = jax.jit(body, out_shardings=(state_sh, metrics_sh), donate_argnums=(0,))
+        args = (_abstract(state, state_sh), _abstract(batch, batch_sh),
+                jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=key_sh))
+    t0 = time.perf_counter()
+    lowered = step.lower(*args)
+    t1 = time.perf_counter()
+    compiled = lowered.compile()
+    t2 = time.perf_counter()
+    cost = compiled.cost_analysis()
+    if isinstance(cost, list | tuple):
+        cost = cost[0] if cost else {}
+    cost = dict(cost or {})
+    mem = compiled.memory_analysis()
+    flops_device = float(cost.get("flops", float("nan")))
+    n_dev = mesh.size
+    params = _count(state["params"])
+    sizes = mesh_lib.sharding_summary(state_sh, state)
+    examples_per_step = batch_size * members
+    report = {
+        "name": str(config.get("name", "")),
+        "model": config.model.name,
+        "method": config.method.name,
+        "members": members,
+        "mesh": mesh_lib.describe(mesh),
+        "devices": n_dev,
+        "platform": jax.devices()[0].platform,
+        "global_batch": batch_size,
+        "image_shape": [int(h), int(w), int(c)],
+        "parameters": params // members,
+        "state_bytes_per_device": sizes["bytes_per_device"],
+        "state_bytes_total": sizes["bytes_replicated"],
+        "flops_per_step_per_device": flops_device,
+        "flops_per_step": flops_device * n_dev,
+        "flops_per_example": flops_device * n_dev / examples_per_step,
+        "bytes_accessed_per_device": float(cost.get("bytes accessed", float("nan"))),
+        "memory_per_device": {
+            "arguments": int(mem.argument_size_in_bytes),
+            "outputs": int(mem.output_size_in_bytes),
+            "aliased": int(mem.alias_size_in_bytes),
+            "temporaries": int(mem.temp_size_in_bytes),
+        } if mem is not None else None,
+        "steps": int(setup.total_steps),
+        "steps_per_epoch": int(setup.steps_per_epoch),
+        "train_examples": len(setup.train_split),
+        "total_flops": flops_device * n_dev * int(setup.total_steps),
+        "lower_seconds": t1 - t0,
+        "compile_seconds": t2 - t1,
+    }
+    return report
+
+
+def format_report(r: dict[str, Any]) -> str:
+    """A short human-readable summary of a dry-run report."""
+    mem = r.get("memory_per_device") or {}
+    gib = 2.0**30
+    peak = (mem.get("arguments", 0) + mem.get("outputs", 0) - mem.get("aliased", 0)
+            + mem.get("temporaries", 0))
+    lines = [
+        f"dry run of {r['name'] or r['model']}: {r['model']} / {r['method']}"
+        + (f" x {r['members']} stacked members" if r["members"] > 1 else ""),
+        f"  mesh {r['mesh']} ({r['platform']}), global batch {r['global_batch']} of "
+        f"{'x'.join(map(str, r['image_shape']))}",
+        f"  parameters {r['parameters']:,}; train state {r['state_bytes_per_device'] / gib:.3f} "
+        f"GiB per device ({r['state_bytes_total'] / gib:.3f} GiB in all)",
+        f"  compiled in {r['compile_seconds']:.1f} s (lowered in {r['lower_seconds']:.1f} s)",
+        f"  XLA cost: {r['flops_per_step_per_device'] / 1e12:.3f} TFLOP per device per step, "
+        f"{r['flops_per_example'] / 1e9:.2f} GFLOP per example",
+        f"  buffers per device: arguments {mem.get('arguments', 0) / gib:.2f} GiB, "
+        f"temporaries {mem.get('temporaries', 0) / gib:.2f} GiB (about {peak / gib:.2f} GiB "
+        "at peak; XLA:CPU's buffer plan, a GPU/TPU plan differs)",
+        f"  schedule: {r['steps']:,} steps ({r['steps_per_epoch']:,} per epoch of "
+        f"{r['train_examples']:,} examples) = {r['total_flops'] / 1e18:.2f} EFLOP for the run",
+    ]
+    return "\n".join(lines)
+
+
+def run_cli(config: ml_collections.ConfigDict, *, devices: int = 8, members: int = 1,
+            workdir: str | None = None) -> dict[str, Any]:
+    """The ``train --dry_run`` verb: simulate ``devices`` CPU devices, compile, print, and
+    write ``WORKDIR/dry_run.json`` when a workdir is given."""
+    simulate_devices(devices)
+    if jax.device_count() != devices:
+        raise JaxdivError(
+            f"the dry run simulates {devices} devices but JAX has {jax.device_count()}; "
+            "run it in a fresh process"
+        )
+    report = dry_run(config, members=members)
+    print(format_report(report))
+    if workdir:
+        path = Path(workdir) / "dry_run.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2, default=float) + "\n")
+        print(f"  report written to {path}")
+    return report
+
+
+def parameter_count(config: ml_collections.ConfigDict) -> int:
+    """Trainable parameters of ``config``'s model and method heads (no compilation)."""
+    setup = build_setup(copy.deepcopy(config), load_train=False)
+    state = jax.eval_shape(_init_fn(setup), jax.random.PRNGKey(0))
+    return _count(state["params"])
+
