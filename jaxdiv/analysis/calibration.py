@@ -79,7 +79,8 @@ def _fit_log_beta(logits, labels, lo, hi, tol, *, chunk: int, max_iter: int):
         lo = jnp.where(g < 0, u, lo)  # g increases with u: the root lies above u
         hi = jnp.where(g > 0, u, hi)
         newton = u - g / jnp.where(h > 0, h, 1.0)
-        inside = (h > 0) & (newton > lo) & (newton < hi)
+        # a step below tol is accepted even when float32 rounds it onto the bracket's end
+        inside = (h > 0) & (((newton > lo) & (newton < hi)) | (jnp.abs(newton - u) <= tol))
         u_new = jnp.where(inside, newton, 0.5 * (lo + hi))
         u_new = jnp.where(done | (g == 0), u, u_new)
         done = done | (g == 0) | (jnp.abs(u_new - u) <= tol)
