@@ -1,0 +1,581 @@
+"""The study's static HTML report: ``WORKDIR/report/index.html`` with its PNGs beside it.
+
+Inputs (all written by ``jaxdiv study``)::
+
+    WORKDIR/population.json   members with category ("Base" for the base), method, architecture
+    WORKDIR/store/            the prediction store (report and calibration splits)
+    WORKDIR/analysis/         ``jaxdiv.report.analyze.run_analyze``'s output: members.json,
+                              members.csv, pairs.csv, <stat>.npy, summary.json, and the
+                              base pairs' angle histograms and class wins
+    WORKDIR/failures.json     members that failed (optional)
+
+Numbers come from the analysis where it has them (so the page and the tables agree); what
+it does not compute (the best weaker partner chosen on the calibration split, greedy
+selection) comes from the ``jaxdiv.analysis`` kernels with the analysis's temperatures.
+
+The page is built in a hidden temporary folder inside WORKDIR and moved into place only when
+every figure and the page are written, so a failed report never leaves a half page (an older
+report stays until the new one is complete). The page is one self-contained file (inline CSS,
+a few lines of inline script that mark on ``<body data-images-ok="k/n">`` how many of its
+images loaded) with its images beside it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from jaxdiv.analysis.categories import CATEGORIES, fit_gain_vs_inconsistency, normalise_category
+from jaxdiv.analysis.ensembles import greedy_selection, pair_ensembles
+from jaxdiv.analysis.specialisation import (
+    angle_bin_edges,
+    angle_histograms,
+    class_wins,
+    confidence_angles,
+)
+from jaxdiv.errors import JaxdivError
+from jaxdiv.report import figures
+from jaxdiv.store.store import Store
+
+BASE = "Base"
+UNCATEGORISED = "Uncategorised"
+CLASS_NAMES = {
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                "ship", "truck"),
+}
+# N x N matrices drawn as heatmaps: file stem, title, colour map, value range
+HEATMAPS = (
+    ("error_inconsistency", "Error inconsistency", "viridis", (0.0, None)),
+    ("error_consistency_kappa", "Error consistency (Cohen's kappa)", "magma", (None, 1.0)),
+    ("ensemble_accuracy", "Pair ensemble accuracy (diagonal: the member alone)", "viridis",
+     (None, None)),
+    ("relative_ensemble_gain", "Relative ensemble gain", "RdBu_r", "symmetric"),
+    ("disagreement", "Disagreement (different predicted class)", "viridis", (0.0, None)),
+)
+# members.csv columns shown in the member table, with their headers
+MEMBER_COLUMNS = (("accuracy", "accuracy"), ("nll", "NLL"), ("ece", "ECE"),
+                  ("temperature", "temperature"), ("nll_calibrated", "NLL (calibrated)"),
+                  ("ece_calibrated", "ECE (calibrated)"))
+
+
+# ---------------------------------------------------------------------------- inputs
+@dataclass
+class StudyInputs:
+    """Everything the report reads, loaded once."""
+
+    workdir: Path
+    name: str
+    names: list[str]  # analysis order (members.json): the order of every matrix
+    categories: list[str]  # BASE, one of CATEGORIES or UNCATEGORISED, per name
+    base: str
+    members: pd.DataFrame  # members.csv with population.json's columns, indexed by name
+    pairs: pd.DataFrame
+    summary: dict
+    store: Store
+    split: str
+    calibration_split: str | None
+    class_names: list[str]
+    failures: dict = field(default_factory=dict)
+
+    @property
+    def analysis(self) -> Path:
+        return self.workdir / "analysis"
+
+    @property
+    def base_index(self) -> int:
+        return self.names.index(self.base)
+
+    def temperatures(self) -> np.ndarray:
+        """The analysis's temperatures (fitted on the calibration split), in ``names`` order."""
+        return self.members.loc[self.names, "temperature"].to_numpy(np.float64)
+
+    def accuracy(self) -> np.ndarray:
+        """Accuracy on the report split, in ``names`` order."""
+        return self.members.loc[self.names, "accuracy"].to_numpy(np.float64)
+
+    def matrix(self, stem: str) -> np.ndarray | None:
+        """``analysis/<stem>.npy`` (N x N in ``names`` order), or None when absent."""
+        path = self.analysis / f"{stem}.npy"
+        if not path.exists():
+            return None
+        m = np.load(path).astype(np.float64)
+        if m.shape != (len(self.names),) * 2:
+            raise JaxdivError(f"{path} has shape {m.shape}, expected {len(self.names)} x "
+                              f"{len(self.names)} (members.json); re-run the analysis")
+        return m
+
+    def display_order(self) -> list[int]:
+        """Member indices: the base, then by category (paper order), then by name."""
+        rank = {c: k for k, c in enumerate((BASE, *CATEGORIES, UNCATEGORISED))}
+        return sorted(range(len(self.names)),
+                      key=lambda i: (rank[self.categories[i]], self.names[i]))
+
+
+def _read_json(path: Path, what: str):
+    if not path.exists():
+        raise JaxdivError(f"{what} is missing ({path}); run `jaxdiv study` (or `jaxdiv "
+                          "analyze --out=WORKDIR/analysis`) for this workdir first")
+    return json.loads(path.read_text())
+
+
+def _config_get(cfg, dotted: str):
+    """``cfg.a.b`` for a ConfigDict or nested dict; None when any key is missing."""
+    node = cfg
+    for key in dotted.split("."):
+        try:
+            node = node[key] if node is not None and key in node else None
+        except TypeError:
+            return None
+    return node
+
+
+def class_names_for(dataset: str | None, num_classes: int) -> list[str]:
+    """Readable class names for ``dataset`` when known (CIFAR-10), else class indices."""
+    names = CLASS_NAMES.get(str(dataset).lower()) if dataset else None
+    if names is not None and len(names) == num_classes:
+        return list(names)
+    return [str(c) for c in range(num_classes)]
+
+
+def _category(raw) -> str:
+    text = str(raw or "").strip()
+    if not text:
+        return UNCATEGORISED
+    if text.lower() == BASE.lower():
+        return BASE
+    return normalise_category(text)
+
+
+def load_inputs(workdir: str | os.PathLike, pop_config=None) -> StudyInputs:
+    """Read the population record and the analysis, open the store, check they agree."""
+    workdir = Path(workdir)
+    population = _read_json(workdir / "population.json", "the population record")
+    analysis = workdir / "analysis"
+    names = [str(n) for n in _read_json(analysis / "members.json", "the analysis")]
+    summary = _read_json(analysis / "summary.json", "the analysis summary")
+    for path in (analysis / "members.csv", analysis / "pairs.csv"):
+        if not path.exists():
+            raise JaxdivError(f"{path} is missing; re-run the analysis for this workdir")
+    table = pd.read_csv(analysis / "members.csv").set_index("name")
+    if sorted(table.index) != sorted(names):
+        raise JaxdivError(f"{analysis}/members.csv and members.json name different members; "
+                          "re-run the analysis")
+    record = {m["name"]: m for m in population["members"]}
+    categories = [_category(record[n]["category"] if n in record else table.at[n, "category"])
+                  for n in names]
+    for col in ("method", "architecture"):
+        table[col] = [record.get(n, {}).get(col, "") for n in table.index]
+    base = summary.get("base") or next(
+        (n for n, c in zip(names, categories, strict=True) if c == BASE), None)
+    if base is None or base not in names:
+        raise JaxdivError("the analysis has no base member (the population's member of "
+                          "category 'Base'); the report compares every member with the base")
+    categories[names.index(base)] = BASE
+    split = str(summary["split"])
+    calib = summary.get("calibration_split")
+    store = Store(workdir / "store")
+    dataset = _config_get(pop_config, "base.data.dataset")
+    if dataset is None:
+        dataset = _config_get(store.member_info(base).get("config"), "data.dataset")
+    num_classes = int(summary.get("num_classes") or store.member_logits(base, split).shape[1])
+    failures_path = workdir / "failures.json"
+    failures = json.loads(failures_path.read_text()) if failures_path.exists() else {}
+    return StudyInputs(
+        workdir=workdir, name=str(population.get("name", "population")), names=names,
+        categories=categories, base=base, members=table,
+        pairs=pd.read_csv(analysis / "pairs.csv"), summary=summary, store=store, split=split,
+        calibration_split=str(calib) if calib else None,
+        class_names=class_names_for(dataset, num_classes), failures=failures or {},
+    )
+
+
+# ---------------------------------------------------------------------------- HTML helpers
+def _esc(x) -> str:
+    return html.escape(str(x))
+
+
+def _fmt(x, digits: int = 4) -> str:
+    if x is None:
+        return ""
+    if isinstance(x, (float, np.floating)):
+        return "" if not np.isfinite(x) else f"{x:.{digits}f}"
+    return _esc(x)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence], *, numeric: Sequence[int] = ()) -> str:
+    """An HTML table; cells are HTML already, columns in ``numeric`` are right-aligned."""
+    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
+    body = []
+    for row in rows:
+        cells = "".join(
+            f'<td class="{"num" if i in numeric else "txt"}">{c}</td>' for i, c in enumerate(row)
+        )
+        body.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _img(path: Path, alt: str) -> str:
+    return f'<figure><img src="{_esc(path.name)}" alt="{_esc(alt)}"></figure>'
+
+
+def _category_cell(cat: str) -> str:
+    return (f'<span class="cat" style="background:{figures.category_colour(cat)}">'
+            f"{_esc(cat)}</span>")
+
+
+# ---------------------------------------------------------------------------- members
+def _members_section(s: StudyInputs) -> str:
+    cols = [(c, h) for c, h in MEMBER_COLUMNS if c in s.members]
+    header = ["member", "category", "method", "architecture", *(h for _, h in cols)]
+    rows = []
+    for i in s.display_order():
+        r = s.members.loc[s.names[i]]
+        rows.append([_esc(s.names[i]), _category_cell(s.categories[i]), _esc(r["method"]),
+                     _esc(r["architecture"]), *(_fmt(r[c]) for c, _ in cols)])
+    note = (f"Metrics on the <code>{_esc(s.split)}</code> split"
+            + (f"; temperatures fitted on <code>{_esc(s.calibration_split)}</code>"
+               if s.calibration_split else "; no calibration split (temperature 1)") + ".")
+    return f"<h2>Members</h2><p>{note}</p>" + _table(header, rows,
+                                                     numeric=range(4, len(header)))
+
+
+def _failures_section(s: StudyInputs) -> str:
+    if not s.failures:
+        return ""
+    rows = [[_esc(name), "<pre>" + _esc(info.get("error", "") if isinstance(info, dict)
+                                         else info) + "</pre>"]
+            for name, info in sorted(s.failures.items())]
+    return ("<h2>Failed members</h2><p>These members did not finish and are left out of the "
+            "analysis (tracebacks in <code>failures.json</code>).</p>"
+            + _table(["member", "error"], rows))
+
+
+# ---------------------------------------------------------------------------- categories
+def base_pair_rows(s: StudyInputs) -> pd.DataFrame:
+    """One row per (base, other) pair with a category: ``other``, ``category``, ``accuracy``
+    and every pair statistic. The analysis's rows (its accuracy band applied) when it has
+    them, else pairs.csv's rows that hold the base."""
+    agg = s.summary.get("categories") or {}
+    if agg.get("rows") is not None:
+        rows = pd.DataFrame(agg["rows"]).rename(columns={"member": "other"})
+        if rows.empty:
+            return pd.DataFrame(columns=["other", "category", "error_inconsistency",
+                                         "relative_ensemble_gain", "conversion_rate"])
+        return rows.astype({c: np.float64 for c in rows.columns
+                            if c not in ("other", "category")})
+    p = s.pairs[(s.pairs["member_a"] == s.base) | (s.pairs["member_b"] == s.base)].copy()
+    p["other"] = np.where(p["member_a"] == s.base, p["member_b"], p["member_a"])
+    cat = dict(zip(s.names, s.categories, strict=True))
+    p["category"] = [cat[o] for o in p["other"]]
+    return p[p["category"].isin(CATEGORIES)].reset_index(drop=True)
+
+
+def _by_category(rows: pd.DataFrame, column: str) -> tuple[dict, dict]:
+    values, labels = {}, {}
+    for c in CATEGORIES:
+        mine = rows[rows["category"] == c]
+        values[c] = mine[column].to_numpy(np.float64)
+        labels[c] = list(mine["other"])
+    return values, labels
+
+
+def _categories_section(s: StudyInputs, out: Path) -> str:
+    rows = base_pair_rows(s)
+    agg = s.summary.get("categories") or {}
+    band = agg.get("accuracy_band")
+    band_note = ""
+    if band:
+        left = agg.get("outside_band") or []
+        band_note = (f" Only members with accuracy in [{band[0]}, {band[1]}] are compared"
+                     + (f" (left out: {_esc(', '.join(left))})" if left else "") + ".")
+    parts = ["<h2>Error inconsistency by category</h2>",
+             f"<p>Each point pairs the base <b>{_esc(s.base)}</b> with another member; the "
+             "black bars are the category means. The paper's ordering is Reinit &lt; "
+             f"Hyperparameters &lt; Architecture &lt; Framework &lt; Dataset.{band_note}</p>"]
+    values, labels = _by_category(rows, "error_inconsistency")
+    parts.append(_img(figures.category_points(
+        values, out / "error_inconsistency_by_category.png", labels=labels,
+        ylabel="error inconsistency with the base",
+        title="Error inconsistency (fraction where exactly one is right)"),
+        "error inconsistency by category"))
+    stats = [k for k in ("error_inconsistency", "error_consistency_kappa", "ensemble_accuracy",
+                         "relative_ensemble_gain", "conversion_rate") if k in rows]
+    means = []
+    for c in CATEGORIES:
+        mine = rows[rows["category"] == c]
+        means.append([_category_cell(c), str(len(mine)),
+                      *(_fmt(float(np.nanmean(mine[k]))) if len(mine) and mine[k].notna().any()
+                        else "" for k in stats)])
+    parts.append(_table(["category", "pairs", *("mean " + k.replace("_", " ") for k in stats)],
+                        means, numeric=range(1, 2 + len(stats))))
+
+    fit = agg.get("fit") or fit_gain_vs_inconsistency(rows["error_inconsistency"],
+                                                      rows["relative_ensemble_gain"])
+    parts.append("<h2>Ensemble gain against error inconsistency</h2>"
+                 f"<p>Least-squares fit over the base pairs: slope {_fmt(fit.get('slope'))}, "
+                 f"intercept {_fmt(fit.get('intercept'))}, Pearson r = "
+                 f"{_fmt(fit.get('r'), 3) or 'undefined'} (n = {_esc(fit.get('n'))}).</p>")
+    parts.append(_img(figures.gain_vs_inconsistency(
+        rows["error_inconsistency"], rows["relative_ensemble_gain"], list(rows["category"]),
+        fit, out / "gain_vs_inconsistency.png"), "relative ensemble gain vs error inconsistency"))
+
+    parts.append("<h2>Conversion rate by category</h2><p>Among the examples exactly one "
+                 "member of the pair gets right, the fraction the pair ensemble gets right.</p>")
+    values, labels = _by_category(rows, "conversion_rate")
+    parts.append(_img(figures.category_points(
+        values, out / "conversion_rate_by_category.png", labels=labels,
+        ylabel="conversion rate", title="Conversion rate of the error-inconsistent examples"),
+        "conversion rate by category"))
+    return "".join(parts)
+
+
+# ---------------------------------------------------------------------------- specialisation
+def representative_pairs(s: StudyInputs) -> list[tuple[str, int]]:
+    """One (category, member index) per category present: the member closest in accuracy
+    to the base (ties: the first in analysis order)."""
+    acc = s.accuracy()
+    base_acc = acc[s.base_index]
+    chosen = []
+    for c in CATEGORIES:
+        idx = [i for i, cat in enumerate(s.categories) if cat == c]
+        if idx:
+            chosen.append((c, min(idx, key=lambda i: abs(acc[i] - base_acc))))
+    return chosen
+
+
+def base_specialisation(s: StudyInputs, others: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Angle histograms [P, 4, bins] and class wins [P, 2, C] of the pairs (base, other) for
+    ``others``: the analysis's arrays when it wrote them, else computed by the kernels with
+    the analysis's temperatures."""
+    spec = s.summary.get("specialisation") or {}
+    hist_path = s.analysis / "base_angle_histograms.npy"
+    wins_path = s.analysis / "base_class_wins.npy"
+    order = {tuple(p): k for k, p in enumerate(spec.get("pairs") or [])}
+    keys = [(s.base, s.names[i]) for i in others]
+    if hist_path.exists() and wins_path.exists() and all(k in order for k in keys):
+        rows = [order[k] for k in keys]
+        return np.load(hist_path)[rows], np.load(wins_path)[rows]
+    logits, labels = s.store.logits(s.split, s.names), s.store.labels(s.split)
+    pairs = np.array([[s.base_index, i] for i in others], np.int32).reshape(-1, 2)
+    angles = confidence_angles(logits, labels, pairs, temperatures=s.temperatures(),
+                               names=s.names)
+    hist = angle_histograms(angles["theta"], angles["outcome"])
+    return hist, class_wins(logits, labels, pairs=pairs, names=s.names)
+
+
+def _specialisation_section(s: StudyInputs, out: Path) -> str:
+    acc = s.accuracy()
+    b = s.base_index
+    chosen = representative_pairs(s)
+    others = [i for i in s.display_order() if s.categories[i] in CATEGORIES]
+    hist, wins = base_specialisation(s, others)
+    hist = hist[[others.index(i) for _, i in chosen]]
+    edges = np.asarray((s.summary.get("specialisation") or {}).get("angle_bin_edges")
+                       or angle_bin_edges(hist.shape[-1]))
+    titles = [f"{c}: {s.base} ({acc[b]:.3f}) vs {s.names[i]} ({acc[i]:.3f})"
+              for c, i in chosen]
+    parts = ["<h2>Specialisation</h2><h3>Confidence angles</h3><p>For one pair per category "
+             "(the member closest in accuracy to the base), the angle "
+             "<code>theta = atan2(conf_base, conf_other)</code> of the two members' "
+             "temperature-scaled confidences, by outcome: above 45&deg; the base is the more "
+             "confident, below it the other member.</p>",
+             _img(figures.theta_histograms(hist, edges, titles, out / "theta_histograms.png"),
+                  "theta histograms"),
+             "<h3>Per-class wins</h3><p>For each class, the share of its error-inconsistent "
+             "examples (exactly one of the pair right) that the other member wins against "
+             f"the base <b>{_esc(s.base)}</b>: red, the other member wins; blue, the base "
+             "wins.</p>",
+             _img(figures.class_win_map(wins, [f"{s.names[i]} ({s.categories[i]})"
+                                               for i in others],
+                                        s.class_names, out / "class_wins.png"),
+                  "per-class win map")]
+    return "".join(parts)
+
+
+# ---------------------------------------------------------------------------- selection
+def weaker_partners(s: StudyInputs) -> tuple[list[dict], dict, str]:
+    """For each member, the best first partner among members weaker than it, and the greedy
+    forward selection from the strongest member using only weaker members.
+
+    Weaker, best and greedy choices are all decided on the selection split (the calibration
+    split when there is one, else the report split); accuracies are reported on the report
+    split. Returns ``(rows, greedy, select_split)``; greedy as ``greedy_selection`` returns.
+    """
+    sel_split = s.calibration_split or s.split
+    t = s.temperatures()
+    rep_logits, rep_labels = s.store.logits(s.split, s.names), s.store.labels(s.split)
+    rep = s.matrix("ensemble_accuracy")  # the analysis's calibrated pair ensembles
+    if rep is None:
+        rep = np.asarray(pair_ensembles(rep_logits, rep_labels, temperatures=t,
+                                        names=s.names)["ensemble_accuracy"], np.float64)
+    rep_acc = s.accuracy()
+    if sel_split == s.split:
+        sel_logits, sel_labels, sel, sel_acc = rep_logits, rep_labels, rep, rep_acc
+    else:
+        sel_logits, sel_labels = s.store.logits(sel_split, s.names), s.store.labels(sel_split)
+        sel = np.asarray(pair_ensembles(sel_logits, sel_labels, temperatures=t,
+                                        names=s.names)["ensemble_accuracy"], np.float64)
+        sel_acc = np.diag(sel).copy()  # a member "paired with itself" is the member alone
+    rows = []
+    for i in np.argsort(-rep_acc, kind="stable"):  # display order only
+        weaker = np.flatnonzero(sel_acc < sel_acc[i])
+        if not weaker.size:
+            continue
+        j = int(weaker[np.argmax(sel[i, weaker])])  # ties: the first in analysis order
+        rows.append({"strong": s.names[i], "strong_category": s.categories[i],
+                     "strong_accuracy": rep_acc[i], "partner": s.names[j],
+                     "partner_category": s.categories[j], "partner_accuracy": rep_acc[j],
+                     "select_ensemble_accuracy": sel[i, j], "ensemble_accuracy": rep[i, j],
+                     "gain_over_strong": rep[i, j] - rep_acc[i]})
+    start = int(np.argmax(sel_acc))
+    greedy = greedy_selection(sel_logits, sel_labels, rep_logits, rep_labels, start=start,
+                              candidates=np.flatnonzero(sel_acc < sel_acc[start]),
+                              temperatures=t, names=s.names)
+    return rows, greedy, sel_split
+
+
+def _selection_section(s: StudyInputs, out: Path) -> str:
+    rows, greedy, sel_split = weaker_partners(s)
+    where = (f"chosen on <code>{_esc(sel_split)}</code>, reported on <code>{_esc(s.split)}</code>"
+             if sel_split != s.split else
+             f"chosen and reported on <code>{_esc(s.split)}</code>: there is no calibration "
+             "split, so selection and report share one split and the gains are optimistic")
+    parts = ["<h2>Weaker models improve stronger ones</h2>",
+             "<p>For each member, the best first partner among the members weaker than it "
+             f"({where}); ensembles average temperature-scaled probabilities.</p>"]
+    table = [[_esc(r["strong"]), _category_cell(r["strong_category"]),
+              _fmt(r["strong_accuracy"]), _esc(r["partner"]),
+              _category_cell(r["partner_category"]), _fmt(r["partner_accuracy"]),
+              _fmt(r["ensemble_accuracy"]), f"{r['gain_over_strong']:+.4f}"] for r in rows]
+    parts.append(_table(["strong member", "category", "accuracy", "best weaker partner",
+                         "category", "accuracy", "pair ensemble acc.", "gain over strong"],
+                        table, numeric=(2, 5, 6, 7)))
+    names = [s.names[k] for k in greedy["members"]]
+    curve = {"label": f"from {names[0]}", "members": names,
+             "select": greedy["select_accuracy"], "report": greedy["report_accuracy"]}
+    parts.append(f"<h3>Greedy forward selection</h3><p>Starting from the strongest member "
+                 f"<b>{_esc(names[0])}</b>, repeatedly add the weaker member that most raises "
+                 f"the ensemble's <code>{_esc(sel_split)}</code> accuracy, while it rises.</p>")
+    parts.append(_img(figures.greedy_curve([curve], out / "greedy_selection.png",
+                                           select_split=sel_split, report_split=s.split),
+                      "greedy selection curve"))
+    steps = [[str(k + 1), _esc(n), _category_cell(s.categories[greedy["members"][k]]),
+              _fmt(a), _fmt(b)]
+             for k, (n, a, b) in enumerate(zip(names, greedy["select_accuracy"],
+                                               greedy["report_accuracy"], strict=True))]
+    parts.append(_table(["size", "added member", "category", f"{sel_split} acc.",
+                         f"{s.split} acc."], steps, numeric=(0, 3, 4)))
+    return "".join(parts)
+
+
+# ---------------------------------------------------------------------------- matrices
+def _matrices_section(s: StudyInputs, out: Path) -> str:
+    order = s.display_order()
+    names = [s.names[i] for i in order]
+    cats = [s.categories[i] for i in order]
+    parts = ["<h2>All pairs</h2><p>Statistics of every pair on the "
+             f"<code>{_esc(s.split)}</code> split (tick labels coloured by category).</p>"
+             + ('<div class="grid">' if len(names) <= 12 else "<div>")]
+    for stem, title, cmap, limits in HEATMAPS:
+        m = s.matrix(stem)
+        if m is None:
+            continue
+        m = m[np.ix_(order, order)]
+        if limits == "symmetric":
+            finite = np.abs(m[np.isfinite(m)])
+            top = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+            vmin, vmax = -top, top
+        else:
+            vmin, vmax = limits
+        parts.append(_img(figures.matrix_heatmap(
+            m, names, out / f"matrix_{stem}.png", title=title, cmap=cmap, vmin=vmin,
+            vmax=vmax, categories=cats), title))
+    parts.append("</div>")
+    return "".join(parts)
+
+
+# ---------------------------------------------------------------------------- page
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
+max-width:1200px;padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;
+margin-top:2em}table{border-collapse:collapse;margin:.8em 0;font-size:.9em}
+th,td{border:1px solid #ddd;padding:.25em .6em}th{background:#f3f3f3}td.num{text-align:right;
+font-variant-numeric:tabular-nums}figure{margin:1em 0}img{max-width:100%;height:auto}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:1em}
+.cat{color:#fff;border-radius:3px;padding:0 .4em;font-size:.85em}
+code{background:#f3f3f3;padding:0 .2em}pre{margin:0;white-space:pre-wrap;font-size:.85em}
+.meta{color:#666}
+"""
+_SCRIPT = """
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  document.body.setAttribute('data-images-ok', ok + '/' + imgs.length);
+});
+"""
+
+
+def render_page(s: StudyInputs, sections: Sequence[str]) -> str:
+    counts = ", ".join(f"{s.categories.count(c)} {c}" for c in (*CATEGORIES, UNCATEGORISED)
+                       if s.categories.count(c))
+    meta = (f"{len(s.names)} members analysed (base <b>{_esc(s.base)}</b>; {counts}); "
+            f"reported on <code>{_esc(s.split)}</code>"
+            + (f", calibrated and selected on <code>{_esc(s.calibration_split)}</code>"
+               if s.calibration_split else ", no calibration split") + ".")
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>jaxdiv study: {_esc(s.name)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>jaxdiv study: {_esc(s.name)}</h1><p class=\"meta\">{meta}</p>"
+        + "".join(sections) + f"<script>{_SCRIPT}</script></body></html>\n"
+    )
+
+
+def write_report(workdir: str | os.PathLike, pop_config=None) -> Path:
+    """Write ``WORKDIR/report/index.html`` and its figures; returns the page's path.
+
+    ``pop_config`` (the population ConfigDict, optional) names the dataset (for class names;
+    otherwise the base member's recorded config does).
+    """
+    s = load_inputs(workdir, pop_config)
+    final = s.workdir / "report"
+    tmp = Path(tempfile.mkdtemp(dir=s.workdir, prefix=".report-"))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a report is for reading
+        sections = [
+            _members_section(s),
+            _failures_section(s),
+            _categories_section(s, tmp),
+            _specialisation_section(s, tmp),
+            _selection_section(s, tmp),
+            _matrices_section(s, tmp),
+        ]
+        (tmp / "index.html").write_text(render_page(s, sections), encoding="utf-8")
+        _replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final / "index.html"
+
+
+def _replace_dir(new: Path, final: Path) -> None:
+    """Move ``new`` to ``final``, replacing an older report only once ``new`` is complete."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}-old-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(final, old)
+    os.rename(new, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
