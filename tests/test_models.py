@@ -20,9 +20,10 @@ SMALL = {
 EMBED_DIM = {
     "resnet20": 64, "resnet56": 64, "resnet": 64, "wrn16_4": 256, "wide_resnet": 64,
     "vit_tiny": 32, "vit_small": 64, "mixer_small": 32, "cnn": 256, "mlp": 32,
+    "resnet50": 2048, "densenet121": 1024, "vit_s16": 384, "mixer_s16": 512,
 }
 # Named CNNs share their class with a reduced generic one; these run under eval_shape only.
-HEAVY = ("resnet20", "resnet56", "wrn16_4")
+HEAVY = ("resnet20", "resnet56", "wrn16_4", "resnet50", "densenet121", "vit_s16", "mixer_s16")
 # One per class with dropout (wrn16_4 and vit_small share classes with these).
 DROPOUT_MODELS = ("wide_resnet", "vit_tiny", "mixer_small", "cnn", "mlp")
 
@@ -245,8 +246,8 @@ def test_conv_init_is_kaiming_normal():
 
 def test_unknown_model_lists_choices():
     valid = (
-        "cnn, mixer_small, mlp, resnet, resnet20, resnet56, vit_small, vit_tiny, wide_resnet, "
-        "wrn16_4"
+        "cnn, densenet121, mixer_s16, mixer_small, mlp, resnet, resnet20, resnet50, resnet56, "
+        "vit_s16, vit_small, vit_tiny, wide_resnet, wrn16_4"
     )
     with pytest.raises(JaxdivError, match=f"^unknown model 'resnt20'; valid choices: {valid}$"):
         build_model("resnt20", 10)

@@ -132,3 +132,19 @@ class DenseNet(nn.Module):
                 x = nn.avg_pool(x, (2, 2), strides=(2, 2))
         x = nn.relu(_norm(train, self.dtype, name="final_bn")(x))
         return classifier_head(jnp.mean(x, axis=(1, 2)), self.num_classes)
+
+
+def check_imagenet_cnn(name: str, kw: dict) -> dict:
+    """Registry check for ``resnet50`` / ``densenet121`` options."""
+    from jaxdiv.errors import JaxdivError
+
+    width = kw.get("width", 64)
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise JaxdivError(f"model {name!r}: width must be an integer >= 1, got {width!r}")
+    if not isinstance(kw.get("zero_init_residual", True), bool):
+        raise JaxdivError(f"model {name!r}: zero_init_residual must be True or False, "
+                          f"got {kw['zero_init_residual']!r}")
+    dropout = kw.get("dropout", 0.0)
+    if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
+        raise JaxdivError(f"model {name!r}: dropout must be a rate in [0, 1), got {dropout!r}")
+    return kw
