@@ -1,0 +1,1 @@
+"""ImageNet-scale replication configs (TFDS ``imagenet2012``); see population.py."""

@@ -1,0 +1,156 @@
+"""Multi-process runs: how processes find each other, and 2 processes x 2 CPU devices on
+127.0.0.1 training exactly like 1 process x 4 devices, with checkpoints one process restores."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from jaxdiv.distributed import Plan, plan
+from jaxdiv.errors import JaxdivError
+from tests.support import ROOT, tiny_config
+
+
+# --------------------------------------------------------------------------------- plans
+def test_single_process_by_default():
+    assert plan(env={}) == Plan("single")
+    assert plan(env={"SLURM_JOB_ID": "7", "SLURM_NTASKS": "1"}) == Plan("single")
+    assert plan(env={"TPU_WORKER_HOSTNAMES": "t1v-0"}) == Plan("single")  # one-host TPU VM
+    assert plan(env={"TPU_ACCELERATOR_TYPE": "v4-8", "TPU_WORKER_ID": "0"}) == Plan("single")
+
+
+def test_explicit_flags_win_over_environment():
+    env = {"JAXDIV_COORDINATOR_ADDRESS": "10.0.0.1:1", "JAXDIV_NUM_PROCESSES": "8",
+           "JAXDIV_PROCESS_ID": "5", "SLURM_JOB_ID": "1", "SLURM_NTASKS": "4"}
+    assert plan(env=env) == Plan("explicit", "10.0.0.1:1", 8, 5)
+    p = plan(coordinator_address="127.0.0.1:1234", num_processes=2, process_id=1, env=env)
+    assert p == Plan("explicit", "127.0.0.1:1234", 2, 1) and p.multi_process
+    assert "process 1 of 2" in p.describe()
+    assert plan(coordinator_address="h:1", num_processes=1, process_id=0, env={}) == Plan("single")
+    assert plan(mode="off", env=env) == Plan("single")
+
+
+@pytest.mark.parametrize("kwargs, env, message", [
+    ({"coordinator_address": "h:1"}, {}, "incomplete: got coordinator address but not "
+     "--num_processes"),
+    ({}, {"JAXDIV_NUM_PROCESSES": "2", "JAXDIV_PROCESS_ID": "0"}, "--coordinator_address"),
+    ({"coordinator_address": "h:1", "num_processes": 2, "process_id": 2}, {},
+     r"process id 2 must lie in \[0, 2\)"),
+    ({"coordinator_address": "nohostport", "num_processes": 2, "process_id": 0}, {},
+     "must be host:port"),
+    ({}, {"JAXDIV_COORDINATOR_ADDRESS": "h:1", "JAXDIV_NUM_PROCESSES": "two",
+          "JAXDIV_PROCESS_ID": "0"}, r"must be an integer, got 'two' \(from \$JAXDIV_NUM"),
+    ({"mode": "sometimes"}, {}, "unknown distributed mode"),
+    ({}, {"SLURM_JOB_ID": "1", "SLURM_NTASKS": "4"}, "start the processes with `srun"),
+])
+def test_bad_setups_are_refused_with_the_fix(kwargs, env, message):
+    with pytest.raises(JaxdivError, match=message):
+        plan(env=env, **kwargs)
+
+
+def test_clusters_are_detected():
+    slurm = {"SLURM_JOB_ID": "1", "SLURM_NTASKS": "4", "SLURM_STEP_NODELIST": "n[1-2]",
+             "SLURM_PROCID": "3"}
+    assert plan(env=slurm) == Plan("slurm")
+    assert plan(env={"TPU_WORKER_HOSTNAMES": "w0,w1,w2,w3"}) == Plan("tpu")
+    assert plan(env={"TPU_ACCELERATOR_TYPE": "v4-32", "TPU_WORKER_ID": "2"}) == Plan("tpu")
+    assert plan(env={"OMPI_COMM_WORLD_SIZE": "4"}) == Plan("mpi")
+
+
+def test_launcher_environment():
+    sys.path.insert(0, str(ROOT / "launch"))
+    try:
+        import local
+    finally:
+        sys.path.pop(0)
+    env = local.process_env({"XLA_FLAGS": "--xla_foo --xla_force_host_platform_device_count=9"},
+                            1, 2, 4321, cpu_devices=2, gpus=None)
+    assert env["JAXDIV_COORDINATOR_ADDRESS"] == "127.0.0.1:4321"
+    assert (env["JAXDIV_NUM_PROCESSES"], env["JAXDIV_PROCESS_ID"]) == ("2", "1")
+    assert env["XLA_FLAGS"] == "--xla_foo --xla_force_host_platform_device_count=2"
+    assert env["JAX_PLATFORMS"] == "cpu"
+    gpu = local.process_env({}, 1, 2, 1, cpu_devices=None, gpus=4)
+    assert gpu["CUDA_VISIBLE_DEVICES"] == "4,5,6,7" and "JAX_PLATFORMS" not in gpu
+
+
+# ------------------------------------------------------- 2 processes x 2 devices vs 1 x 4
+STEPS = 4
+
+
+def _train_cmd(workdir) -> list[str]:
+    return [sys.executable, "-m", "jaxdiv", "train", "--config=tests/tiny_config.py",
+            f"--workdir={workdir}", f"--config.num_steps={STEPS}",
+            "--config.log_every_steps=1", "--config.checkpoint_every_steps=2", "--noprogress"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tfds_dir):
+    """The same config trained by 2 processes x 2 CPU devices (through launch/local.py) and
+    by 1 process x 4 CPU devices."""
+    root = tmp_path_factory.mktemp("dist")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAXDIV_") or k in (
+        "JAXDIV_CACHE_DIR",)}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    two = subprocess.run(
+        [sys.executable, "launch/local.py", "--num_processes=2", "--cpu_devices_per_process=2",
+         "--", *_train_cmd(root / "two")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert two.returncode == 0, two.stdout[-4000:] + two.stderr[-2000:]
+    one_env = dict(env, JAX_PLATFORMS="cpu",
+                   XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    one = subprocess.run(_train_cmd(root / "one"), cwd=ROOT, env=one_env, capture_output=True,
+                         text=True, timeout=900)
+    assert one.returncode == 0, one.stderr[-4000:]
+    return root, two.stdout
+
+
+def _losses(workdir):
+    from jaxdiv.train.metrics import read_metrics
+
+    return [m["train_loss"] for m in read_metrics(workdir) if "train_loss" in m]
+
+
+def test_two_processes_ran_as_one_four_device_job(runs):
+    root, output = runs
+    # both processes finished and printed the same final result
+    finals = [line for line in output.splitlines() if "'step': 4" in line]
+    assert {line[:4] for line in finals} == {"[0] ", "[1] "}
+    result = json.loads((root / "two" / "result.json").read_text())
+    assert result["step"] == STEPS and 0 <= result["val_accuracy"] <= 1
+
+
+def test_two_processes_match_one_process_four_devices(runs):
+    root, _ = runs
+    one, two = _losses(root / "one"), _losses(root / "two")
+    assert len(one) == len(two) == STEPS
+    # same data shards, same initialisation, same first step to float precision ...
+    np.testing.assert_allclose(two[0], one[0], rtol=1e-6)
+    # ... and the trajectory differs only by the all-reduce's summation order
+    np.testing.assert_allclose(two, one, rtol=1e-4)
+    res_one = json.loads((root / "one" / "result.json").read_text())
+    res_two = json.loads((root / "two" / "result.json").read_text())
+    np.testing.assert_allclose(res_two["val_loss"], res_one["val_loss"], rtol=1e-3)
+
+
+def test_checkpoint_of_two_processes_restores_in_one_process(runs):
+    from jaxdiv.train.loop import restore_variables
+
+    root, _ = runs
+    config = tiny_config(num_steps=STEPS, log_every_steps=1, checkpoint_every_steps=2)
+    assert sorted(int(p.name) for p in (root / "two" / "checkpoints").iterdir()
+                  if p.name.isdigit()) == [2, 4]
+    _, two, step_two = restore_variables(config, root / "two")  # this process: 1 device
+    _, one, step_one = restore_variables(config, root / "one")
+    assert step_two == step_one == STEPS
+    a = jax.tree_util.tree_leaves(jax.device_get(two))
+    b = jax.tree_util.tree_leaves(jax.device_get(one))
+    assert len(a) == len(b) and all(x.shape == y.shape for x, y in zip(a, b, strict=True))
+    diff = max(float(np.abs(x - y).max()) for x, y in zip(a, b, strict=True))
+    assert diff < 1e-3, diff
