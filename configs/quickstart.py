@@ -63,8 +63,13 @@ def get_config() -> ml_collections.ConfigDict:
                           "warmup_epochs": 0.3, "schedule": "cosine"},
         }},
         {"name": "simclr", "overrides": {
-            "method": {"name": "simclr", "temperature": 0.5},
-            "num_epochs": 3.0,
+            "method": {"name": "simclr", "temperature": 0.5,
+                       "projector": {"hidden": (256,), "out": 64}},
+            "data.views": {"crop_scale": (0.2, 1.0), "flip_p": 0.5, "jitter_p": 0.8,
+                           "brightness": 0.4, "contrast": 0.4, "saturation": 0.4,
+                           "hue": 0.1, "grayscale_p": 0.2, "blur_p": 0.0},
+            "optimizer.learning_rate": 0.3,
+            "optimizer.weight_decay": 1e-5,
         }},
         {"name": "other_half", "overrides": {"data.train_split": "train[22500:45000]"}},
     ]

@@ -49,6 +49,10 @@ _CALIB = flags.DEFINE_string(
 _OUT = flags.DEFINE_string("out", None, "Output directory for analysis tables.")
 _BOOTSTRAP = flags.DEFINE_integer("bootstrap", 0, "Bootstrap resamples for intervals (0: off).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed for bootstrap resampling.")
+_BASE = flags.DEFINE_string("base", None, "Base member for per-category aggregates (analyze).")
+_BAND = flags.DEFINE_list(
+    "accuracy-band", None, "MIN,MAX: keep only base pairs whose other member's accuracy lies in it."
+)
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
 _DRY_RUN = flags.DEFINE_bool(
     "dry_run", False, "train: compile the train step for a simulated mesh of --dry_run_devices "
@@ -137,6 +141,18 @@ def _import(files: list[str]) -> None:
           + ", ".join(names))
 
 
+def _band() -> tuple[float, float] | None:
+    if not _BAND.value:
+        return None
+    try:
+        low, high = (float(v) for v in _BAND.value)
+    except ValueError:
+        raise JaxdivError(
+            f"--accuracy-band must be MIN,MAX (e.g. 0.7,0.8); got {_BAND.value}"
+        ) from None
+    return low, high
+
+
 def _analyze() -> None:
     from jaxdiv.report.analyze import run_analyze
 
@@ -145,6 +161,7 @@ def _analyze() -> None:
         _require(_STORE, "the prediction store"), _SPLIT.value,
         None if calib in (None, "", "none") else calib,
         _require(_OUT, "the output directory"), bootstrap=_BOOTSTRAP.value, seed=_SEED.value,
+        base=_BASE.value, accuracy_band=_band(),
     )
     print(f"wrote analysis of {summary.get('num_members', '?')} members to {_OUT.value}")
 

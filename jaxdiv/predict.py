@@ -59,6 +59,14 @@ def predict_member(
     if not todo:
         return {}
     setup, variables, step = restore_variables(config, workdir)
+    if setup.method.num_views > 1:  # a representation learner: its offline probe's logits
+        from jaxdiv.methods.probe_eval import predict_member_with_probe
+
+        results = predict_member_with_probe(config, workdir, store_dir, todo, name=name,
+                                            overwrite=overwrite)
+        if extra_info:
+            store.write_member_info(name, {**store.member_info(name), **extra_info})
+        return results
     predict_fn = make_predict_fn(setup.method, setup.mesh)
     info = member_info(config, workdir, step)
     info.update(extra_info or {})

@@ -47,6 +47,11 @@ _IGNORED = ("name", "log_every_steps", "eval_every_steps", "eval_batch_size",
             "data.eval_split")
 
 
+# Sub-configs a supervised base need not have but a variation may add (e.g. the two-view
+# augmentation and the probe of a self-supervised member).
+_OPTIONAL_SUBCONFIGS = ("data.views", "data.view1", "data.view2", "probe")
+
+
 @dataclasses.dataclass(frozen=True)
 class Member:
     """One member: its readable name, full config and category relative to the base."""
@@ -107,7 +112,8 @@ def _set(config: ml_collections.ConfigDict, key: str, value: Any, member: str) -
                 f"(override {key!r}); valid keys here: {', '.join(sorted(node.keys()))}"
             )
         node = node[p]
-    if leaf not in node and not (len(parents) >= 1 and parents[-1] == "kwargs"):
+    optional = key in _OPTIONAL_SUBCONFIGS or (parents and parents[-1] == "kwargs")
+    if leaf not in node and not optional:
         raise JaxdivError(
             f"member {member!r}: config key {key!r} does not exist; valid keys here: "
             f"{', '.join(sorted(node.keys()))}"
