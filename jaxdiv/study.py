@@ -94,7 +94,8 @@ def run_study(
         "failed": [o.name for o in failed],
         "seconds": time.perf_counter() - t0,
         "report": str(report) if report else None,
-        "analysis": summary.get("fit") if isinstance(summary, dict) else None,
+        "gain_vs_ei_by_category": (summary.get("categories") or {}).get("fit"),
+        "gain_vs_ei_all_pairs": summary.get("gain_vs_ei_all_pairs"),
     }
     write_json_atomic(workdir / "study.json", result)
     log(f"done in {result['seconds'] / 60:.1f} min; report: {report}")
