@@ -1,0 +1,237 @@
+"""Bootstrap percentile intervals for every pairwise statistic, all resamples at once.
+
+A resample draws M examples with replacement; it is represented by how many times it drew
+each example, ``w_b`` [M] (multinomial counts summing to M). Every statistic of
+``jaxdiv.analysis.pairwise`` and ``jaxdiv.analysis.ensembles`` is a function of weighted
+sums over examples of per-example pair terms -- both right ``c_i c_j``, same prediction,
+ensemble right, ensemble right where exactly one member is, the per-example JS and symmetric
+KL -- and of the members' weighted correct counts. So each example tile's pair terms
+``[pairs, tile]`` are computed ONCE and contracted with the tile's weights ``[B, tile]`` in
+one matrix product, giving the sums of all B resamples together; the statistic is then
+evaluated per resample and the interval is the ``(1 - confidence) / 2`` and ``(1 +
+confidence) / 2`` quantiles over resamples (linear interpolation, NaN resamples skipped, as
+``numpy.nanquantile``). Row 0 of the weights is all ones: the point estimate comes free.
+
+The weights are drawn from per-resample keys ``jax.random.split(key, B)``, so the result is a
+deterministic function of ``key`` and does not depend on the memory budget. Memory: pairs are
+processed in groups whose ``[terms, B + 1, pairs]`` accumulators fit the budget.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxdiv.analysis.ensembles import (
+    ENSEMBLE_STATISTICS,
+    PairEnsembleKernel,
+    check_ensemble_inputs,
+    ensemble_stats_from_counts,
+    member_features,
+)
+from jaxdiv.analysis.pairwise import (
+    DEFAULT_MEMORY_BUDGET_BYTES,
+    DIVERGENCES,
+    ERROR_STATISTICS,
+    divergence_tile,
+    divergence_tile_terms,
+    error_stats_from_counts,
+    example_tile,
+    pair_offsets,
+    pairs_to_matrix,
+)
+from jaxdiv.errors import JaxdivError, choices_error
+
+STATISTICS = ERROR_STATISTICS + ("disagreement",) + DIVERGENCES + ENSEMBLE_STATISTICS
+_HP = lax.Precision.HIGHEST
+
+
+@partial(jax.jit, static_argnames=("num_resamples", "m"))
+def resample_counts(key, *, num_resamples: int, m: int):
+    """How many times each of ``num_resamples`` bootstrap resamples draws each of ``m``
+    examples: float32 ``[B, m]``, row b from ``jax.random.split(key, B)[b]``."""
+    keys = jax.random.split(key, num_resamples)
+
+    def one(k):
+        draws = jax.random.randint(k, (m,), 0, m)
+        return jnp.zeros(m, jnp.float32).at[draws].add(1.0)
+
+    return lax.map(one, keys)
+
+
+# ---------------------------------------------------------------------------- weighted sums
+def _contract(weights, terms):
+    """``sum_t weights[b, t] terms[..., t]`` -> ``[B, ...]`` as one matrix product."""
+    lead = terms.shape[:-1]
+    flat = terms.reshape(-1, terms.shape[-1]).astype(jnp.float32)
+    return jnp.dot(weights, flat.T, precision=_HP).reshape((weights.shape[0],) + lead)
+
+
+@partial(jax.jit, static_argnames=("chunk",))
+def _indicator_sums(correct, pred, weights, offsets, *, chunk: int):
+    """Weighted both-right and same-prediction counts ``[B, D, N]`` for pairs of ``offsets``."""
+    n, m = correct.shape
+    partner = (jnp.arange(n)[None, :] + offsets[:, None]) % n
+
+    def step(carry, k):
+        nominal = k * chunk
+        start = jnp.minimum(nominal, m - chunk)
+        w = lax.dynamic_slice_in_dim(weights, start, chunk, axis=1)
+        w = w * ((start + jnp.arange(chunk)) >= nominal)
+        c = lax.dynamic_slice_in_dim(correct, start, chunk, axis=1)
+        p = lax.dynamic_slice_in_dim(pred, start, chunk, axis=1)
+        both = c[None] & c[partner]
+        same = p[None] == p[partner]
+        return (carry[0] + _contract(w, both), carry[1] + _contract(w, same)), None
+
+    z = jnp.zeros((weights.shape[0],) + partner.shape, jnp.float32)
+    (both, same), _ = lax.scan(step, (z, z), jnp.arange(-(-m // chunk)))
+    return both, same
+
+
+@partial(jax.jit, static_argnames=("chunk",))
+def _divergence_sums(logits, inv_t, weights, offsets, *, chunk: int):
+    """Weighted sums of the per-example JS and symmetric KL ``[B, D, N]``."""
+    m = logits.shape[1]
+
+    def step(carry, k):
+        nominal = k * chunk
+        start = jnp.minimum(nominal, m - chunk)
+        keep = (start + jnp.arange(chunk)) >= nominal
+        w = lax.dynamic_slice_in_dim(weights, start, chunk, axis=1) * keep
+        js, skl = divergence_tile_terms(logits, inv_t, start, chunk, offsets, keep,
+                                        per_example=True)
+        return (carry[0] + _contract(w, js), carry[1] + _contract(w, skl)), None
+
+    shape = (weights.shape[0], offsets.shape[0], logits.shape[0])
+    z = jnp.zeros(shape, jnp.float32)
+    (js, skl), _ = lax.scan(step, (z, z), jnp.arange(-(-m // chunk)))
+    return js, skl
+
+
+@jax.jit
+def _contract_masks(weights, right, right_xor):
+    return _contract(weights, right), _contract(weights, right_xor)
+
+
+# ---------------------------------------------------------------------------- public
+def bootstrap_pairwise(
+    logits,
+    labels,
+    *,
+    key,
+    statistics=None,
+    num_resamples: int = 1000,
+    confidence: float = 0.95,
+    temperatures=None,
+    combine: str = "prob",
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
+    names=None,
+) -> dict[str, dict[str, jax.Array]]:
+    """Bootstrap percentile intervals of pairwise statistics, resampling examples.
+
+    ``logits`` ``[N, M, C]``, ``labels`` ``[M]``, ``key`` a ``jax.random`` key (the result is
+    a deterministic function of it). ``statistics``: names from ``STATISTICS`` (default all;
+    the divergences cost one logarithm per pair, example and class, so leave them out when
+    not needed). ``temperatures`` and ``combine`` as in ``pair_ensembles``.
+
+    Returns ``{name: {"estimate", "low", "high"}}``, each a symmetric float32 ``[N, N]``:
+    the statistic on the data and the percentile interval at ``confidence``. Formulas are
+    those of ``pairwise_error_stats``, ``predictive_divergences`` and ``pair_ensembles``; a
+    resample where a statistic is undefined (NaN) is skipped, and the bounds are NaN when it
+    is undefined in every resample.
+    """
+    stats = list(STATISTICS) if statistics is None else list(statistics)
+    for s in stats:
+        if s not in STATISTICS:
+            raise choices_error("statistic", s, STATISTICS)
+    if not stats:
+        raise JaxdivError("statistics is empty; name at least one (or pass None for all)")
+    if int(num_resamples) < 1:
+        raise JaxdivError(f"num_resamples must be at least 1; got {num_resamples}")
+    if not 0.0 < float(confidence) < 1.0:
+        raise JaxdivError(f"confidence must lie strictly between 0 and 1; got {confidence}")
+    inv_t = check_ensemble_inputs(logits, labels, temperatures, combine, memory_budget_bytes, names)
+    logits, labels = jnp.asarray(logits), jnp.asarray(labels, jnp.int32)
+    n, m, c = logits.shape
+    b = int(num_resamples) + 1
+    if 4 * b * m > memory_budget_bytes // 2:
+        raise JaxdivError(
+            f"{num_resamples} resamples of {m} examples need {4 * b * m / 2**20:.0f} MiB of "
+            f"weights, over half of memory_budget_bytes={memory_budget_bytes}; raise the "
+            "budget or use fewer resamples"
+        )
+    weights = jnp.concatenate([jnp.ones((1, m), jnp.float32),
+                               resample_counts(key, num_resamples=b - 1, m=m)])
+    f = member_features(logits, labels, inv_t, combine, memory_budget_bytes)
+    correct, pred = f["correct"], f["pred"]
+    a = jnp.dot(weights, correct.T.astype(jnp.float32), precision=_HP)  # [B, N]
+    total = jnp.sum(weights, axis=1)  # [B] (= M)
+
+    want_ind = any(s in ERROR_STATISTICS + ("disagreement",) for s in stats)
+    want_div = any(s in DIVERGENCES for s in stats)
+    want_ens = any(s in ENSEMBLE_STATISTICS for s in stats)
+    n_terms = 2 * (want_ind + want_div + want_ens)
+    # offset 0 is the diagonal (a member with itself)
+    offsets = np.concatenate([[0], pair_offsets(n)]).astype(np.int32)
+    per_offset = 4 * b * n * (n_terms + len(stats) + 2)
+    group = int(max(1, min(len(offsets), (memory_budget_bytes // 2) // per_offset)))
+    kernel = (PairEnsembleKernel(logits, labels, inv_t, combine, memory_budget_bytes, f)
+              if want_ens else None)
+    q = jnp.asarray([0.5 * (1.0 - confidence), 0.5 * (1.0 + confidence)], jnp.float32)
+
+    pieces: dict[str, list] = {s: [] for s in stats}
+    for g in range(0, len(offsets), group):
+        off = offsets[g:g + group]
+        off_j = jnp.asarray(off)
+        partner = (np.arange(n)[None, :] + off[:, None]) % n
+        a_i, a_j = a[:, None, :], a[:, partner]
+        tot = total[:, None, None]
+        values = {}
+        if want_ind:
+            chunk = example_tile(len(off) * n, m, 16, memory_budget_bytes // 4)
+            both, same = _indicator_sums(correct, pred, weights, off_j, chunk=chunk)
+            values.update(error_stats_from_counts(tot, a_i, a_j, both, tot - same))
+        if want_div:
+            chunk = divergence_tile(n, m, c, memory_budget_bytes // 4)
+            js, skl = _divergence_sums(logits, inv_t, weights, off_j, chunk=chunk)
+            values["js"] = jnp.maximum(js / tot, 0.0)
+            values["symmetric_kl"] = jnp.maximum(skl / tot, 0.0)
+        if want_ens:
+            right, right_xor = _ensemble_sums(kernel, weights, off)
+            n11 = both if want_ind else _indicator_sums(
+                correct, pred, weights, off_j,
+                chunk=example_tile(len(off) * n, m, 16, memory_budget_bytes // 4))[0]
+            values.update(ensemble_stats_from_counts(tot, a_i, a_j, n11, right, right_xor))
+        for s in stats:
+            v = values[s]  # [B, D, N]
+            bounds = jnp.nanquantile(v[1:], q, axis=0) if b > 1 else jnp.stack([v[0], v[0]])
+            pieces[s].append(jnp.stack([v[0], bounds[0], bounds[1]]))
+    out = {}
+    for s in stats:
+        est, low, high = jnp.concatenate(pieces[s], axis=1)
+        out[s] = {
+            "estimate": pairs_to_matrix(est, offsets, 0.0),
+            "low": pairs_to_matrix(low, offsets, 0.0),
+            "high": pairs_to_matrix(high, offsets, 0.0),
+        }
+    return out
+
+
+def _ensemble_sums(kernel: PairEnsembleKernel, weights, offsets):
+    """Weighted ensemble-right and right-on-EI counts ``[B, D, N]`` for ``offsets``."""
+    b, m = weights.shape
+    right = jnp.zeros((b, len(offsets), kernel.n), jnp.float32)
+    right_xor = jnp.zeros_like(right)
+    for start, n_sub in kernel.blocks(len(offsets), per_example=True):
+        span = n_sub * kernel.sub
+        r, rx = kernel.masks(offsets, start, n_sub)
+        w = weights[:, start:start + span]
+        w = jnp.pad(w, ((0, 0), (0, span - w.shape[1])))  # padded examples: weight 0
+        cr, cx = _contract_masks(w, jnp.asarray(r), jnp.asarray(rx))
+        right, right_xor = right + cr, right_xor + cx
+    return right, right_xor
