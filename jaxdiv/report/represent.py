@@ -1,0 +1,506 @@
+"""`jaxdiv represent`: the representation half of the study, from a store's embeddings.
+
+``run_represent`` reads every member's embeddings on a training split (default
+"validation", the held-out train[45000:] of CIFAR-10) and an evaluation split (default
+"test"), then runs, with linear probes fitted on the training split and scored on the
+evaluation split:
+
+- single-member probes (each member's full embedding);
+- random-subset mixing of pairs at ratios 100/0 ... 0/100, total dimension fixed, over seeds;
+- compression of each pair's concatenated embedding ranked by variance and by label
+  covariance, and the dimensions needed to reach a target accuracy;
+- stacked generalisation on a transfer task (few-shot, or CIFAR-10's animals vs vehicles);
+- linear CKA between all members (on the evaluation split).
+
+Mixing and compression use (base, other) pairs when the store names a base member (as in the
+paper), else every pair (``pairs=``); stacked generalisation and CKA use every pair.
+Outputs, written together (into a temporary sibling folder renamed into place)::
+
+    OUT/represent.json        settings, facts and per-category aggregates (base pairs)
+    OUT/members.csv           member, category, embedding_dim, probe_accuracy, probe_c,
+                              transfer_accuracy
+    OUT/mixing.csv            pair (a, b), category of b, ratio, total_dim, mean, std, low, high
+    OUT/mixing_seeds.csv      the same per seed (accuracy)
+    OUT/mixing_gain.csv       pair, gain (best interior ratio minus the better end)
+    OUT/compression.csv       pair, criterion, kept dims, accuracy
+    OUT/dims_to_target.csv    pair, criterion, target, dims (empty: never reached)
+    OUT/stacked.csv           pair, single_a, single_b, pair accuracy, gain
+    OUT/cka.csv               pair (a < b), linear CKA;  OUT/cka.npy  [N, N]
+    OUT/categories.csv        with a base: per category mean/std/count of the pair statistics
+    OUT/mixing.png, OUT/compression.png, OUT/stacked.png, OUT/cka.png
+    OUT/category_<stat>.png   with a base: the statistic per category
+
+Tables are tidy (one row per observation); NaN is an empty cell in the CSVs, null in JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from jaxdiv.analysis import mixing as mx  # noqa: E402
+from jaxdiv.analysis.categories import (  # noqa: E402
+    CATEGORIES,
+    category_aggregates,
+    normalise_category,
+)
+from jaxdiv.analysis.cka import ESTIMATORS, linear_cka  # noqa: E402
+from jaxdiv.analysis.probes import DEFAULT_C_GRID, MAX_ITER, TOL, evaluate_probes  # noqa: E402
+from jaxdiv.errors import JaxdivError, choices_error  # noqa: E402
+from jaxdiv.report import figures  # noqa: E402
+from jaxdiv.store.store import Store  # noqa: E402
+
+TRANSFER_TASKS = ("fewshot", "coarse", "none")
+PAIR_MODES = ("auto", "base", "all")
+SUMMARY = "represent.json"
+
+
+# ---------------------------------------------------------------------------- reading
+def _base_of(infos: list[dict], names: list[str], base: str | None) -> str | None:
+    """The base: ``base`` if given, else the member marked ``"base": true`` or category
+    "base", else the member every ``"base": "<name>"`` names (as in ``jaxdiv analyze``)."""
+    if base is not None:
+        if base not in names:
+            raise JaxdivError(f"base member {base!r} is not among the members analysed: "
+                              f"{', '.join(names)}")
+        return base
+    flagged = [n for n, i in zip(names, infos, strict=True)
+               if i.get("base") is True or str(i.get("category") or "").strip().lower() == "base"]
+    if len(flagged) > 1:
+        raise JaxdivError(f"several members are marked as the base ({', '.join(flagged)}); "
+                          "mark one or pass base=")
+    if flagged:
+        return flagged[0]
+    named = {i["base"] for i in infos if isinstance(i.get("base"), str)}
+    if len(named) > 1:
+        raise JaxdivError(f"members name different base members: {', '.join(sorted(named))}")
+    return next(iter(named)) if named and next(iter(named)) in names else None
+
+
+def _category(info: dict) -> str | None:
+    raw = info.get("category")
+    if raw is None or str(raw).strip().lower() in ("", "base"):
+        return None
+    return normalise_category(str(raw))
+
+
+def load_embeddings(store: Store, train_split: str, eval_split: str,
+                    members: Sequence[str] | None = None) -> dict:
+    """Names, labels, ids and per-member embeddings of both splits, checked.
+
+    Raises JaxdivError when a split is missing, a member lacks finished predictions or
+    embeddings, row counts disagree with the split's ids, or the two splits share examples.
+    """
+    store.metadata()
+    for split in (train_split, eval_split):
+        if split not in store.splits():
+            raise JaxdivError(f"split {split!r} is not in the store at {store.root}; splits "
+                              f"present: {', '.join(store.splits()) or 'none'}")
+    if train_split == eval_split:
+        raise JaxdivError(f"the training and evaluation splits are both {train_split!r}; "
+                          "probes must be scored on other examples")
+    done_train, done_eval = set(store.members(train_split)), set(store.members(eval_split))
+    skipped = {}
+    if members is None:
+        names = sorted(done_train & done_eval)
+        for n in sorted((done_train | done_eval) - (done_train & done_eval)):
+            skipped[n] = (f"no finished predictions for split "
+                          f"{eval_split if n in done_train else train_split!r}")
+    else:
+        names = list(members)
+        missing = [n for n in names if n not in done_train or n not in done_eval]
+        if missing:
+            raise JaxdivError(f"member(s) {', '.join(missing)} have no finished predictions "
+                              f"for both {train_split!r} and {eval_split!r}")
+    if len(names) < 2:
+        raise JaxdivError(f"representation analysis needs at least 2 members with "
+                          f"predictions for {train_split!r} and {eval_split!r}; found "
+                          f"{len(names)}")
+    ids = {s: store.ids(s) for s in (train_split, eval_split)}
+    shared = np.intersect1d(ids[train_split], ids[eval_split])
+    if shared.size:
+        raise JaxdivError(
+            f"splits {train_split!r} and {eval_split!r} share {shared.size} example ids (e.g. "
+            f"{shared[0]!r}); probes would be scored on their training examples")
+    no_emb = [n for n in names
+              if not all((store.root / "members" / n / s / "embeddings.npy").exists()
+                         for s in (train_split, eval_split))]
+    if no_emb:
+        raise JaxdivError(
+            f"member(s) {', '.join(no_emb)} have no embeddings for {train_split!r} and "
+            f"{eval_split!r} (imported members carry logits only); re-run `jaxdiv predict` "
+            "for them or leave them out with members=[...]")
+    emb = {s: [] for s in (train_split, eval_split)}
+    for n in names:
+        for s in (train_split, eval_split):
+            e = store.embeddings(n, s)
+            if e.ndim != 2 or e.shape[0] != len(ids[s]):
+                raise JaxdivError(
+                    f"member {n!r}: embeddings for split {s!r} have shape {e.shape} but the "
+                    f"split holds {len(ids[s])} example ids; re-run its predictions")
+            if not np.isfinite(e).all():
+                raise JaxdivError(f"member {n!r}: NaN or inf embeddings for split {s!r}")
+            emb[s].append(e.astype(np.float32))
+        if emb[train_split][-1].shape[1] != emb[eval_split][-1].shape[1]:
+            raise JaxdivError(f"member {n!r}: embedding width differs between the splits")
+    infos = [store.member_info(n) for n in names]
+    return {"names": names, "infos": infos, "skipped": skipped,
+            "train": emb[train_split], "eval": emb[eval_split],
+            "train_labels": store.labels(train_split), "eval_labels": store.labels(eval_split)}
+
+
+# ---------------------------------------------------------------------------- figures
+def _colour(cat: str | None, is_base_pair: bool) -> str:
+    return figures.category_colour(cat) if is_base_pair else "#4c72b0"
+
+
+def mixing_figure(mix: dict, labels: Sequence[str], cats: Sequence[str | None],
+                  base_mode: bool, path: Path) -> Path:
+    """Mean probe accuracy vs the first member's share, one line (with interval) per pair."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    x = 100.0 * mix["ratios"]
+    seen = set()
+    for p in range(len(mix["pairs"])):
+        colour = _colour(cats[p], base_mode)
+        key = cats[p] if base_mode else None
+        ax.plot(x, mix["mean"][p], "-o", color=colour, markersize=3, linewidth=1.1,
+                alpha=0.85, label=(key or "pair") if key not in seen else None)
+        seen.add(key)
+        if np.isfinite(mix["low"][p]).any():
+            ax.fill_between(x, mix["low"][p], mix["high"][p], color=colour, alpha=0.12)
+    first = "base" if base_mode else "first member"
+    ax.set_xlabel(f"share of the {first}'s dimensions (%), total dimension fixed")
+    ax.set_ylabel("probe accuracy (mean over seeds)")
+    ax.set_title("Random-subset mixing of two embeddings")
+    ax.invert_xaxis()
+    ax.grid(alpha=0.3)
+    if len(mix["pairs"]) <= 30 or base_mode:
+        ax.legend(fontsize=7, loc="best")
+    return figures._save(fig, path)
+
+
+def compression_figure(comp: dict, cats: Sequence[str | None], base_mode: bool,
+                       target: float, path: Path) -> Path:
+    """Accuracy vs number of kept dimensions, one panel per ranking criterion."""
+    crits = comp["criteria"]
+    fig, axes = plt.subplots(1, len(crits), figsize=(5.2 * len(crits), 3.9), squeeze=False)
+    for ci, crit in enumerate(crits):
+        ax = axes[0, ci]
+        seen = set()
+        for p in range(len(comp["pairs"])):
+            key = cats[p] if base_mode else None
+            ax.plot(comp["keep"], comp["accuracy"][p, ci], "-", marker=".",
+                    color=_colour(cats[p], base_mode), linewidth=1.0, alpha=0.85,
+                    label=(key or "pair") if key not in seen else None)
+            seen.add(key)
+        ax.axhline(target, color="black", linestyle=":", linewidth=1,
+                   label=f"target {target:.3f}")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("dimensions kept (of the concatenation)")
+        ax.set_ylabel("probe accuracy")
+        ax.set_title(f"ranked by {crit}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    return figures._save(fig, path)
+
+
+def stacked_figure(stack: dict, path: Path, task: str) -> Path:
+    """Pair probe accuracy against the better single member, every pair a point."""
+    a, b = stack["pairs"][:, 0], stack["pairs"][:, 1]
+    best = np.maximum(stack["single"][a], stack["single"][b])
+    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+    ax.scatter(best, stack["pair"], s=22, color="#4c72b0", edgecolor="white", linewidth=0.4)
+    lo = float(min(best.min(), stack["pair"].min()))
+    hi = float(max(best.max(), stack["pair"].max()))
+    pad = 0.02 * max(hi - lo, 1e-3)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="#999999", linestyle=":")
+    ax.set_xlabel("better single member (probe accuracy)")
+    ax.set_ylabel("concatenated pair (probe accuracy)")
+    ax.set_title(f"Stacked generalisation ({task})")
+    ax.grid(alpha=0.3)
+    return figures._save(fig, path)
+
+
+# ---------------------------------------------------------------------------- writing
+def _json_safe(obj):
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _json_safe(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise JaxdivError(f"output {out} is a file; give a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / SUMMARY).exists():
+        raise JaxdivError(f"output {out} is a non-empty directory that holds no earlier "
+                          "representation analysis; choose a new or empty directory")
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(out, old)
+        os.rename(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, out)
+
+
+# ---------------------------------------------------------------------------- entry point
+def run_represent(
+    store_dir,
+    out_dir,
+    *,
+    train_split: str = "validation",
+    eval_split: str = "test",
+    members: Sequence[str] | None = None,
+    base: str | None = None,
+    pairs: str = "auto",
+    ratios: Sequence[float] = mx.RATIOS,
+    n_seeds: int = 3,
+    total_dim: int | None = None,
+    criteria: Sequence[str] = mx.CRITERIA,
+    keep: Sequence[int] | None = None,
+    target: float | None = None,
+    transfer: str = "fewshot",
+    shots: int = 10,
+    cka_estimator: str = "unbiased",
+    cka_batch_size: int = 1024,
+    c_grid: Sequence[float] = DEFAULT_C_GRID,
+    max_iter: int = MAX_ITER,
+    tol: float = TOL,
+    seed: int = 0,
+    memory_budget: int = 512 * 2**20,
+    log=None,
+) -> dict:
+    """Run the representation analysis of a store and write tables and figures to ``out_dir``.
+
+    ``pairs``: "auto" (base pairs when a base is known, else all), "base" or "all", for
+    mixing and compression. ``target``: accuracy to reach when compressing (default: the
+    base's single probe accuracy, else the median member's). ``transfer``: "fewshot"
+    (``shots`` labelled examples per class of the training split, C chosen on the rest),
+    "coarse" (CIFAR-10 vehicles vs animals; ``shots`` per coarse class, 0 for all rows) or
+    "none". ``log``: optional callable taking a progress line. Returns the summary written to
+    ``represent.json``.
+    """
+    say = log or (lambda _msg: None)
+    if pairs not in PAIR_MODES:
+        raise choices_error("pair mode", pairs, PAIR_MODES)
+    if transfer not in TRANSFER_TASKS:
+        raise choices_error("transfer task", transfer, TRANSFER_TASKS)
+    if cka_estimator not in ESTIMATORS:
+        raise choices_error("CKA estimator", cka_estimator, ESTIMATORS)
+    ratios = mx.check_ratios(ratios)
+    out = Path(out_dir)
+    _check_out(out)
+    store = Store(store_dir)
+    data = load_embeddings(store, train_split, eval_split, members)
+    names, infos = data["names"], data["infos"]
+    n = len(names)
+    tr, ev, ytr, yev = data["train"], data["eval"], data["train_labels"], data["eval_labels"]
+    base_name = _base_of(infos, names, base)
+    b = names.index(base_name) if base_name is not None else None
+    cats = [None if i == b else _category(info) for i, info in enumerate(infos)]
+    if pairs == "base" and b is None:
+        raise JaxdivError("pairs='base' needs a base member: mark one in the store "
+                          "(category 'base') or pass base=")
+    base_mode = b is not None and pairs != "all"
+    pair_idx = mx.base_pairs(n, b) if base_mode else mx.all_pairs(n)
+    pair_cats = [cats[j] for j in pair_idx[:, 1]] if base_mode else [None] * len(pair_idx)
+    popts = dict(c_grid=tuple(c_grid), max_iter=max_iter, tol=tol, memory_budget=memory_budget)
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    say(f"single-member probes ({n} members)")
+    single = evaluate_probes(tr, ytr, ev, yev, np.arange(n)[:, None], seed=seed, **popts)
+    single_acc = single.accuracy[:, 0]
+    timings["single"] = time.perf_counter() - t0
+    if target is None:
+        target = float(single_acc[b]) if b is not None else float(np.median(single_acc))
+
+    t0 = time.perf_counter()
+    say(f"mixing ({len(pair_idx)} pairs x {ratios.size} ratios x {n_seeds} seeds)")
+    mix = mx.mix_pairs(tr, ytr, ev, yev, pair_idx, ratios=ratios, n_seeds=n_seeds,
+                       total_dim=total_dim, seed=seed, **popts)
+    timings["mixing"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    say(f"compression ({len(pair_idx)} pairs, criteria {', '.join(criteria)})")
+    comp = mx.compress_pairs(tr, ytr, ev, yev, pair_idx, criteria=criteria, keep=keep,
+                             seed=seed, **popts)
+    needed = mx.dims_to_target(comp["accuracy"], comp["keep"], target)
+    timings["compression"] = time.perf_counter() - t0
+
+    stack = None
+    all_idx = mx.all_pairs(n)
+    if transfer != "none":
+        t0 = time.perf_counter()
+        say(f"stacked generalisation on {transfer} ({len(all_idx)} pairs)")
+        if transfer == "coarse":
+            if max(int(ytr.max()), int(yev.max())) + 1 != 10:
+                raise JaxdivError("transfer='coarse' is CIFAR-10's vehicles vs animals and "
+                                  "needs 10 classes; use transfer='fewshot'")
+            ttr, tev = mx.coarse_labels(ytr), mx.coarse_labels(yev)
+        else:
+            ttr, tev = ytr, yev
+        fit_rows = holdout_rows = None
+        if transfer == "fewshot" or int(shots) > 0:
+            fit_rows = mx.few_shot_rows(ttr, shots, seed)
+            holdout_rows = np.setdiff1d(np.arange(len(ttr)), fit_rows)
+        stack = mx.stacked_pairs(tr, ttr, ev, tev, all_idx, fit_rows=fit_rows,
+                                 holdout_rows=holdout_rows, seed=seed, **popts)
+        timings["stacked"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    say(f"linear CKA ({cka_estimator}, {n} x {n})")
+    cka = linear_cka(ev, estimator=cka_estimator, batch_size=cka_batch_size, names=names)
+    timings["cka"] = time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ tables
+    pa, pb = [names[i] for i in pair_idx[:, 0]], [names[j] for j in pair_idx[:, 1]]
+    cat_col = [c or "" for c in pair_cats]
+    members_df = pd.DataFrame({
+        "member": names, "category": ["base" if i == b else (c or "") for i, c in
+                                      enumerate(cats)],
+        "embedding_dim": [e.shape[1] for e in tr], "probe_accuracy": single_acc,
+        "probe_c": single.c[:, 0],
+        "transfer_accuracy": stack["single"] if stack else np.full(n, np.nan),
+    })
+    r_, s_ = len(ratios), int(n_seeds)
+    mixing_df = pd.DataFrame({
+        "a": np.repeat(pa, r_), "b": np.repeat(pb, r_), "category": np.repeat(cat_col, r_),
+        "ratio": np.tile(ratios, len(pa)), "total_dim": np.repeat(mix["total_dim"], r_),
+        "mean": mix["mean"].ravel(), "std": mix["std"].ravel(), "low": mix["low"].ravel(),
+        "high": mix["high"].ravel(),
+    })
+    seeds_df = pd.DataFrame({
+        "a": np.repeat(pa, r_ * s_), "b": np.repeat(pb, r_ * s_),
+        "ratio": np.tile(np.repeat(ratios, s_), len(pa)), "seed": np.tile(np.arange(s_),
+                                                                       len(pa) * r_),
+        "accuracy": mix["accuracy"].ravel(),
+    })
+    gain_df = pd.DataFrame({"a": pa, "b": pb, "category": cat_col, "gain": mix["gain"],
+                            "c": mix["c"]})
+    nc, nk = len(comp["criteria"]), len(comp["keep"])
+    comp_df = pd.DataFrame({
+        "a": np.repeat(pa, nc * nk), "b": np.repeat(pb, nc * nk),
+        "category": np.repeat(cat_col, nc * nk),
+        "criterion": np.tile(np.repeat(comp["criteria"], nk), len(pa)),
+        "dims": np.tile(comp["keep"], len(pa) * nc), "accuracy": comp["accuracy"].ravel(),
+    })
+    need_df = pd.DataFrame({
+        "a": np.repeat(pa, nc), "b": np.repeat(pb, nc), "category": np.repeat(cat_col, nc),
+        "criterion": np.tile(comp["criteria"], len(pa)), "target": target,
+        "dims": needed.ravel(),
+    })
+    ia, ib = np.triu_indices(n, k=1)
+    cka_df = pd.DataFrame({"a": [names[i] for i in ia], "b": [names[j] for j in ib],
+                           "cka": cka[ia, ib]})
+    tables = {"members.csv": members_df, "mixing.csv": mixing_df,
+              "mixing_seeds.csv": seeds_df, "mixing_gain.csv": gain_df,
+              "compression.csv": comp_df, "dims_to_target.csv": need_df, "cka.csv": cka_df}
+    if stack is not None:
+        tables["stacked.csv"] = pd.DataFrame({
+            "a": [names[i] for i in all_idx[:, 0]], "b": [names[j] for j in all_idx[:, 1]],
+            "single_a": stack["single"][all_idx[:, 0]],
+            "single_b": stack["single"][all_idx[:, 1]], "pair": stack["pair"],
+            "gain": stack["gain"]})
+
+    summary: dict = {
+        "train_split": train_split, "eval_split": eval_split, "members": names,
+        "skipped": data["skipped"], "base": base_name, "pairs": "base" if base_mode else "all",
+        "num_train": int(len(ytr)), "num_eval": int(len(yev)),
+        "ratios": ratios, "n_seeds": s_, "criteria": comp["criteria"],
+        "keep": comp["keep"], "target": target,
+        "transfer": {"task": transfer, "shots": int(shots) if transfer != "none" else None},
+        "cka": {"estimator": cka_estimator, "split": eval_split,
+                "batch_size": int(cka_batch_size)},
+        "probe": {"solver": "batched L-BFGS (jaxdiv.analysis.probes)", "c_grid": list(c_grid),
+                  "max_iter": int(max_iter), "tol": float(tol),
+                  "unconverged_mixing": int((~mix["converged"]).sum())},
+        "seconds": timings, "categories": None,
+    }
+
+    # ------------------------------------------------------------------ categories
+    cat_stats = {}
+    if base_mode:
+        def mat(values):
+            m = np.full((n, n), np.nan)
+            m[b, pair_idx[:, 1]] = values
+            return m
+
+        r50 = np.flatnonzero(np.isclose(ratios, 0.5))
+        r100 = np.flatnonzero(np.isclose(ratios, 1.0))
+        stats = {"mixing_gain": mat(mix["gain"]), "cka": cka.copy()}
+        if r50.size and r100.size:
+            stats["mix_50_minus_base"] = mat(mix["mean"][:, r50[0]] - mix["mean"][:, r100[0]])
+        for ci, crit in enumerate(comp["criteria"]):
+            stats[f"dims_to_target_{crit}"] = mat(needed[:, ci])
+        if stack is not None:
+            g = np.full((n, n), np.nan)
+            g[all_idx[:, 0], all_idx[:, 1]] = stack["gain"]
+            g[all_idx[:, 1], all_idx[:, 0]] = stack["gain"]
+            stats["stacked_gain"] = g
+        agg = category_aggregates(names, cats, b, single_acc, stats, fit=None)
+        summary["categories"] = {c: agg["categories"][c] for c in CATEGORIES}
+        rows = []
+        for c in CATEGORIES:
+            entry = agg["categories"][c]
+            for key in stats:
+                rows.append({"category": c, "statistic": key, "count": entry["count"],
+                             "mean": entry["mean"][key], "std": entry["std"][key]})
+        tables["categories.csv"] = pd.DataFrame(rows)
+        for key in stats:
+            cat_stats[key] = {c: [row[key] for row in agg["rows"] if row["category"] == c]
+                              for c in CATEGORIES}
+
+    # ------------------------------------------------------------------ write
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        for name, df in tables.items():
+            df.to_csv(tmp / name, index=False, float_format="%.9g")
+        np.save(tmp / "cka.npy", cka)
+        labels = [f"{x}|{y}" for x, y in zip(pa, pb, strict=True)]
+        mixing_figure(mix, labels, pair_cats, base_mode, tmp / "mixing.png")
+        compression_figure(comp, pair_cats, base_mode, target, tmp / "compression.png")
+        if stack is not None:
+            stacked_figure(stack, tmp / "stacked.png", transfer)
+        figures.matrix_heatmap(cka, names, tmp / "cka.png",
+                               title=f"Linear CKA ({cka_estimator}, {eval_split})",
+                               vmin=0.0, vmax=1.0,
+                               categories=["Base" if i == b else c for i, c in enumerate(cats)]
+                               if b is not None else None)
+        for key, values in cat_stats.items():
+            figures.category_points(values, tmp / f"category_{key}.png", ylabel=key,
+                                    title=f"{key} of (base, other) pairs")
+        summary["files"] = sorted(p.name for p in tmp.iterdir()) + [SUMMARY]
+        (tmp / SUMMARY).write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
+        _publish(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return _json_safe(summary)
