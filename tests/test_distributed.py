@@ -154,3 +154,47 @@ def test_checkpoint_of_two_processes_restores_in_one_process(runs):
     assert len(a) == len(b) and all(x.shape == y.shape for x, y in zip(a, b, strict=True))
     diff = max(float(np.abs(x - y).max()) for x, y in zip(a, b, strict=True))
     assert diff < 1e-3, diff
+
+
+# --------------------------------------------------------------- cluster launch scripts
+def _fake(tmp_path, name: str) -> None:
+    path = tmp_path / "bin" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_text('#!/usr/bin/env bash\nfor a in "$@"; do printf "<%s>\\n" "$a"; done\n')
+    path.chmod(0o755)
+
+
+def test_tpu_pod_script_runs_the_command_on_every_worker(tmp_path):
+    _fake(tmp_path, "gcloud")
+    env = dict(os.environ, GCLOUD=str(tmp_path / "bin" / "gcloud"), PROJECT="proj")
+    proc = subprocess.run(
+        ["bash", "launch/tpu_pod.sh", "run", "my-v4-32", "us-central2-b", "--", "train",
+         "--config=configs/imagenet/resnet50.py", "--workdir=/mnt/shared/a b"],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    args = [line[1:-1] for line in proc.stdout.splitlines()]
+    assert args[:5] == ["compute", "tpus", "tpu-vm", "ssh", "my-v4-32"]
+    assert {"--zone=us-central2-b", "--project=proj", "--worker=all"} <= set(args)
+    command = next(a for a in args if a.startswith("--command="))
+    assert ("python -m jaxdiv train --config=configs/imagenet/resnet50.py "
+            "--workdir=/mnt/shared/a\\ b") in command
+    assert "set -o pipefail" in command and "tee -a logs/" in command
+    bad = subprocess.run(["bash", "launch/tpu_pod.sh", "run", "t", "z", "train"], cwd=ROOT,
+                         env=env, capture_output=True, text=True)
+    assert bad.returncode == 2
+
+
+def test_slurm_script_starts_one_srun_step(tmp_path):
+    _fake(tmp_path, "srun")
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "activate").write_text("")
+    env = dict(os.environ, SLURM_SUBMIT_DIR=str(tmp_path),
+               PATH=f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    env.pop("TFDS_DATA_DIR", None)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "launch" / "slurm.sbatch"), "train", "--config=c.py",
+         "--workdir=/shared/w"], cwd=tmp_path, env=env, capture_output=True, text=True,
+        check=True)
+    args = [line[1:-1] for line in proc.stdout.splitlines()]
+    assert args == ["--kill-on-bad-exit=1", "python", "-m", "jaxdiv", "train", "--config=c.py",
+                    "--workdir=/shared/w", "--noprogress"]
+    assert (tmp_path / "logs").is_dir()

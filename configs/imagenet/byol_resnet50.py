@@ -9,7 +9,9 @@ target with tau rising from 0.99 to 1 (cosine), asymmetric views (blur always on
 with probability 0.1 on view 2, solarisation 0.2 on view 2 only), 100 epochs; SGD with
 momentum at BYOL's learning rate 0.2 x batch / 256 = 0.8 and weight decay 1.5e-6 (no LARS
 in jaxdiv), 10 warm-up epochs, cosine.
-Expected run time: docs/scaling.md. Expected result: a linear probe around 62-66% (BYOL
+Expected run time: 64.7 GFLOP per image (two views and the target) x 100 epochs = 8.2
+EFLOP, about 33 TPU v4 chip-hours or 29 A100-hours at 25% utilisation (docs/scaling.md).
+Expected result: a linear probe around 62-66% (BYOL
 reports 66.5% at 100 epochs with LARS and batch 4096); not run here.
 """
 

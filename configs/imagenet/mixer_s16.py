@@ -6,7 +6,9 @@ Run:
 
 Recipe: the ViT-S/16 one (AdamW lr 1e-3, weight decay 0.1, batch 1024, ~8 warm-up epochs,
 cosine, RandAugment 2/10, 90 epochs, bfloat16).
-Expected run time: docs/scaling.md. Expected result: below ViT-S/16 at this budget (Mixers
+Expected run time: 23.0 GFLOP per image x 90 epochs = 2.6 EFLOP, about 7 TPU v4
+chip-hours or 6 A100-hours at 40% utilisation (docs/scaling.md).
+Expected result: below ViT-S/16 at this budget (Mixers
 need more data or regularisation on ImageNet-1k), roughly 70% top-1; not run here.
 """
 

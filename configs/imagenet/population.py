@@ -19,8 +19,9 @@ Members (configs/imagenet/<family>.py[:variant] holds each full recipe and its e
 The paper's Dataset category compares models pre-trained on other data (JFT, WIT); with
 TFDS ImageNet alone, disjoint halves are the closest stand-in (as in configs/quickstart.py).
 
-Expected run time and cost: docs/scaling.md (computed from the dry run's FLOP counts under
-stated accelerator assumptions; the population was not trained here). Expected result, from
+Expected run time and cost: 49 EFLOP in all, about 190 TPU v4 chip-hours or 170 A100-hours
+(docs/scaling.md: the dry run's FLOP counts under stated utilisation assumptions; GPUs are
+likely input-bound); the population was not trained here. Expected result, from
 the paper: error inconsistency with the base rising Reinit < Hyperparameters < Architecture
 < Framework, and ensembles with the Framework members gaining most.
 """

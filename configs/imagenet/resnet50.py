@@ -19,8 +19,9 @@ Variants (``:name``):
     half_a, half_b  Dataset: the base recipe on either half of the training images (disjoint
                     data; the ImageNet-scale stand-in for a different pre-training set)
 
-Expected run time: about 2.3k accelerator-hours... see docs/scaling.md for the per-member
-cost derived from the dry run's FLOP count (not run here: no accelerator was available).
+Expected run time: 23.9 GFLOP per training image (the dry run's XLA count) x 90 epochs =
+2.7 EFLOP per member, about 11 TPU v4 chip-hours or 10 A100-hours at 25% utilisation; half_a
+and half_b half that (docs/scaling.md). Not run here: no accelerator was available.
 Expected result: the base should reach about 77-78% top-1 on the official validation set
 (RandAugment paper: 77.6% for ResNet-50, N=2, M=9); seeds within ~0.2%.
 """
