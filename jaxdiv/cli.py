@@ -17,6 +17,10 @@ Verbs:
   analyze             all-pairs error statistics, ensembles and calibration of a store:
                       --store=DIR --split=test --calibration-split=validation|none --out=DIR
                       [--bootstrap=K]
+  represent           linear probes on the members' embeddings (random-subset mixing,
+                      compression, stacked generalisation) and linear CKA:
+                      --store=DIR --out=DIR [--train-split=validation --split=test]
+                      [--base=NAME] [--transfer=fewshot|coarse|none --shots=10] [--seed=0]
 
 Config keys are overridden on the command line, e.g. --config.optimizer.learning_rate=0.05.
 """
@@ -31,7 +35,7 @@ from ml_collections import config_flags
 
 from jaxdiv.errors import JaxdivError
 
-VERBS = ("train", "predict", "import-predictions", "analyze", "study")
+VERBS = ("train", "predict", "import-predictions", "analyze", "study", "represent")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:variant].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, store).")
@@ -54,6 +58,11 @@ _BAND = flags.DEFINE_list(
     "accuracy-band", None, "MIN,MAX: keep only base pairs whose other member's accuracy lies in it."
 )
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
+_TRAIN_SPLIT = flags.DEFINE_string(
+    "train-split", "validation", "represent: split the probes are fitted on (--split: scored on).")
+_TRANSFER = flags.DEFINE_string(
+    "transfer", "fewshot", "represent: stacked-generalisation task (fewshot, coarse or none).")
+_SHOTS = flags.DEFINE_integer("shots", 10, "represent: labelled examples per class (transfer).")
 _DRY_RUN = flags.DEFINE_bool(
     "dry_run", False, "train: compile the train step for a simulated mesh of --dry_run_devices "
     "CPU devices and print its cost; reads no data, needs no --workdir.",
@@ -175,6 +184,18 @@ def _study() -> None:
         print(f"members that failed: {', '.join(result['failed'])}", file=sys.stderr)
 
 
+def _represent() -> None:
+    from jaxdiv.report.represent import run_represent
+
+    out = _require(_OUT, "the output directory")
+    summary = run_represent(
+        _require(_STORE, "the prediction store"), out, train_split=_TRAIN_SPLIT.value,
+        eval_split=_SPLIT.value, base=_BASE.value, transfer=_TRANSFER.value,
+        shots=_SHOTS.value, seed=_SEED.value, log=print,
+    )
+    print(f"wrote representation analysis of {len(summary['members'])} members to {out}")
+
+
 def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)
     if len(argv) < 2 or argv[1] not in VERBS:
@@ -193,6 +214,8 @@ def main(argv: list[str]) -> None:
             _import(rest)
         elif verb == "study":
             _study()
+        elif verb == "represent":
+            _represent()
         else:
             _analyze()
     except JaxdivError as err:

@@ -46,6 +46,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 
@@ -211,6 +212,7 @@ def compression_figure(comp: dict, cats: Sequence[str | None], base_mode: bool,
         ax.axhline(target, color="black", linestyle=":", linewidth=1,
                    label=f"target {target:.3f}")
         ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.set_xlabel("dimensions kept (of the concatenation)")
         ax.set_ylabel("probe accuracy")
         ax.set_title(f"ranked by {crit}")
