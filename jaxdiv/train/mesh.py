@@ -86,16 +86,22 @@ def make_mesh(
 ) -> Mesh:
     """The mesh ``(member, data, fsdp, model)`` over the first ``prod(sizes)`` devices.
 
-    ``devices`` defaults to ``jax.devices()`` (all processes' devices, process-major), so the
-    batch axes split the devices of different hosts and the inner ``fsdp``/``model`` axes stay
-    within a host where the sizes allow.
+    ``devices`` defaults to ``jax.devices()``. With several processes the devices are taken
+    process-major, so the outer batch axes split the hosts and the inner ``fsdp``/``model``
+    axes stay within a host where the sizes allow; on one host, GPU/TPU devices are ordered
+    by ``mesh_utils.create_device_mesh`` for the interconnect topology.
     """
     devices = list(jax.devices() if devices is None else devices)
     sizes = mesh_shape(_as_dict(cfg), len(devices))
     shape = tuple(sizes[a] for a in AXES)
     used = devices[: math.prod(shape)]
+    if len({d.process_index for d in used}) > 1:
+        # Process-major order: each process's devices form one contiguous block of the batch
+        # axes, which is what its slice of every global batch (``shard_batch``) fills.
+        used = sorted(used, key=lambda d: (d.process_index, d.id))
+        return Mesh(np.array(used).reshape(shape), AXES)
     try:
-        if used and used[0].platform != "cpu":  # topology-aware order on TPU/GPU
+        if used and used[0].platform != "cpu":  # topology-aware order on one TPU/GPU host
             from jax.experimental import mesh_utils
 
             grid = mesh_utils.create_device_mesh(shape, used)
