@@ -25,6 +25,12 @@ def _supervised(config: ml_collections.ConfigDict, model, num_classes: int) -> M
 # name -> builder(config, model, num_classes). Self-supervised methods register here too.
 METHODS: dict[str, Callable[..., Method]] = {
     "supervised": _supervised,
+    "simclr": lambda *a: __import__("jaxdiv.methods.simclr", fromlist=["_"]).build(*a),
+    "supcon": lambda *a: __import__("jaxdiv.methods.simclr", fromlist=["_"]).build_supcon(*a),
+    "byol": lambda *a: __import__("jaxdiv.methods.byol", fromlist=["_"]).build(*a),
+    "simsiam": lambda *a: __import__("jaxdiv.methods.simsiam", fromlist=["_"]).build(*a),
+    "barlow_twins": lambda *a: __import__("jaxdiv.methods.barlow_twins", fromlist=["_"]).build(*a),
+    "vicreg": lambda *a: __import__("jaxdiv.methods.vicreg", fromlist=["_"]).build(*a),
 }
 
 

@@ -1,0 +1,324 @@
+"""Self-supervised methods: protocol, bad input, probes, and a quick SimCLR run on CIFAR-10."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from jaxdiv.errors import JaxdivError
+from jaxdiv.methods import METHODS, build_method, losses, probe_eval
+from jaxdiv.methods.heads import TwoViewNet
+from jaxdiv.models import build_model
+from tests.support import run_python
+
+SSL = ("simclr", "supcon", "byol", "simsiam", "barlow_twins", "vicreg")
+
+
+def _config(name: str, batch_size: int = 8, **method) -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.method = ml_collections.ConfigDict({"name": name, **method})
+    c.method.projector = ml_collections.ConfigDict({"hidden": [16], "out": 8})
+    if name in ("byol", "simsiam"):
+        c.method.predictor = ml_collections.ConfigDict({"hidden": [8], "out": 8})
+    c.data = ml_collections.ConfigDict({"views": {"crop_scale": [0.3, 1.0]}})
+    c.batch_size = batch_size
+    c.num_steps = 10
+    return c
+
+
+def _method(name: str, **kw):
+    model = build_model("mlp", 10, hidden=(24,))
+    return build_method(_config(name, **kw), model, 10)
+
+
+def _images(n=8, size=8, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
+            rng.integers(0, 10, n).astype(np.int32))
+
+
+@pytest.mark.parametrize("name", SSL)
+def test_each_method_trains_one_step_through_the_protocol(name):
+    method = _method(name)
+    images, labels = _images()
+    variables = method.init(jax.random.key(0), jnp.zeros((2, 8, 8, 3)))
+    params = variables.pop("params")
+    inputs = method.augment(jax.random.key(1), images)
+    assert isinstance(inputs, tuple) and inputs[0].shape == (8, 8, 8, 3)
+    step = jax.jit(jax.value_and_grad(method.loss, has_aux=True))
+    (loss, (state, metrics)), grads = step(params, variables, inputs, labels,
+                                           jax.random.key(2), jnp.int32(0))
+    assert np.isfinite(float(loss))
+    assert {"loss", "ssl_loss", "online_probe_loss", "online_probe_accuracy"} <= set(metrics)
+    np.testing.assert_allclose(metrics["loss"], metrics["ssl_loss"] + metrics["online_probe_loss"],
+                               rtol=1e-6)
+    assert jax.tree.structure(state) == jax.tree.structure(variables)
+    assert float(optax_norm(grads["backbone"])) > 0
+    logits, emb = method.predict({"params": params, **state}, inputs[0])
+    assert logits is None and emb.shape == (8, 24)  # the backbone's embedding, no classifier
+    after = method.after_update(params, state, jnp.int32(0))
+    assert jax.tree.structure(after) == jax.tree.structure(state)
+
+
+def optax_norm(tree):
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+
+
+def test_online_probe_cannot_shape_the_backbone():
+    method = _method("simclr")
+    images, labels = _images()
+    variables = method.init(jax.random.key(0), jnp.zeros((2, 8, 8, 3)))
+    x = method.augment(jax.random.key(1), images)[0]
+
+    def probe_loss(params):
+        out = method.net.apply({**variables, "params": params}, x, train=False)
+        logp = jax.nn.log_softmax(out["probe_logits"])
+        return -jnp.take_along_axis(logp, labels[:, None], -1).mean()
+
+    g = jax.jit(jax.grad(probe_loss))(variables["params"])
+    assert all(float(jnp.abs(v).max()) == 0 for v in jax.tree.leaves(g["backbone"]))
+    assert all(float(jnp.abs(v).max()) == 0 for v in jax.tree.leaves(g["proj"]))
+    assert float(optax_norm(g["probe"])) > 0
+
+
+def test_simclr_loss_is_nt_xent_of_the_projections():
+    method = _method("simclr", temperature=0.3)
+    images, labels = _images()
+    variables = method.init(jax.random.key(0), jnp.zeros((2, 8, 8, 3)))
+    params = variables.pop("params")
+    v1, v2 = method.augment(jax.random.key(1), images)
+    _, (_, metrics) = jax.jit(method.loss)(params, variables, (v1, v2), labels,
+                                           jax.random.key(2), 0)
+    out, _ = method.net.apply({"params": params, **variables}, jnp.concatenate([v1, v2]),
+                              train=True, mutable=["batch_stats"])
+    z = out["projection"]
+    np.testing.assert_allclose(metrics["ssl_loss"], losses.nt_xent(z[:8], z[8:], 0.3), rtol=1e-5)
+
+
+def test_byol_target_starts_as_a_copy_and_follows_the_ema_schedule():
+    method = _method("byol", base_tau=0.9)
+    variables = method.init(jax.random.key(0), jnp.zeros((2, 8, 8, 3)))
+    params = variables.pop("params")
+    target = variables["target"]["params"]
+    assert set(target) == {"backbone", "proj"}
+    for a, b in zip(jax.tree.leaves(target), jax.tree.leaves(
+            {"backbone": params["backbone"], "proj": params["proj"]}), strict=True):
+        np.testing.assert_array_equal(a, b)
+    moved = jax.tree.map(lambda p: p + 1.0, params)
+    step = 5  # of num_steps=10: tau = 1 - 0.1 * (cos(pi / 2) + 1) / 2 = 0.95
+    new = method.after_update(moved, variables, jnp.int32(step))
+    for t_new, t_old in zip(jax.tree.leaves(new["target"]["params"]), jax.tree.leaves(target),
+                            strict=True):
+        np.testing.assert_allclose(t_new, t_old + 0.05, rtol=1e-5, atol=1e-6)
+    assert method.total_steps == 10
+
+
+def test_unknown_method_lists_the_valid_ones():
+    with pytest.raises(JaxdivError, match="unknown method 'simclar'.*byol.*simclr.*simsiam"):
+        build_method(_config("simclar"), build_model("mlp", 10), 10)
+    assert set(SSL) <= set(METHODS)
+
+
+@pytest.mark.parametrize("name", SSL)
+def test_one_view_pipeline_and_tiny_batches_fail_before_compute(name):
+    model = build_model("mlp", 10)
+    one_view = _config(name)
+    del one_view.data["views"]
+    one_view.data.crop_padding = 4
+    with pytest.raises(JaxdivError, match="needs a two-view augmentation pipeline"):
+        build_method(one_view, model, 10)
+    explicit = _config(name)
+    explicit.data.num_views = 1
+    with pytest.raises(JaxdivError, match="data.num_views=1"):
+        build_method(explicit, model, 10)
+    with pytest.raises(JaxdivError, match="batch_size >= 2"):
+        build_method(_config(name, batch_size=1), model, 10)
+
+
+def test_single_view_inputs_are_refused():
+    method = _method("simclr")
+    images, labels = _images()
+    variables = method.init(jax.random.key(0), jnp.zeros((2, 8, 8, 3)))
+    params = variables.pop("params")
+    with pytest.raises(JaxdivError, match="needs two augmented views"):
+        method.loss(params, variables, jnp.zeros((8, 8, 8, 3)), labels, jax.random.key(0), 0)
+
+
+def test_bad_head_and_view_options_are_reported():
+    model = build_model("mlp", 10)
+    c = _config("simclr")
+    c.method.projector.depth = 3
+    with pytest.raises(JaxdivError, match="unknown head option.*depth.*valid options"):
+        build_method(c, model, 10)
+    c = _config("simclr")
+    c.data.views.blurr = 1.0
+    with pytest.raises(JaxdivError, match="unknown view option.*blurr"):
+        build_method(c, model, 10)
+    c = _config("byol")
+    c.method.predictor.out = 4
+    with pytest.raises(JaxdivError, match="predictor's output width"):
+        build_method(c, model, 10)
+
+
+# --- offline probe and kNN against scikit-learn -------------------------------------------
+
+
+def _blobs(n, d=6, c=3, seed=0, noise=1.5):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(c, d)) * 2
+    y = rng.integers(0, c, n)
+    return (centres[y] + noise * rng.normal(size=(n, d))).astype(np.float32), y
+
+
+def test_logistic_regression_matches_sklearn():
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = _blobs(300)
+    l2 = 0.01
+    w, b = probe_eval.fit_logistic_regression(x, y, 3, l2, tol=1e-7)
+    ref = LogisticRegression(C=1 / (l2 * len(x)), tol=1e-10, max_iter=10_000).fit(x, y)
+    ours = jax.nn.softmax(x @ w + b)
+    np.testing.assert_allclose(ours, ref.predict_proba(x), atol=2e-4)
+
+
+def test_linear_probe_chooses_l2_on_validation():
+    x, y = _blobs(600, d=40, noise=4.0, seed=1)  # few examples, many dims: needs shrinkage
+    x, y, vx, vy = x[:200], y[:200], x[200:], y[200:]
+    fit = probe_eval.fit_linear_probe(x, y, vx, vy, 3, (1e-5, 1e-2, 1.0, 100.0))
+    assert fit.probe.l2 == max(fit.grid, key=lambda k: (fit.grid[k], -k))
+    assert fit.val_accuracy == max(fit.grid.values())
+    np.testing.assert_allclose(
+        fit.val_accuracy, (fit.probe.logits(vx).argmax(-1) == vy).mean())
+    assert fit.grid[100.0] < fit.val_accuracy  # the grid matters
+
+
+def test_knn_matches_sklearn_majority_vote_and_a_weighted_reference():
+    from sklearn.neighbors import KNeighborsClassifier
+
+    x, y = _blobs(350, seed=2)
+    x, y, q, qy = x[:300], y[:300], x[300:], y[300:]
+    ours = probe_eval.knn_scores(x, y, q, 3, k=7, temperature=None, chunk=16)
+    ref = KNeighborsClassifier(7, metric="cosine").fit(x, y)
+    np.testing.assert_array_equal(ours.argmax(-1), ref.predict(q))
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    sims = qn @ xn.T
+    expect = np.zeros((50, 3))
+    for i in range(50):
+        for j in np.argsort(-sims[i])[:7]:
+            expect[i, y[j]] += np.exp(sims[i, j] / 0.1)
+    np.testing.assert_allclose(probe_eval.knn_scores(x, y, q, 3, k=7, temperature=0.1),
+                               expect, rtol=1e-4)
+    assert probe_eval.knn_accuracy(x, y, q, qy, 3, k=7) > 0.6
+    with pytest.raises(JaxdivError, match="kNN needs 1 <= k"):
+        probe_eval.knn_scores(x, y, q, 3, k=301)
+
+
+# --- device-count invariance of a whole SSL loss --------------------------------------------
+
+
+def test_simclr_step_on_4_devices_matches_1_device():
+    code = """
+import json, jax, jax.numpy as jnp, numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from tests.test_ssl_methods import _method, _images
+method = _method("simclr", batch_size=8)
+images, labels = _images()
+variables = method.init(jax.random.key(0), jnp.zeros((2, 8, 8, 3)))
+params = variables.pop("params")
+out = {}
+for n in (1, 4):
+    mesh = Mesh(np.array(jax.devices()[:n]), ("data",))
+    rows, rep = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+    def f(params, images, labels):
+        inputs = method.augment(jax.random.key(1), images)
+        g, (_, m) = jax.grad(method.loss, has_aux=True)(params, variables, inputs, labels,
+                                                       jax.random.key(2), 0)
+        return m["ssl_loss"], g
+    loss, g = jax.jit(f)(jax.device_put(params, rep), jax.device_put(images, rows),
+                         jax.device_put(labels, rows))
+    out[n] = [float(loss)] + [float(jnp.abs(x).sum()) for x in jax.tree.leaves(g)]
+print(json.dumps(out))
+"""
+    proc = run_python(code, devices=4, timeout=300)
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(out["4"], out["1"], rtol=1e-4)
+
+
+def test_eval_mode_embedding_is_the_backbone_embedding():
+    method = _method("barlow_twins")
+    variables = method.init(jax.random.key(0), jnp.zeros((2, 8, 8, 3)))
+    x = jax.random.normal(jax.random.key(1), (4, 8, 8, 3))
+    _, emb = method.predict(variables, x)
+    _, ref = method.net.backbone.apply({"params": variables["params"]["backbone"]}, x)
+    np.testing.assert_allclose(emb, ref, rtol=1e-6)
+    assert isinstance(method.net, TwoViewNet)
+
+
+# --- a quick SimCLR run on CIFAR-10 ---------------------------------------------------------
+
+
+def _quick_simclr_config() -> ml_collections.ConfigDict:
+    """ResNet-8 pretrained with SimCLR on 4,096 CIFAR-10 images (150 steps of batch 64)."""
+    from tests.support import tiny_config
+
+    c = tiny_config()
+    c.name = "simclr_tiny"
+    c.method = ml_collections.ConfigDict({"name": "simclr", "temperature": 0.2})
+    c.method.projector = ml_collections.ConfigDict({"hidden": [256], "out": 64})
+    c.data.views = ml_collections.ConfigDict({"crop_scale": [0.2, 1.0]})
+    c.data.train_split = "train[:4096]"
+    c.data.eval_split = ""
+    c.batch_size = 64
+    c.num_steps = 150
+    c.optimizer.name = "adamw"
+    c.optimizer.learning_rate = 2e-3
+    c.optimizer.weight_decay = 1e-4
+    c.log_every_steps = 25
+    c.checkpoint_every_steps = 150
+    c.probe = ml_collections.ConfigDict({
+        "fit_split": "train[:4096]", "val_split": "train[45000:46000]",
+        "l2_grid": [1e-4, 1e-3, 1e-2], "knn_k": 20, "knn_temperature": 0.07})
+    return c
+
+
+@pytest.mark.usefixtures("tfds_dir")
+def test_quick_simclr_run_beats_its_own_initialisation_on_the_offline_probe(tmp_path):
+    from jaxdiv.data.datasets import load_split
+    from jaxdiv.store.store import Store
+    from jaxdiv.train.loop import build_setup, init_state, train
+    from jaxdiv.train.metrics import read_metrics
+
+    config = _quick_simclr_config()
+    train(config, tmp_path, progress=False)
+    results = probe_eval.predict_member_with_probe(config, tmp_path, tmp_path / "store",
+                                                   ["test[:2000]"])
+    store = Store(tmp_path / "store")
+    info = store.member_info("simclr_tiny")
+    trained = info["metrics"]
+    assert "offline linear probe" in info["classifier"]
+    assert store.member_logits("simclr_tiny", "test_2000").shape == (2000, 10)
+    assert store.embeddings("simclr_tiny", "test_2000").shape == (2000, 64)
+    assert results["test_2000"]["accuracy"] == trained["offline_probe_test[:2000]_accuracy"]
+
+    # The same backbone at initialisation (the very weights training started from).
+    setup = build_setup(config)
+    init_key = jax.random.split(jax.random.PRNGKey(config.seed))[0]
+    state = init_state(setup, init_key)
+    fit, val, test = (load_split("cifar10", s) for s in
+                      ("train[:4096]", "train[45000:46000]", "test[:2000]"))
+    _, at_init, _ = probe_eval.evaluate_representation(
+        setup.method, {"params": state["params"], **state["state"]}, setup.mesh, fit, val,
+        {"test[:2000]": test}, num_classes=10, l2_grid=(1e-4, 1e-3, 1e-2))
+
+    for key in ("offline_probe_val_accuracy", "offline_probe_test[:2000]_accuracy"):
+        assert trained[key] > at_init[key] + 0.025, (key, trained[key], at_init[key])
+    assert trained["knn_test[:2000]_accuracy"] > at_init["knn_test[:2000]_accuracy"] + 0.025
+    logged = [m for m in read_metrics(tmp_path) if "train_online_probe_accuracy" in m]
+    assert logged[-1]["train_ssl_loss"] < logged[0]["train_ssl_loss"] - 0.5
+    assert logged[-1]["train_online_probe_accuracy"] > logged[0]["train_online_probe_accuracy"]
