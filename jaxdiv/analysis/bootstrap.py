@@ -182,38 +182,67 @@ def bootstrap_pairwise(
     group = int(max(1, min(len(offsets), (memory_budget_bytes // 2) // per_offset)))
     kernel = (PairEnsembleKernel(logits, labels, inv_t, combine, memory_budget_bytes, f)
               if want_ens else None)
-    q = jnp.asarray([0.5 * (1.0 - confidence), 0.5 * (1.0 + confidence)], jnp.float32)
+    q = (0.5 * (1.0 - confidence), 0.5 * (1.0 + confidence))
+    ind_chunk = lambda d: example_tile(  # noqa: E731
+        d * n, m, 4, memory_budget_bytes // 4, copies=4, cpu_tile_bytes=None)
 
     pieces: dict[str, list] = {s: [] for s in stats}
     for g in range(0, len(offsets), group):
         off = offsets[g:g + group]
         off_j = jnp.asarray(off)
-        partner = (np.arange(n)[None, :] + off[:, None]) % n
-        a_i, a_j = a[:, None, :], a[:, partner]
-        tot = total[:, None, None]
-        values = {}
-        if want_ind:
-            chunk = example_tile(len(off) * n, m, 16, memory_budget_bytes // 4)
-            both, same = _indicator_sums(correct, pred, weights, off_j, chunk=chunk)
-            values.update(error_stats_from_counts(tot, a_i, a_j, both, tot - same))
+        sums = {}
+        if want_ind or want_ens:
+            sums["both"], sums["same"] = _indicator_sums(correct, pred, weights, off_j,
+                                                         chunk=ind_chunk(len(off)))
         if want_div:
             chunk = divergence_tile(n, m, c, memory_budget_bytes // 4)
-            js, skl = _divergence_sums(logits, inv_t, weights, off_j, chunk=chunk)
-            values["js"] = jnp.maximum(js / tot, 0.0)
-            values["symmetric_kl"] = jnp.maximum(skl / tot, 0.0)
+            sums["js"], sums["skl"] = _divergence_sums(logits, inv_t, weights, off_j,
+                                                       chunk=chunk)
         if want_ens:
-            right, right_xor = _ensemble_sums(kernel, weights, off)
-            n11 = both if want_ind else _indicator_sums(
-                correct, pred, weights, off_j,
-                chunk=example_tile(len(off) * n, m, 16, memory_budget_bytes // 4))[0]
-            values.update(ensemble_stats_from_counts(tot, a_i, a_j, n11, right, right_xor))
-        for s in stats:
-            v = values[s]  # [B, D, N]
-            bounds = jnp.nanquantile(v[1:], q, axis=0) if b > 1 else jnp.stack([v[0], v[0]])
-            pieces[s].append(jnp.stack([v[0], bounds[0], bounds[1]]))
+            sums["right"], sums["right_xor"] = _ensemble_sums(kernel, weights, off)
+        group_stats = _group_intervals(total, a, off_j, sums, stats=tuple(stats), q=q)
+        for k, v in group_stats.items():
+            pieces[k].append(v)
+    return _assemble_intervals({k: jnp.concatenate(v, axis=1) for k, v in pieces.items()})
+
+
+@partial(jax.jit, static_argnames=("stats", "q"))
+def _group_intervals(total, a, offsets, sums, *, stats, q):
+    """``{stat: [3, D, N]}`` (estimate, low, high) from one group's weighted sums."""
+    n = a.shape[1]
+    partner = (jnp.arange(n)[None, :] + offsets[:, None]) % n
+    a_i, a_j = a[:, None, :], a[:, partner]
+    tot = total[:, None, None]
+    values = {}
+    if "both" in sums:
+        values.update(error_stats_from_counts(tot, a_i, a_j, sums["both"],
+                                              tot - sums["same"]))
+    if "js" in sums:
+        values["js"] = jnp.maximum(sums["js"] / tot, 0.0)
+        values["symmetric_kl"] = jnp.maximum(sums["skl"] / tot, 0.0)
+    if "right" in sums:
+        values.update(ensemble_stats_from_counts(tot, a_i, a_j, sums["both"], sums["right"],
+                                                 sums["right_xor"]))
     out = {}
     for s in stats:
-        est, low, high = jnp.concatenate(pieces[s], axis=1)
+        v = values[s]  # [B, D, N]; row 0 is the estimate
+        if v.shape[0] > 1:
+            bounds = jnp.nanquantile(v[1:], jnp.asarray(q, jnp.float32), axis=0)
+        else:
+            bounds = jnp.stack([v[0], v[0]])
+        out[s] = jnp.stack([v[0], bounds[0], bounds[1]])
+    return out
+
+
+@jax.jit
+def _assemble_intervals(pieces):
+    """``{stat: {"estimate", "low", "high"}}`` matrices from ``[3, D, N]`` over offsets
+    0 .. N // 2 (offset 0 is the diagonal)."""
+    out = {}
+    for s, v in pieces.items():
+        n = v.shape[-1]
+        offsets = np.concatenate([[0], pair_offsets(n)]).astype(np.int32)
+        est, low, high = v
         out[s] = {
             "estimate": pairs_to_matrix(est, offsets, 0.0),
             "low": pairs_to_matrix(low, offsets, 0.0),

@@ -154,7 +154,7 @@ def _features(logits, labels, inv_t, *, combine: str, chunk: int):
 def member_features(logits, labels, inv_t, combine: str, memory_budget_bytes: int) -> dict:
     """``_features`` with a tile that fits the budget (and the cache on CPU)."""
     n, m, c = logits.shape
-    chunk = example_tile(n, m, 4 * c * 6, memory_budget_bytes)
+    chunk = example_tile(n, m, 4 * c, memory_budget_bytes, copies=6)
     return _features(logits, labels, inv_t, combine=combine, chunk=chunk)
 
 
@@ -310,6 +310,8 @@ class PairEnsembleKernel:
         sub = LEVEL1_ROW_BYTES // (4 * self.n)
         if jax.default_backend() != "cpu":
             sub = 4 * sub
+        # ... and a sub-tile's masks for every pair (3 per-example) fit the budget on their own
+        sub = min(sub, memory_budget_bytes // (3 * self.n * (self.n // 2 + 1) + 48 * self.n))
         self.sub = int(max(8, min(sub, self.m)))
         self.fp = _pad_features(features, chunk=self.sub)
         self.packed = _pack_features(features)
@@ -453,10 +455,17 @@ def pair_ensembles(
 def pair_ensembles_checked(logits, labels, inv_t, combine, memory_budget_bytes, features):
     """``pair_ensembles`` on checked device inputs with precomputed ``member_features``."""
     kernel = PairEnsembleKernel(logits, labels, inv_t, combine, memory_budget_bytes, features)
-    n, m = kernel.n, kernel.m
-    offsets = pair_offsets(n)
+    offsets = pair_offsets(kernel.n)
     right, right_xor = kernel.counts(offsets)
     a, n11, _ = error_counts(features["correct"], None, offsets, memory_budget_bytes)
+    return _assemble_ensemble_stats(kernel.m, a, n11, right, right_xor)
+
+
+@jax.jit
+def _assemble_ensemble_stats(m, a, n11, right, right_xor) -> dict[str, jax.Array]:
+    """Statistics matrices from the counts of all pairs (offsets 1 .. N // 2)."""
+    n = a.shape[0]
+    offsets = pair_offsets(n)
     a = a.astype(jnp.float32)
     partner = (np.arange(n)[None, :] + offsets[:, None]) % n
     pair = ensemble_stats_from_counts(m, a[None, :], a[partner], n11, right, right_xor)
@@ -576,7 +585,7 @@ def subset_ensemble_accuracy(
     for k, s in enumerate(subsets):
         membership[k, s] = 1.0
     # [N, T, C] scores + [S, T, C] sums, float32
-    chunk = example_tile(n + len(subsets), m, 4 * c * 3, memory_budget_bytes)
+    chunk = example_tile(n + len(subsets), m, 4 * c, memory_budget_bytes, copies=3)
     counts = _subset_correct_counts(
         jnp.asarray(logits), jnp.asarray(labels, jnp.int32),
         jnp.asarray(inverse_temperatures(temperatures, n)), jnp.asarray(membership),
@@ -670,7 +679,8 @@ def greedy_selection(
         lg, lb = splits[split]
         current = np.zeros(n, np.float32)
         current[base] = 1.0
-        chunk = example_tile(n + 2 * len(cands), lg.shape[1], 4 * c * 3, memory_budget_bytes)
+        chunk = example_tile(n + 2 * len(cands), lg.shape[1], 4 * c, memory_budget_bytes,
+                             copies=3)
         return np.asarray(_candidate_counts(lg, lb, inv_t, jnp.asarray(current),
                                             jnp.asarray(cands, np.int32), combine=combine,
                                             chunk=chunk))

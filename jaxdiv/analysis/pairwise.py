@@ -86,13 +86,14 @@ def roll_rows(doubled, d, n: int):
     return lax.dynamic_slice_in_dim(doubled, d, n, axis=0)
 
 
-def example_tile(n_members: int, n_examples: int, per_member_example_bytes: int,
-                 memory_budget_bytes: int, cpu_tile_bytes: int | None = CPU_TILE_BYTES) -> int:
-    """Examples per tile: the working set ``tile * N * per_member_example_bytes`` fits the
-    budget; on CPU also ``tile * N * per_member_example_bytes <= cpu_tile_bytes`` (cache)."""
+def example_tile(n_members: int, n_examples: int, row_bytes: int, memory_budget_bytes: int,
+                 *, copies: int = 1, cpu_tile_bytes: int | None = CPU_TILE_BYTES) -> int:
+    """Examples per tile for kernels that hold ``copies`` arrays of ``[N, tile]`` rows of
+    ``row_bytes`` each: all copies fit the budget, and on CPU one array also stays within
+    ``cpu_tile_bytes`` (cache-sized tiles ran these kernels several times faster)."""
     check_budget(memory_budget_bytes)
-    per_example = max(1, n_members * per_member_example_bytes)
-    t = memory_budget_bytes // per_example
+    per_example = max(1, n_members * row_bytes)
+    t = memory_budget_bytes // (copies * per_example)
     if cpu_tile_bytes is not None and jax.default_backend() == "cpu":
         t = min(t, cpu_tile_bytes // per_example)
     return int(max(1, min(max(n_examples, 1), t)))
@@ -133,7 +134,7 @@ def member_predictions(logits, labels, *, memory_budget_bytes: int = DEFAULT_MEM
     n, m, c = np.shape(logits)
     if m == 0:
         return jnp.zeros((n, 0), jnp.int32), jnp.zeros((n, 0), bool)
-    chunk = example_tile(n, m, 4 * c * 3, memory_budget_bytes)
+    chunk = example_tile(n, m, 4 * c, memory_budget_bytes, copies=3)
     return _predictions(jnp.asarray(logits), jnp.asarray(labels, jnp.int32), chunk=chunk)
 
 
@@ -280,7 +281,7 @@ def _error_stats_kernel(correct, preds, *, n_bits: int):
     n, m = correct.shape
     offsets = pair_offsets(n)
     a, n11, dis = _error_counts(correct, preds, jnp.asarray(offsets), n_bits=n_bits)
-    return _assemble_error_stats(m, a, n11, dis, offsets)
+    return _assemble_error_stats(m, a, n11, dis)
 
 
 def pairwise_error_stats(
@@ -312,7 +313,7 @@ def pairwise_error_stats(
     if _counts_bytes(n, m, len(offsets), n_bits, preds is not None) <= memory_budget_bytes:
         return _error_stats_kernel(jnp.asarray(correct), preds, n_bits=n_bits)
     a, n11, dis = error_counts(correct, preds, offsets, memory_budget_bytes, n_bits=n_bits)
-    return _assemble_error_stats(m, a, n11, dis, offsets)
+    return _assemble_error_stats(m, a, n11, dis)
 
 
 def error_counts(correct, preds, offsets, memory_budget_bytes: int, *, n_bits: int = 1):
@@ -345,8 +346,11 @@ def error_counts(correct, preds, offsets, memory_budget_bytes: int, *, n_bits: i
     return a, jnp.concatenate(n11), jnp.concatenate(dis) if has_preds else None
 
 
-def _assemble_error_stats(m, a, n11, dis, offsets) -> dict[str, jax.Array]:
+@jax.jit
+def _assemble_error_stats(m, a, n11, dis) -> dict[str, jax.Array]:
+    """Statistics matrices from the counts of all pairs (offsets 1 .. N // 2)."""
     n = a.shape[0]
+    offsets = pair_offsets(n)
     af = a.astype(jnp.float32)
     partner = (np.arange(n)[None, :] + np.asarray(offsets)[:, None]) % n
     pair = error_stats_from_counts(
@@ -445,8 +449,8 @@ def _divergence_sums(logits, inv_t, offsets, *, chunk: int):
 
 def divergence_tile(n: int, m: int, c: int, memory_budget_bytes: int) -> int:
     """Examples per tile of the divergence kernel: about eight [N, T, C] float32 arrays."""
-    return example_tile(n, m, 4 * c * 8, memory_budget_bytes,
-                        cpu_tile_bytes=8 * DIVERGENCE_TILE_BYTES)
+    return example_tile(n, m, 4 * c, memory_budget_bytes, copies=8,
+                        cpu_tile_bytes=DIVERGENCE_TILE_BYTES)
 
 
 def predictive_divergences(
@@ -487,6 +491,12 @@ def divergences_checked(logits, inv_t, memory_budget_bytes: int) -> dict[str, ja
     chunk = divergence_tile(n, m, c, memory_budget_bytes)
     offsets = pair_offsets(n)
     js, skl = _divergence_sums(logits, inv_t, jnp.asarray(offsets), chunk=chunk)
+    return _assemble_divergences(js, skl)
+
+
+@jax.jit
+def _assemble_divergences(js, skl):
+    offsets = pair_offsets(js.shape[1])
     return {
         "symmetric_kl": pairs_to_matrix(jnp.maximum(skl, 0.0), offsets, 0.0),
         "js": pairs_to_matrix(jnp.maximum(js, 0.0), offsets, 0.0),
