@@ -33,8 +33,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.optimizer.learning_rate = 0.1
     c.optimizer.warmup_epochs = 0.2
     c.batch_size = 128
-    c.num_epochs = 3.0
-    c.checkpoint_every_steps = 100
+    c.num_epochs = 1.0
+    c.checkpoint_every_steps = 50
     c.log_every_steps = 25
     c.eval_every_steps = 0
     return c
