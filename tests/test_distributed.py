@@ -14,7 +14,8 @@ import pytest
 
 from jaxdiv.distributed import Plan, plan
 from jaxdiv.errors import JaxdivError
-from tests.support import ROOT, tiny_config
+from tests.support import ROOT
+from tests.tiny_mlp_config import tiny_mlp_config
 
 
 # --------------------------------------------------------------------------------- plans
@@ -84,7 +85,7 @@ STEPS = 4
 
 
 def _train_cmd(workdir) -> list[str]:
-    return [sys.executable, "-m", "jaxdiv", "train", "--config=tests/tiny_config.py",
+    return [sys.executable, "-m", "jaxdiv", "train", "--config=tests/tiny_mlp_config.py",
             f"--workdir={workdir}", f"--config.num_steps={STEPS}",
             "--config.log_every_steps=1", "--config.checkpoint_every_steps=2", "--noprogress"]
 
@@ -143,7 +144,7 @@ def test_checkpoint_of_two_processes_restores_in_one_process(runs):
     from jaxdiv.train.loop import restore_variables
 
     root, _ = runs
-    config = tiny_config(num_steps=STEPS, log_every_steps=1, checkpoint_every_steps=2)
+    config = tiny_mlp_config(num_steps=STEPS, log_every_steps=1, checkpoint_every_steps=2)
     assert sorted(int(p.name) for p in (root / "two" / "checkpoints").iterdir()
                   if p.name.isdigit()) == [2, 4]
     _, two, step_two = restore_variables(config, root / "two")  # this process: 1 device

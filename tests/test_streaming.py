@@ -144,11 +144,11 @@ def test_preprocess_decodes_jpeg_bytes(tmp_path):
 def test_streamed_training_equals_in_memory_training(tmp_path):
     from jaxdiv.train.loop import train
     from jaxdiv.train.metrics import read_metrics
-    from tests.support import tiny_config
+    from tests.tiny_mlp_config import tiny_mlp_config
 
     losses = {}
     for tag, stream in (("memory", False), ("stream", True)):
-        c = tiny_config(num_steps=3, log_every_steps=1)
+        c = tiny_mlp_config(num_steps=3, log_every_steps=1)
         c.data.eval_split = "test[:64]"
         c.eval_batch_size = 32
         if stream:
