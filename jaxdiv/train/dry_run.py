@@ -100,13 +100,8 @@ def dry_run(config: ml_collections.ConfigDict, *, members: int = 1) -> dict[str,
             lambda _: jax.sharding.NamedSharding(mesh, spec), batch)
         key_sh = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("member"))
         metrics_sh = key_sh
-        # Members are independent: each ``member`` slice of the mesh runs its own members
-        # (manual over ``member``), the other axes stay automatic inside.
-        lead = jax.sharding.PartitionSpec("member")
-        body = jax.shard_map(jax.vmap(train_step_fn(setup)), mesh=mesh,
-                             in_specs=(lead, lead, lead), out_specs=(lead, lead),
-                             axis_names={"member"}, check_vma=False)
-        step = jax.jit(body, out_shardings=(state_sh, metrics_sh), donate_argnums=(0,))
+        step = jax.jit(mesh_lib.over_members(train_step_fn(setup), mesh),
+                       out_shardings=(state_sh, metrics_sh), donate_argnums=(0,))
         args = (_abstract(state, state_sh), _abstract(batch, batch_sh),
                 jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=key_sh))
     t0 = time.perf_counter()

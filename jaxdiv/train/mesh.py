@@ -350,3 +350,18 @@ def sharding_summary(shardings: Any, abstract_state: Any) -> dict[str, int]:
         shard = sh.shard_shape(tuple(np.shape(leaf)))
         per_device += math.prod(shard) * np.dtype(leaf.dtype).itemsize
     return {"bytes_per_device": per_device, "bytes_replicated": total}
+
+
+def over_members(fn, mesh: Mesh):
+    """``jax.vmap(fn)`` over a leading member axis of every argument and output, with each
+    slice of the mesh's ``member`` axis running only its own members.
+
+    The ``member`` axis is manual (``shard_map``) and the others stay automatic inside, so
+    each member's step is still split over ``data``/``fsdp``/``model``. Without this, XLA
+    tends to replicate a vmapped convolution's batched weights and every device computes
+    every member. Jit the result with member-leading shardings (``state_shardings(...,
+    stacked_members=True)``).
+    """
+    lead = PartitionSpec("member")
+    return jax.shard_map(jax.vmap(fn), mesh=mesh, in_specs=lead, out_specs=lead,
+                         axis_names={"member"}, check_vma=False)
