@@ -315,16 +315,19 @@ class PairEnsembleKernel:
         self.sub = int(max(8, min(sub, self.m)))
         self.fp = _pad_features(features, chunk=self.sub)
         self.packed = _pack_features(features)
-        # levels 2-3: ~32 float32 per entry, and up to two dense rows of C scores (and their
-        # temporaries) per level-3 entry
-        self.batch2 = int(max(1024, memory_budget_bytes // 128))
-        self.batch3 = int(max(256, memory_budget_bytes // (48 * self.c)))
+        # a quarter of the budget each for: the undecided entries' host indices (~40 bytes
+        # each, worst case every entry of a mask slice), a level-2 batch (~100 bytes per
+        # entry) and a level-3 batch (two dense score rows and their sums, ~16 C bytes)
+        quarter = memory_budget_bytes // 4
+        self.decode = int(max(4096, quarter // 40))
+        self.batch2 = int(max(1024, quarter // 100))
+        self.batch3 = int(max(256, quarter // (16 * self.c)))
 
     def block(self, n_offsets: int, per_example: bool) -> int:
-        """Sub-tiles per level-1 call: its masks ``[D, N, block]`` (3 when per-example, else
-        1, plus NumPy copies) fit the budget."""
+        """Sub-tiles per level-1 call: its bool masks ``[D, N, block]`` (1, or 3 when
+        per-example, plus a NumPy copy) take at most a quarter of the budget."""
         per_example_bytes = (6 if per_example else 2) * n_offsets * self.n + 48 * self.n
-        n_sub = max(1, self.budget // (per_example_bytes * self.sub))
+        n_sub = max(1, (self.budget // 4) // (per_example_bytes * self.sub))
         return int(min(n_sub, -(-self.m // self.sub)))
 
     def _level1(self, offsets, start, n_sub, per_example):
@@ -347,7 +350,7 @@ class PairEnsembleKernel:
             for t in range(0, len(todo), self.batch3):
                 e = todo[t:t + self.batch3]
                 keys = np.concatenate([ii[e], jj[e]]).astype(np.int64) * self.m + np.tile(
-                    xx[e], 2)
+                    xx[e], 2)  # (member, example) rows; computed once each
                 uniq, where = np.unique(keys, return_inverse=True)
                 rm, rx = np.divmod(uniq, self.m)
                 rows = _level3_rows(logits, inv_t, self.packed, _padded(rm), _padded(rx),
@@ -365,17 +368,26 @@ class PairEnsembleKernel:
             yield start, min(n_sub, -(-(self.m - start) // self.sub))
 
     def _undecided(self, offsets, undecided, start):
-        """Entries of an undecided mask [n_sub, D, N, sub]: (flat mask index, pair index
-        k = d N + i, member i, partner j, example x)."""
-        flat = np.flatnonzero(np.asarray(undecided))
-        n, sub = self.n, self.sub
-        rest, t = np.divmod(flat, sub)
-        tile_k, k = np.divmod(rest, len(offsets) * n)
-        d, i = np.divmod(k, n)
-        return flat, k, i, (i + offsets[d]) % n, start + tile_k * sub + t
+        """Entries of an undecided mask [n_sub, D, N, sub], in slices of the mask so the host
+        indices stay within the budget: yields (flat mask index, pair index k = d N + i,
+        member i, partner j, example x), int32 except the flat index."""
+        mask = np.asarray(undecided).reshape(-1)
+        n, sub, size = self.n, self.sub, len(offsets) * self.n
+        offsets = offsets.astype(np.int32)
+        for s in range(0, mask.size, self.decode):
+            flat = np.flatnonzero(mask[s:s + self.decode])
+            if flat.size == 0:
+                continue
+            flat += s
+            rest, t = np.divmod(flat, sub)
+            tile_k, k = np.divmod(rest, size)
+            k = k.astype(np.int32)
+            d, i = np.divmod(k, np.int32(n))
+            x = (start + tile_k * sub + t).astype(np.int32)
+            yield flat, k, i, (i + offsets[d]) % np.int32(n), x
 
     def counts(self, offsets) -> tuple[np.ndarray, np.ndarray]:
-        """Ensemble-right and ensemble-right-on-EI counts ``[D, N]`` (int64) over all
+        """Ensemble-right and ensemble-right-on-EI counts ``[D, N]`` (int32) over all
         examples, for the pairs ``(i, (i + offsets[d]) % N)``."""
         offsets = np.asarray(offsets)
         size = len(offsets) * self.n
@@ -383,14 +395,14 @@ class PairEnsembleKernel:
         right_xor = np.zeros(size, np.int64)
         for start, n_sub in self.blocks(len(offsets), per_example=False):
             r, rx, undecided = self._level1(offsets, start, n_sub, per_example=False)
-            _, k, i, j, x = self._undecided(offsets, undecided, start)
             right += np.asarray(r, np.int64).reshape(-1)
             right_xor += np.asarray(rx, np.int64).reshape(-1)
-            if len(k):
+            for _, k, i, j, x in self._undecided(offsets, undecided, start):
                 ok, xor = self._decide(i, j, x)
                 right += np.bincount(k, ok, size).astype(np.int64)
                 right_xor += np.bincount(k, ok & xor, size).astype(np.int64)
-        return right.reshape(-1, self.n), right_xor.reshape(-1, self.n)
+        return (right.reshape(-1, self.n).astype(np.int32),
+                right_xor.reshape(-1, self.n).astype(np.int32))
 
     def masks(self, offsets, start: int, n_sub: int) -> tuple[np.ndarray, np.ndarray]:
         """Per-example ensemble-right and right-on-EI masks ``[D, N, n_sub sub]`` (NumPy bool)
@@ -398,8 +410,7 @@ class PairEnsembleKernel:
         offsets = np.asarray(offsets)
         right, right_xor, undecided = self._level1(offsets, start, n_sub, per_example=True)
         right, right_xor = np.array(right), np.array(right_xor)
-        flat, _, i, j, x = self._undecided(offsets, undecided, start)
-        if len(flat):
+        for flat, _, i, j, x in self._undecided(offsets, undecided, start):
             ok, xor = self._decide(i, j, x)
             right.reshape(-1)[flat] = ok
             right_xor.reshape(-1)[flat] = ok & xor
@@ -435,7 +446,7 @@ def pair_ensembles(
     ``logits`` ``[N, M, C]``, ``labels`` ``[M]``, ``temperatures`` ``[N]`` (optional, e.g.
     fitted on a calibration split), ``combine`` ``"prob"`` or ``"logit"`` (module docstring).
     With ``e_ij(x)`` the ensemble's correctness and ``c_i(x)`` the member's (argmax of its
-    scaled logits, lowest class on ties), ``a_i = mean_x c_i``:
+    logits, lowest class on ties), ``a_i = mean_x c_i``:
 
     - ``ensemble_accuracy = mean_x e_ij``;
     - ``relative_ensemble_gain = ensemble_accuracy - (a_i + a_j) / 2``;

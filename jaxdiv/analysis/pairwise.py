@@ -10,15 +10,19 @@ Conventions (shared with ``jaxdiv.analysis.ensembles`` and ``jaxdiv.analysis.boo
   y(x)]`` is member i's correctness on example x, ``a_i = mean_x c_i``.
 - Pair layout: unordered pairs are enumerated by offset, ``(i, (i + d) mod N)`` for
   ``d = 1 .. N // 2`` and every i. Each pair appears once (twice for ``d = N / 2`` when N is
-  even, with identical values), so a kernel works on ``[D, N]`` contiguous "rolled" rows and
-  never gathers pairs. ``pairs_to_matrix`` turns ``[..., D, N]`` values into ``[..., N, N]``.
+  even; the repeat is computed and dropped), so a kernel works on ``[D, N]`` contiguous
+  "rolled" rows and never gathers pairs. ``pairs_to_matrix`` turns ``[..., D, N]`` values
+  into exactly symmetric ``[..., N, N]`` matrices.
 - Undefined values (0 / 0) are NaN, documented per statistic.
+- ``memory_budget_bytes`` bounds the temporaries a kernel holds at once (tiles of examples,
+  groups of pairs), not the inputs or the ``[N, N]`` outputs.
 
 Error-indicator statistics come from the 2 x 2 contingency table of each pair's correctness
 vectors, and that table from one product of indicator matrices: ``n11 = C C^T`` (both right),
 ``a_i`` (row sums); ``n10 = a_i - n11``, ``n01 = a_j - n11``, ``n00 = M - a_i - a_j + n11``.
 The product is done on bit-packed indicators (32 examples per uint32 word, AND + popcount),
-and prediction agreement on the bit planes of the predicted class (XOR/OR + popcount).
+and prediction agreement on the bit planes of the predicted class (XOR/OR + popcount); counts
+are exact integers (proportions are exact in float32 up to 2**24 examples).
 """
 
 from __future__ import annotations
@@ -400,10 +404,11 @@ def divergence_tile_terms(logits, inv_t, start, chunk: int, offsets, keep, *,
     total = jnp.sum(p, axis=-1)
     partner = (jnp.arange(n)[None, :] + offsets[:, None]) % n  # [D, N]
     doubled = jnp.concatenate([p, p])
-    # offsets in groups: one group's partner rows [G, N, T, C] stay about cache-sized
+    # offsets in groups: one group's partner rows [G, N, T, C] stay about cache-sized; equal
+    # groups (the last padded with repeats of an offset, dropped after)
     d = offsets.shape[0]
-    group = int(max(1, min(d, DIVERGENCE_GROUP_BYTES // max(1, 4 * p.size))))
-    n_groups = -(-d // group)
+    n_groups = -(-d // int(max(1, min(d, DIVERGENCE_GROUP_BYTES // max(1, 4 * p.size)))))
+    group = -(-d // n_groups)
     padded = jnp.concatenate([offsets, jnp.broadcast_to(offsets[-1:], (n_groups * group - d,))])
 
     def one(ds):
@@ -449,8 +454,11 @@ def _divergence_sums(logits, inv_t, offsets, *, chunk: int):
 
 def divergence_tile(n: int, m: int, c: int, memory_budget_bytes: int) -> int:
     """Examples per tile of the divergence kernel: about eight [N, T, C] float32 arrays."""
-    return example_tile(n, m, 4 * c, memory_budget_bytes, copies=8,
-                        cpu_tile_bytes=DIVERGENCE_TILE_BYTES)
+    t = example_tile(n, m, 4 * c, memory_budget_bytes, copies=8,
+                     cpu_tile_bytes=DIVERGENCE_TILE_BYTES)
+    # at least 8 examples: smaller tiles spend more on per-tile work (softmax, the KL matrix
+    # product) than they gain in cache
+    return int(min(m, max(t, min(8, memory_budget_bytes // (8 * 4 * c * n)))))
 
 
 def predictive_divergences(
