@@ -128,3 +128,21 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(JaxdivError, match="holdout"):
         pr.evaluate_probes(tr, ytr, ev, yev, [[0, 1]], fit_rows=np.arange(200),
                            holdout_rows=np.array([], int))
+
+
+def test_closed_form_gradient_equals_autodiff():
+    import jax
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(4)
+    xt = jnp.asarray(rng.normal(size=(2, 5, 30)), jnp.float32)  # [P, F, M]
+    y1h = jax.nn.one_hot(rng.integers(0, 3, 30), 3).T  # [C, M]
+    fmask = jnp.asarray(rng.random((2, 5, 4)) > 0.3, jnp.float32)
+    lam = jnp.asarray(rng.uniform(0.01, 1.0, (2, 4)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(2, 5, 4, 3)), jnp.float32)
+    b = jnp.asarray(rng.normal(size=(2, 4, 3)), jnp.float32)
+    z = pr._logits(xt, w, b, fmask)
+    grad = pr._grad(z, xt, w, y1h, fmask, lam)
+    ref = jax.grad(lambda q: pr._objective(q, xt, y1h, fmask, lam).sum())((w, b))
+    for g, r in zip(grad, ref, strict=True):
+        np.testing.assert_allclose(g, r, atol=1e-5)

@@ -18,15 +18,18 @@ P x K problems share their feature matrix, so the forward pass is one matmul
 Solver: limited-memory BFGS (Nocedal & Wright, *Numerical Optimization*, 2nd ed. 2006,
 Algorithm 7.4, two-loop recursion, memory 10) with an Armijo backtracking line search
 (step 1, halved until ``f(x + a d) <= f(x) + 1e-4 a g.d``), written natively for a batch of
-problems: every array carries the [P, K] problem axes, each trial step is one batched
-evaluation of the objective and its gradient, and a problem stops moving once its largest
+problems: every array carries the [P, K] problem axes, each trial step is evaluated for
+all problems at once, and a problem stops moving once its largest
 absolute gradient entry is below ``tol`` (its direction is then zero) or its line search
 cannot show a decrease any more (the predicted decrease of the next trial step is below
 ``RESOLUTION`` times the objective: float32 precision reached; such a problem also counts as
 converged). The loop ends when every problem has stopped or after
 ``max_iter`` iterations. (``optax.lbfgs`` vmapped over problems was tried first: under
 ``vmap`` its zoom line search runs both branches of its conditionals, about 4 objective
-evaluations per iteration against about 1 here.)
+evaluations per iteration.) Logits are linear in the parameters, so each iteration costs one
+forward product (the logits' change along the search direction) and one backward product
+(the gradient at the accepted step) whatever the number of line-search trials, which only
+re-evaluate the loss elementwise.
 
 Feature standardisation (``standardise``) uses the mean and standard deviation of the
 training rows only; features with (near) zero spread are centred and left unscaled, as in
@@ -73,12 +76,43 @@ def standardise(train, *others, eps: float = 1e-6):
 
 
 # ---------------------------------------------------------------------------- solver
-def _objective(params, x, y1h, fmask, lam):
-    """Per-problem objective [P, K]; params (w [P, F, K, C], b [P, K, C]); fmask [P, F, K]."""
+# Layouts inside the solver: features transposed, xt [P, F, M]; logits z [P, K, C, M]; weights
+# w [P, F, K, C]; bias b [P, K, C]; masks fmask [P, F, K] (float 0/1); one-hot labels
+# y1h [C, M]. (On XLA:CPU the backward product contracts over M about 3x faster with the
+# examples last than with them in the middle.)
+def _logits(xt, w, b, fmask):
+    return jnp.einsum("pfm,pfkc->pkcm", xt, w * fmask[..., None]) + b[..., None]
+
+
+def _lse_mean(z):
+    """Mean over examples of logsumexp over classes, [P, K]."""
+    mx = jnp.max(z, axis=2, keepdims=True)
+    return jnp.mean(mx[:, :, 0] + jnp.log(jnp.sum(jnp.exp(z - mx), axis=2)), axis=-1)
+
+
+def _label_mean(z, labels):
+    """Mean over examples of the label's logit, [P, K] (a gather: a one-hot product over
+    [P, K, C, M] was 50x slower on XLA:CPU)."""
+    idx = jnp.broadcast_to(labels, z.shape[:2] + (1, z.shape[3]))
+    return jnp.mean(jnp.take_along_axis(z, idx, axis=2)[:, :, 0], axis=-1)
+
+
+def _loss(z, w, labels, lam):
+    """Per-problem objective [P, K] from logits: mean CE + lam ||w||^2 / 2."""
+    return _lse_mean(z) - _label_mean(z, labels) + 0.5 * lam * jnp.sum(w * w, axis=(1, 3))
+
+
+def _grad(z, xt, w, y1h, fmask, lam):
+    """Gradient of ``_loss`` in closed form (softmax minus one-hot): one backward product."""
+    r = (jax.nn.softmax(z, axis=2) - y1h) / z.shape[-1]
+    gw = jnp.einsum("pfm,pkcm->pfkc", xt, r) * fmask[..., None] + lam[:, None, :, None] * w
+    return gw, jnp.sum(r, axis=-1)
+
+
+def _objective(params, xt, y1h, fmask, lam):
+    """The objective [P, K] as one function of (w, b) (reference for ``_grad``)."""
     w, b = params
-    z = jnp.einsum("pmf,pfkc->pmkc", x, w * fmask[..., None]) + b[:, None]
-    ce = jax.nn.logsumexp(z, axis=-1) - jnp.einsum("pmkc,mc->pmk", z, y1h)
-    return jnp.mean(ce, axis=1) + 0.5 * lam * jnp.sum(w * w, axis=(1, 3))
+    return _loss(_logits(xt, w, b, fmask), w, jnp.argmax(y1h, axis=0), lam)
 
 
 def _vdot(a, b):
@@ -105,26 +139,30 @@ def _gmax(g):
 
 
 @partial(jax.jit, static_argnames=("max_iter", "history"))
-def _lbfgs(x, y1h, fmask, lam, tol, *, max_iter: int, history: int):
-    """Batched L-BFGS for all P x K problems; see the module docstring."""
-    p, _, f_dim = x.shape
-    k_dim, c_dim = lam.shape[1], y1h.shape[1]
+def _lbfgs(xt, y1h, fmask, lam, tol, *, max_iter: int, history: int):
+    """Batched L-BFGS for all P x K problems; see the module docstring.
 
-    def value_and_grad(params):
-        val, vjp = jax.vjp(lambda q: _objective(q, x, y1h, fmask, lam), params)
-        return val, vjp(jnp.ones_like(val))[0]
-
-    zeros = (jnp.zeros((p, f_dim, k_dim, c_dim), x.dtype), jnp.zeros((p, k_dim, c_dim), x.dtype))
-    f0, g0 = value_and_grad(zeros)
-    hist = (jnp.zeros((history,) + zeros[0].shape, x.dtype),
-            jnp.zeros((history,) + zeros[1].shape, x.dtype))
+    Logits are linear in the parameters, so an iteration costs one forward product (the
+    logits' change along the search direction, ``zd``) and one backward product (the
+    gradient at the accepted point); line-search trials only re-evaluate the loss of
+    ``z + a zd`` elementwise. Returns ((w, b), objective, max |grad|, iterations, converged,
+    number of forward-and-backward passes).
+    """
+    p, f_dim, _ = xt.shape
+    k_dim, c_dim = lam.shape[1], y1h.shape[0]
+    dt = xt.dtype
+    labels = jnp.argmax(y1h, axis=0)
+    zeros = (jnp.zeros((p, f_dim, k_dim, c_dim), dt), jnp.zeros((p, k_dim, c_dim), dt))
+    z0 = _logits(xt, *zeros, fmask)  # computed (not constant-folded at compile time)
+    g0 = _grad(z0, xt, zeros[0], y1h, fmask, lam)
+    hist = (jnp.zeros((history,) + zeros[0].shape, dt), jnp.zeros((history,) + zeros[1].shape, dt))
     init = {
-        "params": zeros, "f": f0, "g": g0,
-        "s": hist, "y": hist, "rho": jnp.zeros((history, p, k_dim), x.dtype),
+        "params": zeros, "z": z0, "f": _loss(z0, zeros[0], labels, lam), "g": g0,
+        "s": hist, "y": hist, "rho": jnp.zeros((history, p, k_dim), dt),
         "gamma": 1.0 / jnp.maximum(jnp.sqrt(_vdot(g0, g0)), 1e-12),
         "active": _gmax(g0) > tol, "flat": jnp.zeros((p, k_dim), bool),
         "iters": jnp.zeros((p, k_dim), jnp.int32),
-        "k": jnp.zeros((), jnp.int32),
+        "k": jnp.zeros((), jnp.int32), "passes": jnp.ones((), jnp.int32),
     }
 
     def direction(st):
@@ -150,62 +188,65 @@ def _lbfgs(x, y1h, fmask, lam, tol, *, max_iter: int, history: int):
 
         r = lax.fori_loop(0, history, forward, r)
         d = _scale(-jnp.ones_like(st["f"]), r)
-        slope = _vdot(st["g"], d)
-        bad = slope >= 0  # not a descent direction (numerical trouble): steepest descent
+        bad = _vdot(st["g"], d) >= 0  # not a descent direction (rounding): steepest descent
         d = _select(bad, _scale(-st["gamma"], st["g"]), d)
-        on = st["active"].astype(x.dtype)
-        d = _scale(on, d)
+        d = _scale(st["active"].astype(dt), d)
         return d, _vdot(st["g"], d)
 
     def body(st):
         d, slope = direction(st)
-        params, f = st["params"], st["f"]
+        (w, b), f, z = st["params"], st["f"], st["z"]
+        zd = _logits(xt, d[0], d[1], fmask)
+        ww, wd, dd = (jnp.sum(u * v, axis=(1, 3)) for u, v in ((w, w), (w, d[0]), (d[0], d[0])))
+        zy, zdy = _label_mean(z, labels), _label_mean(zd, labels)  # linear in the step
 
         def ls_cond(ls):
             return (ls["trial"] < MAX_LINESEARCH) & jnp.any(~ls["done"])
 
         def ls_body(ls):
-            new = _axpy(ls["alpha"], d, params)
-            fn, gn = value_and_grad(new)
-            ok = (fn <= f + ARMIJO * ls["alpha"] * slope) & jnp.isfinite(fn) & ~ls["done"]
+            a = ls["alpha"]
+            fn = (_lse_mean(z + a[..., None, None] * zd) - (zy + a * zdy)
+                  + 0.5 * lam * (ww + 2 * a * wd + a * a * dd))
+            ok = (fn <= f + ARMIJO * a * slope) & jnp.isfinite(fn) & ~ls["done"]
             # the next trial's predicted decrease is below float32 resolution: give up
-            flat = ~ok & ~ls["done"] & (0.5 * ls["alpha"] * -slope <= RESOLUTION * jnp.abs(f))
+            flat = ~ok & ~ls["done"] & (0.5 * a * -slope <= RESOLUTION * jnp.abs(f))
             return {
                 "f": jnp.where(ok, fn, ls["f"]),
-                "g": _select(ok, gn, ls["g"]),
-                "step": jnp.where(ok, ls["alpha"], ls["step"]),
+                "step": jnp.where(ok, a, ls["step"]),
                 "done": ls["done"] | ok | flat,
                 "ok": ls["ok"] | ok,
                 "flat": ls["flat"] | flat,
-                "alpha": jnp.where(ok, ls["alpha"], 0.5 * ls["alpha"]),
+                "alpha": jnp.where(ok, a, 0.5 * a),
                 "trial": ls["trial"] + 1,
             }
 
         no = jnp.zeros_like(st["active"])
-        ls0 = {"f": f, "g": st["g"], "step": jnp.zeros_like(f), "done": ~st["active"],
-               "ok": no, "flat": no, "alpha": jnp.ones_like(f),
-               "trial": jnp.zeros((), jnp.int32)}
+        ls0 = {"f": f, "step": jnp.zeros_like(f), "done": ~st["active"], "ok": no, "flat": no,
+               "alpha": jnp.ones_like(f), "trial": jnp.zeros((), jnp.int32)}
         ls = lax.while_loop(ls_cond, ls_body, ls0)
         moved = ls["ok"] & st["active"]
-        s = _scale(ls["step"], d)
-        new_params = _axpy(jnp.ones_like(f), s, params)
-        yv = (ls["g"][0] - st["g"][0], ls["g"][1] - st["g"][1])
+        step = jnp.where(moved, ls["step"], 0.0)
+        s = _scale(step, d)
+        new_params = _axpy(jnp.ones_like(f), s, (w, b))
+        z_new = z + step[..., None, None] * zd
+        g_new = _grad(z_new, xt, new_params[0], y1h, fmask, lam)
+        yv = (g_new[0] - st["g"][0], g_new[1] - st["g"][1])
         sy, yy = _vdot(s, yv), _vdot(yv, yv)
         good = moved & (sy > 1e-10 * jnp.maximum(yy, 1e-30))
         head = st["k"] % history
         rho = jnp.where(good, 1.0 / jnp.where(good, sy, 1.0), 0.0)
-        gk = good[:, None, :, None].astype(x.dtype)
-        gb = good[..., None].astype(x.dtype)
+        gk = good[:, None, :, None].astype(dt)
+        gb = good[..., None].astype(dt)
         st_s = (st["s"][0].at[head].set(s[0] * gk), st["s"][1].at[head].set(s[1] * gb))
         st_y = (st["y"][0].at[head].set(yv[0] * gk), st["y"][1].at[head].set(yv[1] * gb))
         return {
-            "params": new_params, "f": ls["f"], "g": ls["g"],
+            "params": new_params, "z": z_new, "f": ls["f"], "g": g_new,
             "s": st_s, "y": st_y, "rho": st["rho"].at[head].set(rho),
             "gamma": jnp.where(good, sy / jnp.where(good, yy, 1.0), st["gamma"]),
-            "active": moved & (_gmax(ls["g"]) > tol),
+            "active": moved & (_gmax(g_new) > tol),
             "flat": st["flat"] | (ls["flat"] & st["active"]),
             "iters": st["iters"] + st["active"].astype(jnp.int32),
-            "k": st["k"] + 1,
+            "k": st["k"] + 1, "passes": st["passes"] + 1,
         }
 
     def cond(st):
@@ -213,15 +254,14 @@ def _lbfgs(x, y1h, fmask, lam, tol, *, max_iter: int, history: int):
 
     st = lax.while_loop(cond, body, init)
     gmax = _gmax(st["g"])
-    return st["params"], st["f"], gmax, st["iters"], (gmax <= tol) | st["flat"]
+    return st["params"], st["f"], gmax, st["iters"], (gmax <= tol) | st["flat"], st["passes"]
 
 
 @jax.jit
-def _correct_counts(x, labels, w, b, fmask):
+def _correct_counts(xt, labels, w, b, fmask):
     """Number of correct argmax predictions per problem [P, K] (ties: lowest class)."""
-    z = jnp.einsum("pmf,pfkc->pmkc", x, w * fmask[..., None]) + b[:, None]
-    pred = jnp.argmax(z, axis=-1)
-    return jnp.sum(pred == labels[None, :, None], axis=1, dtype=jnp.int32)
+    pred = jnp.argmax(_logits(xt, w, b, fmask), axis=2)  # [P, K, M]
+    return jnp.sum(pred == labels, axis=-1, dtype=jnp.int32)
 
 
 # ---------------------------------------------------------------------------- public
@@ -235,6 +275,7 @@ class ProbeFit:
     grad_max: np.ndarray  # float32 [P, K]: largest absolute gradient entry at the end
     iterations: np.ndarray  # int32 [P, K]
     converged: np.ndarray  # bool [P, K]: grad_max <= tol, or float32 precision reached
+    passes: int  # batched forward-and-backward passes over the features the solver ran
 
 
 def _as_batch(x) -> tuple[np.ndarray, bool]:
@@ -311,15 +352,15 @@ def fit_probes(
     k = mk.shape[1]
     cc = _check_c(c, p, k)
     lam = (1.0 / (cc * m)).astype(np.float32)
-    y1h = jax.nn.one_hot(labels, n_classes, dtype=jnp.float32)
+    y1h = jax.nn.one_hot(labels, n_classes, dtype=jnp.float32).T
     fmask = jnp.asarray(np.swapaxes(mk, 1, 2), jnp.float32)
-    (w, b), obj, gmax, iters, conv = _lbfgs(
-        jnp.asarray(xb), y1h, fmask, jnp.asarray(lam), jnp.float32(tol),
+    (w, b), obj, gmax, iters, conv, passes = _lbfgs(
+        jnp.asarray(np.swapaxes(xb, 1, 2)), y1h, fmask, jnp.asarray(lam), jnp.float32(tol),
         max_iter=int(max_iter), history=HISTORY)
     w = np.asarray(jnp.transpose(w * fmask[..., None], (0, 2, 1, 3)))
     return ProbeFit(weights=w, bias=np.asarray(b), objective=np.asarray(obj),
                     grad_max=np.asarray(gmax), iterations=np.asarray(iters),
-                    converged=np.asarray(conv))
+                    converged=np.asarray(conv), passes=int(passes))
 
 
 def probe_logits(x, fit: ProbeFit) -> np.ndarray:
@@ -334,8 +375,8 @@ def probe_accuracy(x, labels, fit: ProbeFit) -> np.ndarray:
     labels, _ = _check_labels(labels, xb.shape[1], fit.bias.shape[-1])
     w = jnp.transpose(jnp.asarray(fit.weights), (0, 2, 1, 3))
     ones = jnp.ones(w.shape[:3], jnp.float32)
-    return np.asarray(_correct_counts(jnp.asarray(xb), jnp.asarray(labels), w,
-                                      jnp.asarray(fit.bias), ones)) / xb.shape[1]
+    return np.asarray(_correct_counts(jnp.asarray(np.swapaxes(xb, 1, 2)), jnp.asarray(labels),
+                                      w, jnp.asarray(fit.bias), ones)) / xb.shape[1]
 
 
 # ---------------------------------------------------------------------------- driver
@@ -378,7 +419,8 @@ def set_masks_all(sets, dims) -> np.ndarray:
 
 
 class _Features:
-    """Standardised, zero-padded member embeddings; builds [P, M, G*Dmax] chunks on demand."""
+    """Standardised, zero-padded member embeddings (kept transposed, [Dmax, M]); builds the
+    solver's transposed feature chunks [P, G*Dmax, M] on demand."""
 
     def __init__(self, train: Sequence[np.ndarray], evals: Sequence[np.ndarray]):
         self.dims = embedding_dims(train)
@@ -391,28 +433,43 @@ class _Features:
                     f"({self.dims[i]} vs {np.shape(ev)[1]})")
             tr_s, ev_s = standardise(tr, ev)
             pad = ((0, 0), (0, self.dmax - self.dims[i]))
-            self.train.append(np.pad(tr_s, pad))
-            self.eval.append(np.pad(ev_s, pad))
+            self.train.append(np.ascontiguousarray(np.pad(tr_s, pad).T))
+            self.eval.append(np.ascontiguousarray(np.pad(ev_s, pad).T))
 
     def build(self, which: list[np.ndarray], sets: np.ndarray, rows=None) -> np.ndarray:
-        pick = (lambda a: a) if rows is None else (lambda a: a[rows])  # noqa: E731
-        return np.stack([np.concatenate([pick(which[i]) for i in s], axis=1) for s in sets])
+        pick = (lambda a: a) if rows is None else (lambda a: a[:, rows])  # noqa: E731
+        return np.stack([np.concatenate([pick(which[i]) for i in s], axis=0) for s in sets])
 
 
-def _chunk_size(p: int, m: int, m_eval: int, f: int, k: int, c: int, budget: int) -> int:
-    per_set = 4 * (m * f + m_eval * f + 6 * m * k * c + 2 * m_eval * k * c
-                   + (2 * HISTORY + 8) * f * k * c)
-    return int(max(1, min(p, budget // max(per_set, 1))))
+EVAL_TILE = 2048  # evaluation rows scored at a time
+
+
+def _chunk_size(p: int, m: int, f: int, k: int, c: int, budget: int) -> int:
+    """Sets per chunk: the features (host and device copy), the solver's [M, K, C]
+    temporaries and L-BFGS history within ``budget``; chunks balanced so none is mostly
+    padding."""
+    tile = min(EVAL_TILE, m)
+    per_set = 4 * (2 * m * f + 2 * tile * f + 5 * m * k * c + (2 * HISTORY + 10) * f * k * c)
+    biggest = int(max(1, min(p, budget // max(per_set, 1))))
+    n_chunks = -(-p // biggest)
+    return -(-p // n_chunks)
 
 
 def _solve_chunks(x_fn, n_sets, labels, fmask_fn, c_fn, n_classes, *, max_iter, tol, budget,
-                  m_eval, eval_fn=None, eval_labels=None):
-    """Fit (and optionally evaluate) problems chunk by chunk over the P feature sets."""
+                  eval_fn=None, eval_labels=None):
+    """Fit (and optionally evaluate) problems chunk by chunk over the P feature sets.
+
+    ``x_fn(idx)``: transposed training features [len(idx), F, M]; ``eval_fn(idx, rows)``:
+    transposed evaluation features of those rows (scored ``EVAL_TILE`` rows at a time).
+    """
     m = labels.shape[0]
     probe = fmask_fn(np.arange(1))
     k, f = probe.shape[1], probe.shape[2]
-    chunk = _chunk_size(n_sets, m, m_eval, f, k, n_classes, budget)
-    y1h = jax.nn.one_hot(jnp.asarray(labels), n_classes, dtype=jnp.float32)
+    if n_sets == 0:
+        return {"correct": np.zeros((0, k), np.int64), "conv": np.zeros((0, k), bool),
+                "iters": np.zeros((0, k), np.int32)}
+    chunk = _chunk_size(n_sets, m, f, k, n_classes, budget)
+    y1h = jax.nn.one_hot(jnp.asarray(labels), n_classes, dtype=jnp.float32).T
     out = {"correct": np.zeros((n_sets, k), np.int64), "conv": np.zeros((n_sets, k), bool),
            "iters": np.zeros((n_sets, k), np.int32)}
     for start in range(0, n_sets, chunk):
@@ -422,15 +479,21 @@ def _solve_chunks(x_fn, n_sets, labels, fmask_fn, c_fn, n_classes, *, max_iter, 
         x = jnp.asarray(x_fn(idx))
         fmask = jnp.asarray(np.swapaxes(fmask_fn(idx), 1, 2), jnp.float32)
         lam = jnp.asarray((1.0 / (c_fn(idx) * m)).astype(np.float32))
-        (w, b), _, _, iters, conv = _lbfgs(x, y1h, fmask, lam, jnp.float32(tol),
+        (w, b), _, _, iters, conv, _ = _lbfgs(x, y1h, fmask, lam, jnp.float32(tol),
                                            max_iter=int(max_iter), history=HISTORY)
         del x
         out["conv"][idx[:real]] = np.asarray(conv)[:real]
         out["iters"][idx[:real]] = np.asarray(iters)[:real]
         if eval_fn is not None:
-            xe = jnp.asarray(eval_fn(idx))
-            cnt = _correct_counts(xe, jnp.asarray(eval_labels), w, b, fmask)
-            out["correct"][idx[:real]] = np.asarray(cnt)[:real]
+            m_eval = len(eval_labels)
+            tile = min(EVAL_TILE, m_eval)
+            for t0 in range(0, m_eval, tile):
+                rows = np.arange(t0, min(t0 + tile, m_eval))
+                rows = np.concatenate([rows, np.full(tile - len(rows), -1)])  # static shape
+                xe = jnp.asarray(eval_fn(idx, np.maximum(rows, 0)))
+                ye = np.where(rows >= 0, eval_labels[np.maximum(rows, 0)], -1)  # -1: never hit
+                cnt = _correct_counts(xe, jnp.asarray(ye, jnp.int32), w, b, fmask)
+                out["correct"][idx[:real]] += np.asarray(cnt)[:real]
     return out
 
 
@@ -531,8 +594,8 @@ def evaluate_probes(
         res = _solve_chunks(
             lambda idx: feats.build(feats.train, sets[idx], fit_rows), p, ytr[fit_rows],
             lambda idx: sel_masks[idx], lambda idx: np.broadcast_to(cs, (len(idx), cs.shape[1])),
-            n_classes, m_eval=len(holdout_rows),
-            eval_fn=lambda idx: feats.build(feats.train, sets[idx], holdout_rows),
+            n_classes,
+            eval_fn=lambda idx, rows: feats.build(feats.train, sets[idx], holdout_rows[rows]),
             eval_labels=ytr[holdout_rows], **common)
         acc = (res["correct"] / max(len(holdout_rows), 1)).reshape(p, kk, grid.size)
         best = np.argmax(acc, axis=-1)  # first maximum: the smallest C
@@ -542,7 +605,8 @@ def evaluate_probes(
 
     res = _solve_chunks(
         lambda idx: feats.build(feats.train, sets[idx], final_rows), p, ytr[final_rows],
-        lambda idx: mk[idx], lambda idx: chosen[idx], n_classes, m_eval=m_eval,
-        eval_fn=lambda idx: feats.build(feats.eval, sets[idx]), eval_labels=yev, **common)
+        lambda idx: mk[idx], lambda idx: chosen[idx], n_classes,
+        eval_fn=lambda idx, rows: feats.build(feats.eval, sets[idx], rows), eval_labels=yev,
+        **common)
     return ProbeResult(accuracy=res["correct"] / m_eval, c=chosen, selection_accuracy=sel_acc,
                        converged=res["conv"], iterations=res["iters"])
