@@ -97,17 +97,17 @@ out["batch_devices"] = len(batch["x"].sharding.device_set)
 # Training: data=2 x fsdp=2 with every kernel sharded equals data=4 replicated (same step).
 from jaxdiv.data.loader import TrainLoader
 from jaxdiv.train.loop import build_setup, init_state, make_train_step
-from tests.support import tiny_config
+from tests.tiny_mlp_config import tiny_mlp_config
 losses, params = {}, {}
 for tag, mesh_cfg in [("dp", {"data": 4}),
                       ("fsdp", {"data": 2, "fsdp": 2, "rules": [["kernel$", "fsdp"]],
                                 "min_shard_size": 1})]:
-    c = tiny_config(num_steps=3)
+    c = tiny_mlp_config(num_steps=3)
     c.mesh = mesh_cfg
     s = build_setup(c)
     st = init_state(s, jax.random.PRNGKey(0))
     if tag == "fsdp":
-        k = st["params"]["stem_conv"]["kernel"]
+        k = st["params"]["Dense_0"]["kernel"]
         out["fsdp_kernel_shards"] = [list(sh.data.shape) for sh in k.addressable_shards][:2]
     step = make_train_step(s)
     loader = TrainLoader(s.train_split, 32, seed=0)
@@ -170,8 +170,8 @@ def test_fsdp_training_matches_data_parallel(rules_result):
     np.testing.assert_allclose(fsdp[0], dp[0], rtol=1e-6)
     np.testing.assert_allclose(fsdp, dp, rtol=1e-4)
     assert rules_result["param_max_diff"] < 1e-4
-    # the stem kernel [3, 3, 3, 16] is split over fsdp on its largest dimension (16 -> 8)
-    assert rules_result["fsdp_kernel_shards"][0] == [3, 3, 3, 8]
+    # the first kernel [3072, 64] is split over fsdp on its largest dimension (3072 -> 1536)
+    assert rules_result["fsdp_kernel_shards"][0] == [1536, 64]
 
 
 # ------------------------------------------------------------- member-sharded analysis
