@@ -66,6 +66,7 @@ def get_config() -> ml_collections.ConfigDict:
         {"split": "test", "calibration_split": "validation", "bootstrap": 1000}
     )
     pop.report = True
+    pop.represent = ml_collections.ConfigDict({"n_seeds": 3})
     other_half = "train[22500:45000]"
     pop.variations = [
         {"sweep": {"seed": [1, 2, 3, 4, 5, 6]}},

@@ -50,6 +50,10 @@ def get_config() -> ml_collections.ConfigDict:
         {"split": "test", "calibration_split": "validation", "bootstrap": 100}
     )
     pop.report = True
+    # Representation stage (probes on embeddings, CKA), kept light for 2 CPU cores.
+    pop.represent = ml_collections.ConfigDict(
+        {"n_seeds": 1, "c_grid": (0.1, 1.0), "max_iter": 100}
+    )
     pop.variations = [
         {"sweep": {"seed": [1, 2]}},
         {"name": "lr0.2", "overrides": {"optimizer.learning_rate": 0.2}},

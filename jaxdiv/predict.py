@@ -9,7 +9,7 @@ from pathlib import Path
 
 import ml_collections
 
-from jaxdiv.data.datasets import load_split
+from jaxdiv.data import streaming
 from jaxdiv.errors import JaxdivError
 from jaxdiv.store.store import Store
 from jaxdiv.train.evaluate import accuracy_and_loss, make_predict_fn, predict_split
@@ -75,7 +75,7 @@ def predict_member(
         info["metrics"] = {**store.member_info(name).get("metrics", {}), **info["metrics"]}
     results: dict[str, dict[str, float]] = {}
     for split_name in todo:
-        split = load_split(config.data.dataset, split_name, config.data.get("data_dir"))
+        split = streaming.eval_split(config.data, split_name)
         logits, embeddings = predict_split(
             setup.method, variables, split, setup.mesh,
             batch_size=int(config.get("eval_batch_size", 500)), predict_fn=predict_fn,

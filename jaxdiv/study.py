@@ -8,6 +8,7 @@ resume from their checkpoints, finished members are skipped) and redoes nothing 
     WORKDIR/store/              the prediction store (validation and test)
     WORKDIR/failures.json       members that failed, with their errors
     WORKDIR/analysis/           pairs.csv, members.csv, matrices, summary.json
+    WORKDIR/representation/     probes on mixed/compressed/stacked embeddings, CKA
     WORKDIR/report/index.html   the report with its figures
 """
 
@@ -81,6 +82,15 @@ def run_study(
         store.root, report_split, calib, workdir / "analysis",
         bootstrap=int(analysis_cfg.get("bootstrap", 0)), seed=int(pop.get("seed", 0)),
     )
+    represent = pop.get("represent", {})
+    if represent is not False and represent is not None:
+        from jaxdiv.report.represent import run_represent
+
+        log("representation analysis (probes on embeddings, CKA)")
+        options = dict(represent) if represent is not True else {}
+        run_represent(store.root, workdir / "representation", train_split=calib or report_split,
+                      eval_split=report_split, base=members[0].name,
+                      seed=int(pop.get("seed", 0)), log=log, **options)
     report = None
     if bool(pop.get("report", True)):
         from jaxdiv.report.html import write_report

@@ -525,6 +525,35 @@ window.addEventListener('load', function () {
 """
 
 
+_REPRESENTATION_FIGURES = (
+    ("mixing.png", "Random-subset mixing",
+     "Linear-probe accuracy on random subsets of two members' embeddings mixed at fixed total "
+     "dimension (100/0 ... 0/100); an interior peak means the features overlap without one "
+     "containing the other."),
+    ("compression.png", "Compression",
+     "Probe accuracy against the number of concatenated-embedding dimensions kept, ranked by "
+     "variance or by the label-covariance criterion."),
+    ("stacked.png", "Stacked generalisation",
+     "A probe on the concatenated embeddings of a pair against each member alone, on a task "
+     "the members were not trained for."),
+    ("cka.png", "Linear CKA", "Similarity of every pair of members' embeddings (unbiased CKA)."),
+)
+
+
+def _representation_section(s: StudyInputs, out: Path) -> str:
+    """Figures of ``WORKDIR/representation`` (``jaxdiv represent``), when it has run."""
+    src = s.workdir / "representation"
+    shown = [(f, t, d) for f, t, d in _REPRESENTATION_FIGURES if (src / f).is_file()]
+    if not shown:
+        return ""
+    parts = ["<h2>Representations</h2><p>Tables: <code>representation/*.csv</code>.</p>"]
+    for name, title, text in shown:
+        shutil.copyfile(src / name, out / f"representation_{name}")
+        parts.append(f"<h3>{_esc(title)}</h3><p>{_esc(text)}</p>"
+                     + _img(out / f"representation_{name}", title))
+    return "".join(parts)
+
+
 def render_page(s: StudyInputs, sections: Sequence[str]) -> str:
     counts = ", ".join(f"{s.categories.count(c)} {c}" for c in (*CATEGORIES, UNCATEGORISED)
                        if s.categories.count(c))
@@ -560,6 +589,7 @@ def write_report(workdir: str | os.PathLike, pop_config=None) -> Path:
             _specialisation_section(s, tmp),
             _selection_section(s, tmp),
             _matrices_section(s, tmp),
+            _representation_section(s, tmp),
         ]
         (tmp / "index.html").write_text(render_page(s, sections), encoding="utf-8")
         _replace_dir(tmp, final)
