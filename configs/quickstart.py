@@ -3,8 +3,11 @@
 Run:
     python -m jaxdiv study --config=configs/quickstart.py --workdir=runs/quickstart
 
-Expected run time: MEASURED_TIME on a 2-core CPU machine (no GPU), the whole study
-including the report; a second run finds everything finished and only re-analyses.
+Expected run time: aimed at 15 minutes on an idle 2-core CPU machine for the whole study,
+report included (not yet confirmed). Measured: the same study with 0.2 epochs per member
+(`--config.base.num_epochs=0.2`) took 23 min wall but only 8 CPU-minutes on a 2-core machine
+shared with eight other jobs; the representation stage took 2 CPU-minutes more. A second run
+finds everything finished and only re-analyses.
 
 Members (base: supervised ResNet-8 on train[:22500], the first half of the training split):
     Reinit           seed1, seed2
@@ -15,7 +18,11 @@ Members (base: supervised ResNet-8 on train[:22500], the first half of the train
     Dataset          other_half (the base recipe on train[22500:45000], data the base never
                      saw: the CIFAR-scale stand-in for the paper's different pre-training data)
 
-Expected result: MEASURED_RESULT
+Measured result (the 0.2-epoch run above; members at 20-40% test accuracy): error
+inconsistency with the base, by category mean, Reinit 0.278, Hyperparameters 0.157,
+Architecture 0.223, Framework 0.360, Dataset 0.410; relative ensemble gain 0.016, 0.005,
+0.020, 0.076, 0.041. Framework and Dataset diverge most, as in the paper; at this little
+training the seed members are not yet the most similar.
 """
 
 import ml_collections
