@@ -10,7 +10,10 @@ LOWEST class index, as ``jnp.argmax``):
 - ``combine="logit"``: scores are the scaled logits ``z_i * k`` (averaging logits; the same
   argmax as averaging log-probabilities, i.e. a geometric mean of probabilities).
 
-A member's own prediction is the argmax of its logits (temperatures do not change it).
+A member's own prediction is the argmax of its logits (temperatures do not change it). All
+entry points take logits; to ensemble probabilities you already have (say, calibrated
+elsewhere), pass ``np.log(p)`` as the logits: ``softmax(log p) = p`` up to rounding, and
+``combine="logit"`` then averages log-probabilities.
 
 Averaging and summing give the same argmax, so ensembles sum scores.
 

@@ -220,30 +220,49 @@ def _pack_planes(correct, preds, n_bits: int):
     return words, planes
 
 
-def _pair_counts(words, planes, partner):
-    """n11 and n_disagree [D, N] for pairs (i, partner[d, i]) from packed words."""
-    n11 = _popcount_sum(words[None] & words[partner])
-    if planes is None:
-        return n11, None
-    diff = planes[:, None] ^ planes[:, partner]  # [bits, D, N, W]
-    return n11, _popcount_sum(jnp.bitwise_or.reduce(diff, axis=0))
+# Pair offsets per step of the counting kernel: their partner words [G, N, W] stay small.
+COUNT_GROUP_BYTES = 2 * 2**20
 
 
-@partial(jax.jit, static_argnames=("n_bits",))
-def _error_counts(correct, preds, offsets, *, n_bits: int = 1):
-    """Counts over examples: a [N], n11 [D, N], n_disagree [D, N] or None (int32)."""
+@partial(jax.jit, static_argnames=("n_bits", "group_bytes"))
+def _error_counts(correct, preds, offsets, *, n_bits: int = 1,
+                  group_bytes: int = COUNT_GROUP_BYTES):
+    """Counts over examples: a [N], n11 [D, N], n_disagree [D, N] or None (int32).
+
+    Offsets go in equal groups (the last padded with a repeated offset, dropped after);
+    each group's partner rows are dynamic slices of the doubled words, never a gather.
+    """
     n = correct.shape[0]
     words, planes = _pack_planes(correct, preds, n_bits)
-    partner = (jnp.arange(n)[None, :] + offsets[:, None]) % n
-    n11, dis = _pair_counts(words, planes, partner)
+    d = offsets.shape[0]
+    per_offset = 4 * words.size * (1 + (n_bits if planes is not None else 0))
+    n_groups = -(-d // int(max(1, min(d, group_bytes // per_offset))))
+    group = -(-d // n_groups)
+    padded = jnp.concatenate([offsets, jnp.broadcast_to(offsets[-1:], (n_groups * group - d,))])
+    words2 = jnp.concatenate([words, words])
+    planes2 = None if planes is None else jnp.concatenate([planes, planes], axis=1)
+
+    def step(ds):
+        part = jax.vmap(lambda o: roll_rows(words2, o, n))(ds)  # [G, N, W]
+        n11 = _popcount_sum(words[None] & part)
+        if planes is None:
+            return n11, n11
+        pp = jax.vmap(lambda o: lax.dynamic_slice_in_dim(planes2, o, n, axis=1))(ds)
+        diff = jnp.bitwise_or.reduce(planes[None] ^ pp, axis=1)  # [G, N, W]
+        return n11, _popcount_sum(diff)
+
+    n11, dis = lax.map(step, padded.reshape(n_groups, group))
+    n11 = n11.reshape(-1, n)[:d]
+    dis = None if planes is None else dis.reshape(-1, n)[:d]
     return _popcount_sum(words), n11, dis
 
 
-def _counts_bytes(n: int, m: int, d: int, n_bits: int, has_preds: bool) -> int:
-    """Working set of ``_error_counts``: the partner words of every offset dominate."""
+def _counts_bytes(n: int, m: int, n_bits: int, has_preds: bool) -> int:
+    """Working set of ``_error_counts`` besides one group of partner rows: packed words and
+    planes (doubled) and the unpacked inputs."""
     w = -(-m // 32)
     planes = n_bits if has_preds else 0
-    return 4 * w * n * (d * (2 + 2 * planes) + 2 + planes) + 8 * n * m
+    return 4 * w * n * 3 * (1 + planes) + 8 * n * m
 
 
 def _check_indicators(correct, preds):
@@ -311,43 +330,42 @@ def pairwise_error_stats(
     check_budget(memory_budget_bytes)
     correct, preds, n_bits = _check_indicators(correct, preds)
     n, m = correct.shape
-    offsets = pair_offsets(n)
     if preds is not None:
         preds = jnp.asarray(preds, jnp.int32)
-    if _counts_bytes(n, m, len(offsets), n_bits, preds is not None) <= memory_budget_bytes:
+    budget_fits = (_counts_bytes(n, m, n_bits, preds is not None) + COUNT_GROUP_BYTES
+                   <= memory_budget_bytes)
+    if budget_fits:
         return _error_stats_kernel(jnp.asarray(correct), preds, n_bits=n_bits)
-    a, n11, dis = error_counts(correct, preds, offsets, memory_budget_bytes, n_bits=n_bits)
+    a, n11, dis = error_counts(correct, preds, pair_offsets(n), memory_budget_bytes,
+                               n_bits=n_bits)
     return _assemble_error_stats(m, a, n11, dis)
 
 
 def error_counts(correct, preds, offsets, memory_budget_bytes: int, *, n_bits: int = 1):
     """``(a [N], n11 [D, N], n_disagree [D, N] or None)`` int32 counts for the pairs of
-    ``offsets``, in chunks of examples (and of offsets) whose working set fits the budget."""
+    ``offsets``, in chunks of examples whose working set fits the budget."""
     correct = jnp.asarray(correct)
     n, m = correct.shape
     has_preds = preds is not None
-    offsets = np.asarray(offsets)
-    if _counts_bytes(n, m, len(offsets), n_bits, has_preds) <= memory_budget_bytes:
-        return _error_counts(correct, preds, jnp.asarray(offsets), n_bits=n_bits)
-    # chunks of whole words; offsets in groups too when one word column is already too big
-    per_word = max(1, _counts_bytes(n, 32, len(offsets), n_bits, has_preds))
-    chunk = 32 * max(1, memory_budget_bytes // per_word)
-    groups = max(1, -(-per_word // memory_budget_bytes))
-    off_groups = np.array_split(offsets, groups)
+    offsets = jnp.asarray(np.asarray(offsets))
+    group = int(max(1024, min(COUNT_GROUP_BYTES, memory_budget_bytes // 4)))
+    room = memory_budget_bytes - group
+    if _counts_bytes(n, m, n_bits, has_preds) <= room:
+        return _error_counts(correct, preds, offsets, n_bits=n_bits, group_bytes=group)
+    # chunks of whole words
+    chunk = 32 * max(1, room // max(1, _counts_bytes(n, 32, n_bits, has_preds)))
     a = jnp.zeros(n, jnp.int32)
-    n11 = [jnp.zeros((len(g), n), jnp.int32) for g in off_groups]
-    dis = [jnp.zeros((len(g), n), jnp.int32) for g in off_groups]
+    n11 = jnp.zeros((offsets.shape[0], n), jnp.int32)
+    dis = jnp.zeros_like(n11) if has_preds else None
     for s in range(0, m, chunk):
-        for k, g in enumerate(off_groups):
-            pa, p11, pdis = _error_counts(
-                correct[:, s:s + chunk], preds[:, s:s + chunk] if has_preds else None,
-                jnp.asarray(g), n_bits=n_bits,
-            )
-            n11[k] = n11[k] + p11
-            if has_preds:
-                dis[k] = dis[k] + pdis
-        a = a + pa
-    return a, jnp.concatenate(n11), jnp.concatenate(dis) if has_preds else None
+        pa, p11, pdis = _error_counts(
+            correct[:, s:s + chunk], preds[:, s:s + chunk] if has_preds else None, offsets,
+            n_bits=n_bits, group_bytes=group,
+        )
+        a, n11 = a + pa, n11 + p11
+        if has_preds:
+            dis = dis + pdis
+    return a, n11, dis
 
 
 @jax.jit
@@ -481,8 +499,10 @@ def predictive_divergences(
 
     Both are computed from expanded sums (``divergence_tile_terms``), so identical members
     give 0 only up to float32 rounding (about 1e-7); results are clipped at 0. ``logits`` is
-    ``[N, M, C]``; no labels are needed. The kernel walks example tiles sized to the memory
-    budget (and to the cache on CPU) and every pair offset per tile.
+    ``[N, M, C]`` (for given probabilities pass ``np.log(p)``); no labels are needed. The
+    kernel walks example tiles sized to the memory budget (and to the cache on CPU) and every
+    pair offset per tile. Cost: one logarithm per pair, example and class (the symmetric KL
+    is a matrix product per tile).
     """
     n, m, c = np.shape(logits)
     check_population(logits, np.zeros(m, np.int32), names=names)
