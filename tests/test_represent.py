@@ -153,3 +153,17 @@ def test_bad_input_raises_clear_errors(tmp_path):
         run_represent(other, tmp_path / "o2")
     with pytest.raises(JaxdivError, match="no prediction store"):
         run_represent(tmp_path / "nowhere", tmp_path / "o3")
+
+
+def test_cli_verb_reports_errors_in_one_line(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxdiv", "represent", f"--store={tmp_path / 'none'}",
+         f"--out={tmp_path / 'out'}"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "jaxdiv represent: error: no prediction store" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -138,18 +138,15 @@ def load_embeddings(store: Store, train_split: str, eval_split: str,
         raise JaxdivError(
             f"splits {train_split!r} and {eval_split!r} share {shared.size} example ids (e.g. "
             f"{shared[0]!r}); probes would be scored on their training examples")
-    no_emb = [n for n in names
-              if not all((store.root / "members" / n / s / "embeddings.npy").exists()
-                         for s in (train_split, eval_split))]
-    if no_emb:
-        raise JaxdivError(
-            f"member(s) {', '.join(no_emb)} have no embeddings for {train_split!r} and "
-            f"{eval_split!r} (imported members carry logits only); re-run `jaxdiv predict` "
-            "for them or leave them out with members=[...]")
-    emb = {s: [] for s in (train_split, eval_split)}
+    emb: dict[str, list] = {s: [] for s in (train_split, eval_split)}
+    no_emb = []
     for n in names:
-        for s in (train_split, eval_split):
-            e = store.embeddings(n, s)
+        try:
+            loaded = {s: store.embeddings(n, s) for s in (train_split, eval_split)}
+        except JaxdivError:
+            no_emb.append(n)
+            continue
+        for s, e in loaded.items():
             if e.ndim != 2 or e.shape[0] != len(ids[s]):
                 raise JaxdivError(
                     f"member {n!r}: embeddings for split {s!r} have shape {e.shape} but the "
@@ -159,6 +156,11 @@ def load_embeddings(store: Store, train_split: str, eval_split: str,
             emb[s].append(e.astype(np.float32))
         if emb[train_split][-1].shape[1] != emb[eval_split][-1].shape[1]:
             raise JaxdivError(f"member {n!r}: embedding width differs between the splits")
+    if no_emb:
+        raise JaxdivError(
+            f"member(s) {', '.join(no_emb)} have no embeddings for {train_split!r} and "
+            f"{eval_split!r} (imported members carry logits only); re-run `jaxdiv predict` "
+            "for them or leave them out with members=[...]")
     infos = [store.member_info(n) for n in names]
     return {"names": names, "infos": infos, "skipped": skipped,
             "train": emb[train_split], "eval": emb[eval_split],
