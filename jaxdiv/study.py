@@ -88,7 +88,12 @@ def run_study(
 
         log("representation analysis (probes on embeddings, CKA)")
         options = dict(represent) if represent is not True else {}
-        run_represent(store.root, workdir / "representation", train_split=calib or report_split,
+        # probes are fitted on a split other than the one they are scored on
+        fit_split = calib or next((x for x in splits if x != report_split), None)
+        if fit_split is None:
+            raise JaxdivError("the representation stage needs a second predicted split "
+                              "(e.g. validation) to fit its probes on; add it to `splits`")
+        run_represent(store.root, workdir / "representation", train_split=fit_split,
                       eval_split=report_split, base=members[0].name,
                       seed=int(pop.get("seed", 0)), log=log, **options)
     report = None
