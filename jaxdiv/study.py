@@ -63,12 +63,18 @@ def run_study(
             f"analysis.split {report_split!r} and analysis.calibration_split {calib!r} must be "
             f"among the predicted splits {splits}"
         )
+    from jaxdiv.predict import store_split_name
+
     log(f"study {name!r}: {len(members)} members -> {workdir}")
     outcomes = run_population(
         members, workdir, store, splits, population=name, strategy=strategy,
         progress=progress, log=log,
     )
     failed = [o for o in outcomes if o.status == "failed"]
+    # the store names data splits such as ``test[:256]`` as ``test_256``
+    report_split = store_split_name(report_split)
+    calib = store_split_name(calib) if calib else None
+    splits = [store_split_name(x) for x in splits]
     finished = store.members(report_split)
     if len(finished) < 2:
         raise JaxdivError(

@@ -1,0 +1,60 @@
+"""`jaxdiv study` end to end on a tiny population: train, predict, analyse, represent, report."""
+
+from __future__ import annotations
+
+import json
+
+import ml_collections
+import pandas as pd
+import pytest
+
+from jaxdiv.errors import JaxdivError
+from jaxdiv.study import run_study
+from tests.support import tiny_config
+
+pytestmark = pytest.mark.usefixtures("tfds_dir")
+
+
+def tiny_population(name: str = "tinypop", *, light: bool = False) -> ml_collections.ConfigDict:
+    pop = ml_collections.ConfigDict()
+    pop.name = name
+    pop.base = tiny_config(num_steps=4, **{"data.eval_split": ""})
+    pop.splits = ["train[45000:45300]", "test[:300]"]
+    pop.analysis = ml_collections.ConfigDict(
+        {"split": "test[:300]", "calibration_split": "train[45000:45300]", "bootstrap": 5})
+    pop.represent = False if light else ml_collections.ConfigDict(
+        {"n_seeds": 1, "c_grid": (1.0,), "max_iter": 20, "transfer": "none"})
+    pop.report = not light
+    pop.variations = [{"overrides": {"seed": 1}}] if light else [
+        {"overrides": {"seed": 1}},
+        {"overrides": {"model.name": "cnn", "model.kwargs": {"width": 1, "hidden": 32}}},
+        {"overrides": {"data.train_split": "train[512:1024]"}, "name": "other_data"},
+    ]
+    return pop
+
+
+def test_study_end_to_end_then_resume_redoes_nothing(tmp_path):
+    lines: list[str] = []
+    result = run_study(tiny_population(), tmp_path, progress=False, log=lines.append)
+    assert result["finished"] == 4 and result["failed"] == []
+    pairs = pd.read_csv(tmp_path / "analysis" / "pairs.csv")
+    assert len(pairs) == 6 and "error_inconsistency_low" in pairs.columns
+    members = pd.read_csv(tmp_path / "analysis" / "members.csv")
+    assert set(members["category"]) == {"Base", "Reinit", "Architecture", "Dataset"}
+    assert (tmp_path / "representation" / "cka.png").stat().st_size > 0
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert "Representations" in html and "other_data" in html
+    assert json.loads((tmp_path / "study.json").read_text())["finished"] == 4
+
+    again: list[str] = []
+    run_study(tiny_population(), tmp_path, progress=False, log=again.append)
+    assert not any(line.startswith("[") for line in again), again  # no member retrained
+
+
+def test_store_of_another_population_is_refused(tmp_path):
+    run_study_args = dict(progress=False, log=lambda *_: None)
+    pop = tiny_population(light=True)
+    pop.base.num_steps = 2
+    run_study(pop, tmp_path, **run_study_args)
+    with pytest.raises(JaxdivError, match="belongs to population 'tinypop'"):
+        run_study(tiny_population("other", light=True), tmp_path, **run_study_args)
