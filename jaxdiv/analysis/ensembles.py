@@ -328,8 +328,9 @@ class PairEnsembleKernel:
 
     def block(self, n_offsets: int, per_example: bool) -> int:
         """Sub-tiles per level-1 call: its bool masks ``[D, N, block]`` (1, or 3 when
-        per-example, plus a NumPy copy) take at most a quarter of the budget."""
-        per_example_bytes = (6 if per_example else 2) * n_offsets * self.n + 48 * self.n
+        per-example, plus a NumPy copy and, per-example, the two float32 copies a weighted
+        contraction makes) take at most a quarter of the budget."""
+        per_example_bytes = (14 if per_example else 2) * n_offsets * self.n + 48 * self.n
         n_sub = max(1, (self.budget // 4) // (per_example_bytes * self.sub))
         return int(min(n_sub, -(-self.m // self.sub)))
 
