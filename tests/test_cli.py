@@ -58,6 +58,12 @@ def test_train_predict_import_end_to_end(tmp_path):
     assert "imported 1 member" in out
     assert s.members("test_256") == ["other_model", "tiny"]
     assert (s.logits("test_256")[0].argmax(-1) == labels).all()
+    # and the analysis verb reads the store
+    out = jaxdiv("analyze", f"--store={store}", "--split=test_256", "--calibration-split=none",
+                 f"--out={tmp_path / 'analysis'}").stdout
+    assert "wrote analysis of 2 members" in out
+    pairs = (tmp_path / "analysis" / "pairs.csv").read_text().splitlines()
+    assert len(pairs) == 2 and pairs[0].startswith("member_a,member_b")
 
 
 @pytest.mark.parametrize(
