@@ -207,11 +207,14 @@ def probe_settings(config: ml_collections.ConfigDict) -> dict:
     }
 
 
-def embed(method, variables, split: ArraySplit, mesh, batch_size: int = 500) -> np.ndarray:
-    """Eval-mode embeddings [N, D] of a whole split (un-augmented, normalised images)."""
+def embed(method, variables, split: ArraySplit, mesh, batch_size: int = 500,
+          predict_fn=None) -> np.ndarray:
+    """Eval-mode embeddings [N, D] of a whole split (un-augmented, normalised images);
+    pass ``predict_fn`` (``train.evaluate.make_predict_fn``) to reuse one compilation."""
     from jaxdiv.train.evaluate import predict_split
 
-    _, emb = predict_split(method, variables, split, mesh, batch_size=batch_size)
+    _, emb = predict_split(method, variables, split, mesh, batch_size=batch_size,
+                           predict_fn=predict_fn)
     return emb
 
 
@@ -224,8 +227,11 @@ def evaluate_representation(
     """Fit the offline probe on ``fit`` (L2 chosen on ``val``) and score kNN (memory bank:
     ``fit``). Returns (the fit, metrics, {split name: (embeddings, probe logits)}) for
     ``val`` (key ``"val"``) and each of ``others``."""
-    fit_x = embed(method, variables, fit, mesh, batch_size)
-    val_x = embed(method, variables, val, mesh, batch_size)
+    from jaxdiv.train.evaluate import make_predict_fn
+
+    predict_fn = make_predict_fn(method, mesh)
+    fit_x = embed(method, variables, fit, mesh, batch_size, predict_fn)
+    val_x = embed(method, variables, val, mesh, batch_size, predict_fn)
     result = fit_linear_probe(fit_x, fit.labels, val_x, val.labels, num_classes, l2_grid,
                               max_iter=max_iter)
     k = min(knn_k, len(fit_x))
@@ -238,7 +244,7 @@ def evaluate_representation(
                                                 num_classes, k=k, temperature=knn_temperature)}
     outputs = {"val": (val_x, result.probe.logits(val_x))}
     for name, split in (others or {}).items():
-        x = embed(method, variables, split, mesh, batch_size)
+        x = embed(method, variables, split, mesh, batch_size, predict_fn)
         logits = result.probe.logits(x)
         outputs[name] = (x, logits)
         metrics[f"offline_probe_{name}_accuracy"] = _accuracy_and_nll(logits, split.labels)[0]
