@@ -264,7 +264,11 @@ def test_eval_mode_embedding_is_the_backbone_embedding():
 
 
 def _quick_simclr_config() -> ml_collections.ConfigDict:
-    """ResNet-8 pretrained with SimCLR on 4,096 CIFAR-10 images (150 steps of batch 64)."""
+    """ResNet-8 pretrained with SimCLR on 4,096 CIFAR-10 images (150 steps of batch 128).
+
+    Measured (2-core CPU, about 100 s for this test): offline probe 40.9% validation / 42.4%
+    test against 34.2% / 37.1% for the same weights at initialisation; kNN 36.9% vs 30.8%.
+    """
     from tests.support import tiny_config
 
     c = tiny_config()
@@ -274,7 +278,7 @@ def _quick_simclr_config() -> ml_collections.ConfigDict:
     c.data.views = ml_collections.ConfigDict({"crop_scale": [0.2, 1.0]})
     c.data.train_split = "train[:4096]"
     c.data.eval_split = ""
-    c.batch_size = 64
+    c.batch_size = 128
     c.num_steps = 150
     c.optimizer.name = "adamw"
     c.optimizer.learning_rate = 2e-3
@@ -316,9 +320,10 @@ def test_quick_simclr_run_beats_its_own_initialisation_on_the_offline_probe(tmp_
         setup.method, {"params": state["params"], **state["state"]}, setup.mesh, fit, val,
         {"test[:2000]": test}, num_classes=10, l2_grid=(1e-4, 1e-3, 1e-2))
 
+    print({k: (round(trained[k], 4), round(at_init[k], 4)) for k in at_init})  # (trained, init)
     for key in ("offline_probe_val_accuracy", "offline_probe_test[:2000]_accuracy"):
-        assert trained[key] > at_init[key] + 0.025, (key, trained[key], at_init[key])
-    assert trained["knn_test[:2000]_accuracy"] > at_init["knn_test[:2000]_accuracy"] + 0.025
+        assert trained[key] > at_init[key] + 0.03, (key, trained[key], at_init[key])
+    assert trained["knn_test[:2000]_accuracy"] > at_init["knn_test[:2000]_accuracy"] + 0.03
     logged = [m for m in read_metrics(tmp_path) if "train_online_probe_accuracy" in m]
     assert logged[-1]["train_ssl_loss"] < logged[0]["train_ssl_loss"] - 0.5
     assert logged[-1]["train_online_probe_accuracy"] > logged[0]["train_online_probe_accuracy"]

@@ -345,8 +345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics = Store(store).member_info(name)["metrics"]
     for key in sorted(metrics):
         if key.startswith(("offline_probe", "knn_")):
-            print(f"{key}: {metrics[key]:.4f}" if isinstance(metrics[key], float)
-                  else f"{key}: {metrics[key]}")
+            value = metrics[key]
+            print(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}")
     for split, m in results.items():
         print(f"{split}: offline-probe accuracy {m['accuracy']:.4f}  loss {m['loss']:.4f}"
               f"  -> {store}")
