@@ -24,76 +24,18 @@ Any key can be overridden, e.g. `--config.method.temperature=0.2`.
 
 import ml_collections
 
+from configs import ssl_common
+
 QUICK_MEASURED = "not yet measured"
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.name = "simclr_resnet20"
-    c.seed = 0
-
-    c.data = ml_collections.ConfigDict()
-    c.data.dataset = "cifar10"
-    c.data.data_dir = ml_collections.FieldReference(None, field_type=str)
-    c.data.train_split = "train[:45000]"
-    c.data.eval_split = ""  # no classifier during pretraining; see probe_eval
-    # Both views (jaxdiv.data.views.ViewConfig fields); data.view1 / data.view2 override.
-    c.data.views = ml_collections.ConfigDict({
-        "crop_scale": (0.08, 1.0), "flip_p": 0.5, "jitter_p": 0.8, "brightness": 0.4,
-        "contrast": 0.4, "saturation": 0.4, "hue": 0.1, "grayscale_p": 0.2, "blur_p": 0.0,
-    })
-
-    c.model = ml_collections.ConfigDict()
-    c.model.name = "resnet20"
-    c.model.kwargs = ml_collections.ConfigDict({"width": 1})
-
-    c.method = ml_collections.ConfigDict()
-    c.method.name = "simclr"
-    c.method.temperature = 0.5
-    c.method.projector = ml_collections.ConfigDict(
-        {"hidden": (512,), "out": 128, "hidden_bn": True, "out_bn": False})
-
-    c.optimizer = ml_collections.ConfigDict()
-    c.optimizer.name = "sgd"
-    c.optimizer.learning_rate = 0.6
-    c.optimizer.momentum = 0.9
-    c.optimizer.nesterov = False
-    c.optimizer.weight_decay = 1e-6
-    c.optimizer.warmup_epochs = 10.0
-    c.optimizer.schedule = "cosine"
-
-    c.batch_size = 512
-    c.num_epochs = 800.0
-    c.num_steps = -1  # > 0 overrides num_epochs
-    c.compute_dtype = "float32"  # "bfloat16" on GPU/TPU
-
-    c.mesh = ml_collections.ConfigDict({"data": -1})  # -1: all devices
-
-    c.checkpoint_every_steps = 1000
-    c.keep_checkpoints = 3
-    c.log_every_steps = 50
-    c.eval_every_steps = 0
-    c.eval_batch_size = 500
-
-    # The offline linear probe and kNN (python -m jaxdiv.methods.probe_eval).
-    c.probe = ml_collections.ConfigDict({
-        "fit_split": "train[:45000]", "val_split": "validation",
-        "l2_grid": (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1), "knn_k": 20, "knn_temperature": 0.07,
-    })
-
+    ssl_common.check_variant(variant)
+    method = ml_collections.ConfigDict(
+        {"name": "simclr", "temperature": 0.5, "projector": ssl_common.head((512,), 128)})
+    c = ssl_common.pretraining_config(
+        "simclr_resnet20", method, learning_rate=0.6, weight_decay=1e-6)
     if variant == "quick":
-        c.name = "simclr_resnet20_quick"
-        c.data.views.crop_scale = (0.2, 1.0)
+        ssl_common.make_quick(c)
         c.method.temperature = 0.2
-        c.optimizer.name = "adamw"
-        c.optimizer.learning_rate = 2e-3
-        c.optimizer.weight_decay = 1e-4
-        c.optimizer.warmup_epochs = 0.1
-        c.batch_size = 256
-        c.num_steps = 100
-        c.log_every_steps = 10
-        c.checkpoint_every_steps = 50
-        c.probe.fit_split = "train[:10000]"
-    elif variant:
-        raise ValueError(f"unknown variant {variant!r}; valid variants: quick")
     return c

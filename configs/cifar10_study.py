@@ -25,7 +25,7 @@ epochs); error inconsistency and relative ensemble gain growing from Reinit to D
 
 import ml_collections
 
-from configs import cifar10_supervised
+from configs import cifar10_supervised, ssl_common
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -40,14 +40,10 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-VIEWS = {"crop_scale": (0.08, 1.0), "flip_p": 0.5, "jitter_p": 0.8, "brightness": 0.4,
-         "contrast": 0.4, "saturation": 0.4, "hue": 0.1, "grayscale_p": 0.2, "blur_p": 0.0}
-
-
 def _ssl(name: str, **method) -> dict:
     return {
         "method": {"name": name, **method},
-        "data.views": VIEWS,
+        "data.views": ssl_common.SIMCLR_VIEWS,
         "num_epochs": 200.0,
         "batch_size": 512,
         "optimizer": {"name": "sgd", "learning_rate": 0.5 if name == "simclr" else 0.1,

@@ -27,7 +27,7 @@ training the seed members are not yet the most similar.
 
 import ml_collections
 
-from configs import cifar10_supervised
+from configs import cifar10_supervised, ssl_common
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -76,9 +76,7 @@ def get_config() -> ml_collections.ConfigDict:
         {"name": "simclr", "overrides": {
             "method": {"name": "simclr", "temperature": 0.5,
                        "projector": {"hidden": (256,), "out": 64}},
-            "data.views": {"crop_scale": (0.2, 1.0), "flip_p": 0.5, "jitter_p": 0.8,
-                           "brightness": 0.4, "contrast": 0.4, "saturation": 0.4,
-                           "hue": 0.1, "grayscale_p": 0.2, "blur_p": 0.0},
+            "data.views": {**ssl_common.SIMCLR_VIEWS, "crop_scale": (0.2, 1.0)},
             "optimizer.learning_rate": 0.3,
             "optimizer.weight_decay": 1e-5,
         }},

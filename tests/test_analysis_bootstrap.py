@@ -91,7 +91,7 @@ def test_deterministic_and_budget_independent(data, boot):
     z, y = data
     stats = ["yules_q", "js", "relative_ensemble_gain"]
     small = bootstrap_pairwise(z, y, key=jax.random.key(7), num_resamples=B, statistics=stats,
-                               memory_budget_bytes=400_000)
+                               memory_budget=400_000)
     for k in stats:
         for part in ("estimate", "low", "high"):
             np.testing.assert_allclose(np.asarray(small[k][part]), np.asarray(boot[k][part]),
@@ -118,7 +118,7 @@ def test_intervals_contain_the_estimate_and_shrink_with_confidence(data, boot):
     ({"statistics": []}, "statistics is empty"),
     ({"num_resamples": 0}, "num_resamples"),
     ({"confidence": 1.0}, "confidence"),
-    ({"memory_budget_bytes": 10_000}, "raise the budget"),
+    ({"memory_budget": 10_000}, "raise the budget"),
     ({"combine": "vote"}, "unknown combine rule"),
 ])
 def test_bad_input(data, kwargs, match):

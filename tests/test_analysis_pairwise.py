@@ -126,7 +126,7 @@ def test_chunked_counts_equal_single_pass():
     z, y = population(n=7, m=1000, c=12)
     pred, correct = member_predictions(z, y)
     full = pairwise_error_stats(correct, pred)
-    small = pairwise_error_stats(correct, pred, memory_budget_bytes=30_000)  # 4 chunks
+    small = pairwise_error_stats(correct, pred, memory_budget=30_000)  # 4 chunks
     assert_stats_close(small, {k: np.asarray(v) for k, v in full.items()}, atol=1e-6)
 
 

@@ -43,7 +43,23 @@ def test_expansion_names_and_categories():
         "cnn": "Architecture", "other_half": "Dataset", "forced": "Reinit",
     }
     assert members[1].config.seed == 1 and members[0].config.seed == 0
-    assert members[6].differences == ("data.train_split",)
+    # every member is an independent run: variations without a seed get unused ones
+    assert [m.config.seed for m in members] == [0, 1, 2, 4, 5, 6, 7, 3]
+    assert members[6].differences == ("data.train_split", "seed")
+
+
+def test_shared_seeds_when_independent_seeds_is_off():
+    pop = population(
+        {"sweep": {"seed": [1, 2]}},
+        {"overrides": {"optimizer.learning_rate": 0.05}},
+        {"overrides": {"data.train_split": "train[512:1024]"}, "name": "other_half"},
+    )
+    pop.independent_seeds = False
+    members = expand_population(pop)
+    assert [m.config.seed for m in members] == [0, 1, 2, 0, 0]
+    assert [m.category for m in members] == [None, "Reinit", "Reinit", "Hyperparameters",
+                                            "Dataset"]
+    assert members[4].differences == ("data.train_split",)
 
 
 def test_category_is_the_largest_difference():

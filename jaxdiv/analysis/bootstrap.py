@@ -129,7 +129,7 @@ def bootstrap_pairwise(
     confidence: float = 0.95,
     temperatures=None,
     combine: str = "prob",
-    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET_BYTES,
     names=None,
 ) -> dict[str, dict[str, jax.Array]]:
     """Bootstrap percentile intervals of pairwise statistics, resampling examples.
@@ -155,19 +155,19 @@ def bootstrap_pairwise(
         raise JaxdivError(f"num_resamples must be at least 1; got {num_resamples}")
     if not 0.0 < float(confidence) < 1.0:
         raise JaxdivError(f"confidence must lie strictly between 0 and 1; got {confidence}")
-    inv_t = check_ensemble_inputs(logits, labels, temperatures, combine, memory_budget_bytes, names)
+    inv_t = check_ensemble_inputs(logits, labels, temperatures, combine, memory_budget, names)
     logits, labels = jnp.asarray(logits), jnp.asarray(labels, jnp.int32)
     n, m, c = logits.shape
     b = int(num_resamples) + 1
-    if 4 * b * m > memory_budget_bytes // 2:
+    if 4 * b * m > memory_budget // 2:
         raise JaxdivError(
             f"{num_resamples} resamples of {m} examples need {4 * b * m / 2**20:.0f} MiB of "
-            f"weights, over half of memory_budget_bytes={memory_budget_bytes}; raise the "
+            f"weights, over half of memory_budget={memory_budget}; raise the "
             "budget or use fewer resamples"
         )
     weights = jnp.concatenate([jnp.ones((1, m), jnp.float32),
                                resample_counts(key, num_resamples=b - 1, m=m)])
-    f = member_features(logits, labels, inv_t, combine, memory_budget_bytes)
+    f = member_features(logits, labels, inv_t, combine, memory_budget)
     correct, pred = f["correct"], f["pred"]
     a = jnp.dot(weights, correct.T.astype(jnp.float32), precision=_HP)  # [B, N]
     total = jnp.sum(weights, axis=1)  # [B] (= M)
@@ -179,12 +179,12 @@ def bootstrap_pairwise(
     # offset 0 is the diagonal (a member with itself)
     offsets = np.concatenate([[0], pair_offsets(n)]).astype(np.int32)
     per_offset = 4 * b * n * (n_terms + len(stats) + 2)
-    group = int(max(1, min(len(offsets), (memory_budget_bytes // 2) // per_offset)))
-    kernel = (PairEnsembleKernel(logits, labels, inv_t, combine, memory_budget_bytes, f)
+    group = int(max(1, min(len(offsets), (memory_budget // 2) // per_offset)))
+    kernel = (PairEnsembleKernel(logits, labels, inv_t, combine, memory_budget, f)
               if want_ens else None)
     q = (0.5 * (1.0 - confidence), 0.5 * (1.0 + confidence))
     ind_chunk = lambda d: example_tile(  # noqa: E731
-        d * n, m, 4, memory_budget_bytes // 4, copies=4, cpu_tile_bytes=None)
+        d * n, m, 4, memory_budget // 4, copies=4, cpu_tile_bytes=None)
 
     pieces: dict[str, list] = {s: [] for s in stats}
     for g in range(0, len(offsets), group):
@@ -195,7 +195,7 @@ def bootstrap_pairwise(
             sums["both"], sums["same"] = _indicator_sums(correct, pred, weights, off_j,
                                                          chunk=ind_chunk(len(off)))
         if want_div:
-            chunk = divergence_tile(n, m, c, memory_budget_bytes // 4)
+            chunk = divergence_tile(n, m, c, memory_budget // 4)
             sums["js"], sums["skl"] = _divergence_sums(logits, inv_t, weights, off_j,
                                                        chunk=chunk)
         if want_ens:

@@ -154,10 +154,10 @@ def _features(logits, labels, inv_t, *, combine: str, chunk: int):
     return dict(zip(FEATURES, out, strict=True))
 
 
-def member_features(logits, labels, inv_t, combine: str, memory_budget_bytes: int) -> dict:
+def member_features(logits, labels, inv_t, combine: str, memory_budget: int) -> dict:
     """``_features`` with a tile that fits the budget (and the cache on CPU)."""
     n, m, c = logits.shape
-    chunk = example_tile(n, m, 4 * c, memory_budget_bytes, copies=6)
+    chunk = example_tile(n, m, 4 * c, memory_budget, copies=6)
     return _features(logits, labels, inv_t, combine=combine, chunk=chunk)
 
 
@@ -301,11 +301,11 @@ class PairEnsembleKernel:
     batches that fit the budget.
     """
 
-    def __init__(self, logits, labels, inv_t, combine: str, memory_budget_bytes: int,
+    def __init__(self, logits, labels, inv_t, combine: str, memory_budget: int,
                  features: dict):
         self.n, self.m, self.c = logits.shape
         self.combine = combine
-        self.budget = memory_budget_bytes
+        self.budget = memory_budget
         self.f = features
         self.correct_np = np.asarray(features["correct"])
         self.args = (logits, labels, inv_t, features)
@@ -314,14 +314,14 @@ class PairEnsembleKernel:
         if jax.default_backend() != "cpu":
             sub = 4 * sub
         # ... and a sub-tile's masks for every pair (3 per-example) fit the budget on their own
-        sub = min(sub, memory_budget_bytes // (3 * self.n * (self.n // 2 + 1) + 48 * self.n))
+        sub = min(sub, memory_budget // (3 * self.n * (self.n // 2 + 1) + 48 * self.n))
         self.sub = int(max(8, min(sub, self.m)))
         self.fp = _pad_features(features, chunk=self.sub)
         self.packed = _pack_features(features)
         # a quarter of the budget each for: the undecided entries' host indices (~40 bytes
         # each, worst case every entry of a mask slice), a level-2 batch (~100 bytes per
         # entry) and a level-3 batch (two dense score rows and their sums, ~16 C bytes)
-        quarter = memory_budget_bytes // 4
+        quarter = memory_budget // 4
         self.decode = int(max(4096, quarter // 40))
         self.batch2 = int(max(1024, quarter // 100))
         self.batch3 = int(max(256, quarter // (16 * self.c)))
@@ -423,13 +423,13 @@ class PairEnsembleKernel:
         return to_pairs(right), to_pairs(right_xor)
 
 
-def check_ensemble_inputs(logits, labels, temperatures, combine, memory_budget_bytes, names,
+def check_ensemble_inputs(logits, labels, temperatures, combine, memory_budget, names,
                           min_members=2):
     """Validate a population, combine rule, budget and temperatures; ``1 / T`` [N] as a
     device array."""
     check_population(logits, labels, min_members=min_members, names=names)
     check_combine(combine)
-    check_budget(memory_budget_bytes)
+    check_budget(memory_budget)
     n, m, _ = np.shape(logits)
     if m == 0:
         raise JaxdivError("the split has no examples; ensembles need at least one")
@@ -442,7 +442,7 @@ def pair_ensembles(
     *,
     temperatures=None,
     combine: str = "prob",
-    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET_BYTES,
     names=None,
 ) -> dict[str, jax.Array]:
     """The two-member ensemble of every pair: symmetric float32 ``[N, N]`` matrices.
@@ -459,20 +459,20 @@ def pair_ensembles(
       none (identical correctness vectors).
 
     The diagonal is a member with itself: its accuracy, gain 0, conversion NaN. Memory stays
-    at ``[pairs, tile]`` masks and ``[N, tile, C]`` arrays within ``memory_budget_bytes``.
+    at ``[pairs, tile]`` masks and ``[N, tile, C]`` arrays within ``memory_budget``.
     """
-    inv_t = check_ensemble_inputs(logits, labels, temperatures, combine, memory_budget_bytes, names)
+    inv_t = check_ensemble_inputs(logits, labels, temperatures, combine, memory_budget, names)
     logits, labels = jnp.asarray(logits), jnp.asarray(labels, jnp.int32)
-    f = member_features(logits, labels, inv_t, combine, memory_budget_bytes)
-    return pair_ensembles_checked(logits, labels, inv_t, combine, memory_budget_bytes, f)
+    f = member_features(logits, labels, inv_t, combine, memory_budget)
+    return pair_ensembles_checked(logits, labels, inv_t, combine, memory_budget, f)
 
 
-def pair_ensembles_checked(logits, labels, inv_t, combine, memory_budget_bytes, features):
+def pair_ensembles_checked(logits, labels, inv_t, combine, memory_budget, features):
     """``pair_ensembles`` on checked device inputs with precomputed ``member_features``."""
-    kernel = PairEnsembleKernel(logits, labels, inv_t, combine, memory_budget_bytes, features)
+    kernel = PairEnsembleKernel(logits, labels, inv_t, combine, memory_budget, features)
     offsets = pair_offsets(kernel.n)
     right, right_xor = kernel.counts(offsets)
-    a, n11, _ = error_counts(features["correct"], None, offsets, memory_budget_bytes)
+    a, n11, _ = error_counts(features["correct"], None, offsets, memory_budget)
     return _assemble_ensemble_stats(kernel.m, a, n11, right, right_xor)
 
 
@@ -511,7 +511,7 @@ def pairwise_table(
     temperatures=None,
     combine: str = "prob",
     divergences: bool = True,
-    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET_BYTES,
     names=None,
 ) -> dict[str, jax.Array]:
     """Every pairwise statistic at once, sharing one pass of per-member work.
@@ -522,15 +522,15 @@ def pairwise_table(
     one logarithm per pair, example and class) and the pair ensembles of ``pair_ensembles``.
     ``temperatures`` scale the logits for the divergences and the ensembles.
     """
-    inv_t = check_ensemble_inputs(logits, labels, temperatures, combine, memory_budget_bytes, names)
+    inv_t = check_ensemble_inputs(logits, labels, temperatures, combine, memory_budget, names)
     logits, labels = jnp.asarray(logits), jnp.asarray(labels, jnp.int32)
-    f = member_features(logits, labels, inv_t, combine, memory_budget_bytes)
+    f = member_features(logits, labels, inv_t, combine, memory_budget)
     out = {"accuracy": jnp.mean(f["correct"], axis=1, dtype=jnp.float32)}
     out.update(pairwise_error_stats(f["correct"], f["pred"],
-                                    memory_budget_bytes=memory_budget_bytes))
+                                    memory_budget=memory_budget))
     if divergences:
-        out.update(divergences_checked(logits, inv_t, memory_budget_bytes))
-    out.update(pair_ensembles_checked(logits, labels, inv_t, combine, memory_budget_bytes, f))
+        out.update(divergences_checked(logits, inv_t, memory_budget))
+    out.update(pair_ensembles_checked(logits, labels, inv_t, combine, memory_budget, f))
     return out
 
 
@@ -583,7 +583,7 @@ def subset_ensemble_accuracy(
     *,
     temperatures=None,
     combine: str = "prob",
-    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET_BYTES,
     names=None,
 ) -> jax.Array:
     """Accuracy of the ensemble of each subset of members: float32 ``[S]``.
@@ -592,7 +592,7 @@ def subset_ensemble_accuracy(
     ensemble sums its members' scores (same argmax as the average; module docstring) and
     predicts the argmax, ties to the lowest class. A one-member subset is that member.
     """
-    check_ensemble_inputs(logits, labels, temperatures, combine, memory_budget_bytes, names,
+    check_ensemble_inputs(logits, labels, temperatures, combine, memory_budget, names,
                   min_members=1)
     n, m, c = np.shape(logits)
     subsets = _check_subsets(subsets, n)
@@ -600,7 +600,7 @@ def subset_ensemble_accuracy(
     for k, s in enumerate(subsets):
         membership[k, s] = 1.0
     # [N, T, C] scores + [S, T, C] sums, float32
-    chunk = example_tile(n + len(subsets), m, 4 * c, memory_budget_bytes, copies=3)
+    chunk = example_tile(n + len(subsets), m, 4 * c, memory_budget, copies=3)
     counts = _subset_correct_counts(
         jnp.asarray(logits), jnp.asarray(labels, jnp.int32),
         jnp.asarray(inverse_temperatures(temperatures, n)), jnp.asarray(membership),
@@ -644,7 +644,7 @@ def greedy_selection(
     require_improvement: bool = True,
     temperatures=None,
     combine: str = "prob",
-    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET_BYTES,
     names=None,
 ) -> dict[str, list]:
     """Greedy forward selection of an ensemble, chosen on one split and reported on another.
@@ -663,7 +663,7 @@ def greedy_selection(
     (one entry per ensemble size, starting with ``start`` alone).
     """
     for lg, lb in ((select_logits, select_labels), (report_logits, report_labels)):
-        check_ensemble_inputs(lg, lb, temperatures, combine, memory_budget_bytes, names,
+        check_ensemble_inputs(lg, lb, temperatures, combine, memory_budget, names,
                       min_members=1)
     n, m_sel, c = np.shape(select_logits)
     if np.shape(report_logits)[0] != n or np.shape(report_logits)[2] != c:
@@ -694,11 +694,15 @@ def greedy_selection(
         lg, lb = splits[split]
         current = np.zeros(n, np.float32)
         current[base] = 1.0
-        chunk = example_tile(n + 2 * len(cands), lg.shape[1], 4 * c, memory_budget_bytes,
-                             copies=3)
-        return np.asarray(_candidate_counts(lg, lb, inv_t, jnp.asarray(current),
-                                            jnp.asarray(cands, np.int32), combine=combine,
-                                            chunk=chunk))
+        # Candidates padded to a power of two (with a repeat of the first, whose count is
+        # dropped): the shrinking pool reuses a few compiled shapes instead of one per step.
+        padded = 1 << (len(cands) - 1).bit_length()
+        cand_idx = np.full(padded, cands[0], np.int32)
+        cand_idx[: len(cands)] = cands
+        chunk = example_tile(n + 2 * padded, lg.shape[1], 4 * c, memory_budget, copies=3)
+        out = _candidate_counts(lg, lb, inv_t, jnp.asarray(current), jnp.asarray(cand_idx),
+                                combine=combine, chunk=chunk)
+        return np.asarray(out)[: len(cands)]
 
     def accuracy(split, members):
         # summed in the order the selection step used: earlier members, then the newest

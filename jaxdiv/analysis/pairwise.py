@@ -14,7 +14,7 @@ Conventions (shared with ``jaxdiv.analysis.ensembles`` and ``jaxdiv.analysis.boo
   "rolled" rows and never gathers pairs. ``pairs_to_matrix`` turns ``[..., D, N]`` values
   into exactly symmetric ``[..., N, N]`` matrices.
 - Undefined values (0 / 0) are NaN, documented per statistic.
-- ``memory_budget_bytes`` bounds the temporaries a kernel holds at once (tiles of examples,
+- ``memory_budget`` bounds the temporaries a kernel holds at once (tiles of examples,
   groups of pairs), not the inputs or the ``[N, N]`` outputs.
 
 Error-indicator statistics come from the 2 x 2 contingency table of each pair's correctness
@@ -90,23 +90,23 @@ def roll_rows(doubled, d, n: int):
     return lax.dynamic_slice_in_dim(doubled, d, n, axis=0)
 
 
-def example_tile(n_members: int, n_examples: int, row_bytes: int, memory_budget_bytes: int,
+def example_tile(n_members: int, n_examples: int, row_bytes: int, memory_budget: int,
                  *, copies: int = 1, cpu_tile_bytes: int | None = CPU_TILE_BYTES) -> int:
     """Examples per tile for kernels that hold ``copies`` arrays of ``[N, tile]`` rows of
     ``row_bytes`` each: all copies fit the budget, and on CPU one array also stays within
     ``cpu_tile_bytes`` (cache-sized tiles ran these kernels several times faster)."""
-    check_budget(memory_budget_bytes)
+    check_budget(memory_budget)
     per_example = max(1, n_members * row_bytes)
-    t = memory_budget_bytes // (copies * per_example)
+    t = memory_budget // (copies * per_example)
     if cpu_tile_bytes is not None and jax.default_backend() == "cpu":
         t = min(t, cpu_tile_bytes // per_example)
     return int(max(1, min(max(n_examples, 1), t)))
 
 
-def check_budget(memory_budget_bytes) -> None:
-    if not isinstance(memory_budget_bytes, int | np.integer) or memory_budget_bytes <= 0:
+def check_budget(memory_budget) -> None:
+    if not isinstance(memory_budget, int | np.integer) or memory_budget <= 0:
         raise JaxdivError(
-            f"memory_budget_bytes must be a positive integer; got {memory_budget_bytes!r}"
+            f"memory_budget must be a positive integer; got {memory_budget!r}"
         )
 
 
@@ -128,7 +128,7 @@ def _predictions(logits, labels, *, chunk: int):
     return pred, pred == labels[None, :]
 
 
-def member_predictions(logits, labels, *, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
+def member_predictions(logits, labels, *, memory_budget: int = DEFAULT_MEMORY_BUDGET_BYTES,
                        names=None) -> tuple[jax.Array, jax.Array]:
     """Each member's predicted class and correctness: ``(pred int32 [N, M], correct bool [N, M])``.
 
@@ -138,7 +138,7 @@ def member_predictions(logits, labels, *, memory_budget_bytes: int = DEFAULT_MEM
     n, m, c = np.shape(logits)
     if m == 0:
         return jnp.zeros((n, 0), jnp.int32), jnp.zeros((n, 0), bool)
-    chunk = example_tile(n, m, 4 * c, memory_budget_bytes, copies=3)
+    chunk = example_tile(n, m, 4 * c, memory_budget, copies=3)
     return _predictions(jnp.asarray(logits), jnp.asarray(labels, jnp.int32), chunk=chunk)
 
 
@@ -311,7 +311,7 @@ def pairwise_error_stats(
     correct,
     preds=None,
     *,
-    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET_BYTES,
 ) -> dict[str, jax.Array]:
     """Error-indicator statistics of all member pairs, each a symmetric float32 ``[N, N]``.
 
@@ -327,29 +327,29 @@ def pairwise_error_stats(
     predicted classes (XOR, OR over planes, popcount). Examples are processed in chunks whose
     working set fits the budget.
     """
-    check_budget(memory_budget_bytes)
+    check_budget(memory_budget)
     correct, preds, n_bits = _check_indicators(correct, preds)
     n, m = correct.shape
     if preds is not None:
         preds = jnp.asarray(preds, jnp.int32)
     budget_fits = (_counts_bytes(n, m, n_bits, preds is not None) + COUNT_GROUP_BYTES
-                   <= memory_budget_bytes)
+                   <= memory_budget)
     if budget_fits:
         return _error_stats_kernel(jnp.asarray(correct), preds, n_bits=n_bits)
-    a, n11, dis = error_counts(correct, preds, pair_offsets(n), memory_budget_bytes,
+    a, n11, dis = error_counts(correct, preds, pair_offsets(n), memory_budget,
                                n_bits=n_bits)
     return _assemble_error_stats(m, a, n11, dis)
 
 
-def error_counts(correct, preds, offsets, memory_budget_bytes: int, *, n_bits: int = 1):
+def error_counts(correct, preds, offsets, memory_budget: int, *, n_bits: int = 1):
     """``(a [N], n11 [D, N], n_disagree [D, N] or None)`` int32 counts for the pairs of
     ``offsets``, in chunks of examples whose working set fits the budget."""
     correct = jnp.asarray(correct)
     n, m = correct.shape
     has_preds = preds is not None
     offsets = jnp.asarray(np.asarray(offsets))
-    group = int(max(1024, min(COUNT_GROUP_BYTES, memory_budget_bytes // 4)))
-    room = memory_budget_bytes - group
+    group = int(max(1024, min(COUNT_GROUP_BYTES, memory_budget // 4)))
+    room = memory_budget - group
     if _counts_bytes(n, m, n_bits, has_preds) <= room:
         return _error_counts(correct, preds, offsets, n_bits=n_bits, group_bytes=group)
     # chunks of whole words
@@ -470,20 +470,20 @@ def _divergence_sums(logits, inv_t, offsets, *, chunk: int):
     return js / m, skl / m
 
 
-def divergence_tile(n: int, m: int, c: int, memory_budget_bytes: int) -> int:
+def divergence_tile(n: int, m: int, c: int, memory_budget: int) -> int:
     """Examples per tile of the divergence kernel: about eight [N, T, C] float32 arrays."""
-    t = example_tile(n, m, 4 * c, memory_budget_bytes, copies=8,
+    t = example_tile(n, m, 4 * c, memory_budget, copies=8,
                      cpu_tile_bytes=DIVERGENCE_TILE_BYTES)
     # at least 8 examples: smaller tiles spend more on per-tile work (softmax, the KL matrix
     # product) than they gain in cache
-    return int(min(m, max(t, min(8, memory_budget_bytes // (8 * 4 * c * n)))))
+    return int(min(m, max(t, min(8, memory_budget // (8 * 4 * c * n)))))
 
 
 def predictive_divergences(
     logits,
     *,
     temperatures=None,
-    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET_BYTES,
     names=None,
 ) -> dict[str, jax.Array]:
     """Mean divergences between the members' predictive distributions, symmetric ``[N, N]``.
@@ -506,17 +506,17 @@ def predictive_divergences(
     """
     n, m, c = np.shape(logits)
     check_population(logits, np.zeros(m, np.int32), names=names)
-    check_budget(memory_budget_bytes)
+    check_budget(memory_budget)
     if m == 0:
         raise JaxdivError("the split has no examples; divergences need at least one")
     inv_t = inverse_temperatures(temperatures, n)
-    return divergences_checked(jnp.asarray(logits), jnp.asarray(inv_t), memory_budget_bytes)
+    return divergences_checked(jnp.asarray(logits), jnp.asarray(inv_t), memory_budget)
 
 
-def divergences_checked(logits, inv_t, memory_budget_bytes: int) -> dict[str, jax.Array]:
+def divergences_checked(logits, inv_t, memory_budget: int) -> dict[str, jax.Array]:
     """``predictive_divergences`` on inputs already checked (device arrays)."""
     n, m, c = logits.shape
-    chunk = divergence_tile(n, m, c, memory_budget_bytes)
+    chunk = divergence_tile(n, m, c, memory_budget)
     offsets = pair_offsets(n)
     js, skl = _divergence_sums(logits, inv_t, jnp.asarray(offsets), chunk=chunk)
     return _assemble_divergences(js, skl)

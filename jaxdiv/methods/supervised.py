@@ -56,3 +56,14 @@ class Supervised:
 
     def predict(self, variables: Variables, images: jax.Array):
         return self.model.apply(variables, images, train=False)
+
+
+def build(config, model, num_classes: int) -> Supervised:
+    """The supervised method of a config (``method.label_smoothing``, ``data.crop_padding``)."""
+    return Supervised(
+        model=model,
+        num_classes=num_classes,
+        label_smoothing=float(config.method.get("label_smoothing", 0.0)),
+        crop_padding=int(config.data.get("crop_padding", 4)),
+        flip=bool(config.data.get("flip", True)),
+    )

@@ -15,6 +15,12 @@ Each member's category relative to the base is derived from how its config diffe
 
 the largest kind of difference wins (categories are nested, as in the paper), and a
 variation's explicit ``category`` overrides it.
+
+Every member is an independent training run, as in the paper: with ``independent_seeds``
+(the default) a variation that does not set ``seed`` itself gets a seed no other member uses,
+so a Hyperparameters or Dataset member does not share the base's initialisation and data
+order (which would make it look more like the base than a re-initialisation does).
+``independent_seeds=False`` keeps the base's seed for controlled one-factor comparisons.
 """
 
 from __future__ import annotations
@@ -140,6 +146,21 @@ def _auto_name(overrides: dict[str, Any]) -> str:
     return "-".join(parts) or "-".join(k.split(".")[-1] for k in overrides)
 
 
+def _fresh_seeds(pop: ml_collections.ConfigDict, base: ml_collections.ConfigDict):
+    """Seeds 0, 1, 2, ... skipping the base's and every seed a variation sets explicitly."""
+    used = {int(base.seed)}
+    for var in pop.variations:
+        var = dict(var)
+        for seeds in ((dict(var.get("overrides") or {}).get("seed"),),
+                      dict(var.get("sweep") or {}).get("seed") or ()):
+            used.update(int(x) for x in seeds if x is not None)
+    seed = 0
+    while True:
+        if seed not in used:
+            yield seed
+        seed += 1
+
+
 def expand_population(pop: ml_collections.ConfigDict) -> list[Member]:
     """The base followed by every variation, validated (clear errors before training)."""
     from jaxdiv.train.loop import validate_names
@@ -154,6 +175,8 @@ def expand_population(pop: ml_collections.ConfigDict) -> list[Member]:
         base_cfg.name = base_name
     validate_names(base_cfg)
     members = [Member(base_name, base_cfg, None, ())]
+    independent = bool(pop.get("independent_seeds", True))
+    fresh_seeds = _fresh_seeds(pop, base_cfg) if independent else iter(())
     for i, var in enumerate(pop.variations):
         var = dict(var)
         unknown = set(var) - {"name", "overrides", "category", "sweep"}
@@ -189,6 +212,10 @@ def expand_population(pop: ml_collections.ConfigDict) -> list[Member]:
                     f"variation {name!r} changes nothing relative to the base "
                     f"(overrides {over}); remove it or change a value"
                 )
+            if independent and "seed" not in over:
+                with cfg.unlocked():
+                    cfg.seed = next(fresh_seeds)
+                diffs = config_differences(base_cfg, cfg)
             category = var.get("category") or category_of(diffs)
             if category not in CATEGORIES:
                 raise choices_error("category", category, CATEGORIES)

@@ -148,7 +148,7 @@ def _find_base(infos: list[dict], names: list[str], base: str | None) -> str | N
 # ---------------------------------------------------------------------------- computing
 def _pair_matrices(logits, labels, outs, temperatures, names, memory_budget):
     """Every N x N statistic as float64 (``outs``: ``member_outputs`` of the logits)."""
-    budget = {"memory_budget_bytes": int(memory_budget)}
+    budget = {"memory_budget": int(memory_budget)}
     err = pairwise_error_stats(outs["correct"], outs["pred"], **budget)
     div = predictive_divergences(logits, temperatures=temperatures, names=names, **budget)
     ens = pair_ensembles(logits, labels, temperatures=temperatures, names=names, **budget)
@@ -303,7 +303,7 @@ def run_analyze(
         boot = bootstrap_pairwise(
             logits, labels, key=jax.random.key(int(seed)), num_resamples=int(bootstrap),
             confidence=BOOTSTRAP_CONFIDENCE, temperatures=temperatures, names=names,
-            memory_budget_bytes=int(memory_budget),
+            memory_budget=int(memory_budget),
         )
         intervals = {
             ("js_divergence" if key == "js" else key): (
