@@ -16,6 +16,12 @@ Expected:
   the step ran at 20-60 images/s (about 300 images/s is expected on an idle 2-core machine,
   i.e. about 6 minutes for the two epochs).
 
+Fine-tuning a pre-trained representation (the backbone of any run, e.g. a SimCLR run; the
+classifier head starts fresh):
+    python -m jaxdiv train --config=configs/cifar10_supervised.py:quick \
+        --config.finetune_from=runs/simclr_quick --config.optimizer.learning_rate=0.02 \
+        --workdir=runs/simclr_finetuned
+
 Any key can be overridden, e.g. `--config.optimizer.learning_rate=0.05`.
 """
 
@@ -58,6 +64,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.compute_dtype = "float32"  # "bfloat16" on GPU/TPU
 
     c.mesh = ml_collections.ConfigDict({"data": -1})  # -1: all devices
+
+    # A run directory (e.g. a SimCLR run) whose backbone initialises this model: fine-tuning.
+    c.finetune_from = ""
 
     c.checkpoint_every_steps = 1000
     c.keep_checkpoints = 3

@@ -10,7 +10,8 @@ Each member's category relative to the base is derived from how its config diffe
     seed only                               -> Reinit
     optimiser, schedule, regularisation...  -> Hyperparameters
     model.name or the model's shape          -> Architecture
-    method.name (training objective)        -> Framework
+    method.name (training objective),
+    finetune_from (pre-trained backbone)    -> Framework
     data.dataset / data.train_split          -> Dataset
 
 the largest kind of difference wins (categories are nested, as in the paper), and a
@@ -43,6 +44,7 @@ _KEY_CATEGORIES = (
     ("data.dataset", "Dataset"),
     ("data.train_split", "Dataset"),
     ("method.name", "Framework"),
+    ("finetune_from", "Framework"),
     ("model.name", "Architecture"),
     ("model.kwargs.dropout", "Hyperparameters"),
     ("model.kwargs", "Architecture"),

@@ -27,6 +27,7 @@ from jaxdiv.methods import build_method
 from jaxdiv.methods.base import Method
 from jaxdiv.models import build_model
 from jaxdiv.store.store import write_json_atomic
+from jaxdiv.train import finetune
 from jaxdiv.train import mesh as mesh_lib
 from jaxdiv.train.checkpoint import Checkpointer
 from jaxdiv.train.evaluate import accuracy_and_loss, make_predict_fn, predict_split
@@ -170,6 +171,8 @@ def train(
     setup = build_setup(config)
     if eval_split is None and config.data.get("eval_split"):
         eval_split = streaming.eval_split(config.data, config.data.eval_split)
+    if config.get("finetune_from"):
+        finetune.check_source(config.finetune_from)
     prepare_workdir(config, workdir, force=force)
 
     key = jax.random.PRNGKey(int(config.seed))
@@ -181,6 +184,9 @@ def train(
     start = ckpt.latest_step()
     if start is not None:
         state = ckpt.restore(state, start)
+        state = jax.device_put(state, state_shardings(setup))
+    elif config.get("finetune_from"):
+        state = finetune.start_from(state, config.finetune_from, config.model.name)
         state = jax.device_put(state, state_shardings(setup))
     start = int(start or 0)
     is_main = jax.process_index() == 0
