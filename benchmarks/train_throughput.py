@@ -48,20 +48,22 @@ ROOT = Path(__file__).resolve().parents[1]
 BATCH = 128
 NUM_POOL = 8  # distinct batches cycled through (real CIFAR-10 images)
 
-# jaxdiv variants: name -> (extra XLA_FLAGS, config overrides). "jaxdiv" is the default.
-# An empty YNN fusion list makes XLA:CPU run convolutions with Eigen instead of YNNPACK.
-NO_YNN = "--xla_cpu_experimental_ynn_fusion_type="
+# jaxdiv variants: name -> (XLA_FLAGS to set, config overrides). "jaxdiv" is jaxdiv as
+# shipped: jaxdiv.xla_defaults moves XLA:CPU's convolutions from YNNPACK to Eigen unless
+# XLA_FLAGS sets the YNN flag itself; "jaxdiv_xla_default" keeps XLA's own default (YNNPACK).
+YNN = "--xla_cpu_experimental_ynn_fusion_type="
 BF16 = {"compute_dtype": "bfloat16"}
 JAX_VARIANTS: dict[str, tuple[str, dict]] = {
     "jaxdiv": ("", {}),
-    "jaxdiv_no_ynn": (NO_YNN, {}),
+    "jaxdiv_xla_default": (YNN + "+individual_convolution", {}),
+    "jaxdiv_no_ynn": (YNN, {}),
     "jaxdiv_onednn": (
         "--xla_cpu_use_onednn=true --xla_cpu_experimental_onednn_custom_call=true", {}
     ),
     "jaxdiv_fast_math": ("--xla_cpu_enable_fast_math=true", {}),
     "jaxdiv_eigen_1thread": ("--xla_cpu_multi_thread_eigen=false", {}),
     "jaxdiv_bf16": ("", BF16),
-    "jaxdiv_no_ynn_bf16": (NO_YNN, BF16),
+    "jaxdiv_no_ynn_bf16": (YNN, BF16),
 }
 TORCH_VARIANTS = {"torch": False, "torch_channels_last": True}
 DEFAULT_WORKERS = ("jaxdiv", "torch", "torch_channels_last")

@@ -18,7 +18,12 @@ Expected:
 - full: 800 epochs, batch 512, SGD momentum 0.9 lr 0.3 cosine, 10 warm-up epochs, wd 1e-4,
   lambda 5e-3 (off-diagonal weight), loss scale 0.1, a 3-layer 2048-wide projector. Not
   run here (no GPU was lent to the session that wrote it).
-- quick: see QUICK_MEASURED below (measured on a shared 2-core CPU machine).
+- quick: 100 AdamW steps of batch 256 (two views each) on train[:45000]; the offline probe
+  is fitted on train[:10000]. Measured on an idle 2-core CPU machine (no GPU), 2026-11-25:
+  pre-training 6.0 min, probe_eval 30 s; offline probe 38.3% test (38.0% validation), kNN
+  32.9% test: about 5 points above the backbone at initialisation. Reference: the same
+  ResNet-20 at initialisation (1 step at learning rate 0, same probe): 33.1% test / 32.6%
+  validation, kNN 29.6%.
 
 Any key can be overridden, e.g. `--config.method.lambd=0.01`. `--config.method.name=vicreg`
 trains VICReg on the same heads (coefficients `method.sim_coeff`, `std_coeff`, `cov_coeff`).
@@ -27,8 +32,6 @@ trains VICReg on the same heads (coefficients `method.sim_coeff`, `std_coeff`, `
 import ml_collections
 
 from configs import ssl_common
-
-QUICK_MEASURED = "not yet measured"
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
