@@ -15,6 +15,7 @@ the training split; the second half is the Dataset category's data):
     Dataset (3)          ResNet-20, WRN-16-4 and SimCLR trained on train[22500:45000], data the
                          base never saw (the CIFAR-scale stand-in for the paper's different
                          pre-training data)
+Every member is an independent run with its own seed (jaxdiv.population.spec).
 
 Expected run time: not measured (no GPU was lent to the session that wrote it). Estimate for
 one H100: supervised members ~2-4 min each (60 epochs of 22,500 images), self-supervised
