@@ -19,9 +19,10 @@ Expected:
   lambda 5e-3 (off-diagonal weight), loss scale 0.1, a 3-layer 2048-wide projector. Not
   run here (no GPU was lent to the session that wrote it).
 - quick: 100 AdamW steps of batch 256 (two views each) on train[:45000]; the offline probe
-  is fitted on train[:10000]. Measured on an idle 2-core CPU machine (no GPU), 2026-11-25:
-  pre-training 6.0 min, probe_eval 30 s; offline probe 38.3% test (38.0% validation), kNN
-  32.9% test: about 5 points above the backbone at initialisation. Reference: the same
+  is fitted on train[:10000]. Measured on an idle 2-core CPU machine (no GPU), 2026-11-25,
+  before jaxdiv's Eigen-convolution default (which cuts the pre-training time to 60-70% of
+  it): pre-training 6.0 min, probe_eval 28 s; offline probe 38.3% test (38.0% validation),
+  kNN 32.9% test: about 5 points above the backbone at initialisation. Reference: the same
   ResNet-20 at initialisation (1 step at learning rate 0, same probe): 33.1% test / 32.6%
   validation, kNN 29.6%.
 
