@@ -22,12 +22,12 @@ Expected:
   is fitted on train[:10000]. Measured on an idle 2-core CPU machine (no GPU), 2026-11-25,
   before jaxdiv's Eigen-convolution default (which cuts the pre-training time to 60-70% of
   it): pre-training 7.1 min, probe_eval 30 s; offline probe 33.9% test (33.8% validation),
-  kNN 29.3% test: no better than the backbone at initialisation. The backbone embedding has
-  collapsed to about one direction at this length (effective rank 1.2 of 64 on test, against
-  10.2 for quick SimCLR), and 200 steps gave 34.1% (kNN 30.9%): BYOL needs a much longer run
-  (the full schedule; not measured here) before its probe means anything. Reference: the
-  same ResNet-20 at initialisation (1 step at learning rate 0, same probe): 33.1% test /
-  32.6% validation, kNN 29.6%.
+  kNN 29.3% test: no better than the backbone at initialisation. The backbone embedding's
+  variance stays in about one direction at this length (effective rank 1.2 of 64 on test;
+  1.5 at initialisation, 10.2 after quick SimCLR), and 200 steps gave 34.1% (kNN 30.9%):
+  BYOL needs a much longer run (the full schedule; not measured here) before its probe means
+  anything. Reference: the same ResNet-20 at initialisation (1 step at learning rate 0, same
+  probe): 33.1% test / 32.6% validation, kNN 29.6%.
 
 Any key can be overridden, e.g. `--config.method.base_tau=0.996`.
 """

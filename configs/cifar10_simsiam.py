@@ -22,12 +22,12 @@ Expected:
   is fitted on train[:10000]. Measured on an idle 2-core CPU machine (no GPU), 2026-11-25,
   before jaxdiv's Eigen-convolution default (which cuts the pre-training time to 60-70% of
   it): pre-training 5.9 min, probe_eval 28 s; offline probe 32.2% test (31.8% validation),
-  kNN 29.4% test: no better than the backbone at initialisation. The backbone embedding has
-  collapsed to about one direction at this length (effective rank 1.0 of 64 on test, against
-  10.2 for quick SimCLR), and SGD (lr 0.1) instead of AdamW gave 28.4%: SimSiam needs a much
-  longer run (the full schedule; not measured here) before its probe means anything.
-  Reference: the same ResNet-20 at initialisation (1 step at learning rate 0, same probe):
-  33.1% test / 32.6% validation, kNN 29.6%.
+  kNN 29.4% test: no better than the backbone at initialisation. The backbone embedding's
+  variance stays in about one direction at this length (effective rank 1.0 of 64 on test;
+  1.5 at initialisation, 10.2 after quick SimCLR), and SGD (lr 0.1) instead of AdamW gave
+  28.4%: SimSiam needs a much longer run (the full schedule; not measured here) before its
+  probe means anything. Reference: the same ResNet-20 at initialisation (1 step at learning
+  rate 0, same probe): 33.1% test / 32.6% validation, kNN 29.6%.
 
 Any key can be overridden, e.g. `--config.optimizer.learning_rate=0.03`.
 """
