@@ -8,6 +8,8 @@ add their method, heads and learning rate; the population configs reuse `SIMCLR_
 
 import ml_collections
 
+from configs import cifar10_supervised
+
 # SimCLR's augmentation for 32x32 images (jaxdiv.data.views.ViewConfig fields).
 SIMCLR_VIEWS = {
     "crop_scale": (0.08, 1.0), "flip_p": 0.5, "jitter_p": 0.8, "brightness": 0.4,
@@ -25,47 +27,23 @@ def pretraining_config(
     name: str, method: ml_collections.ConfigDict, *, learning_rate: float,
     weight_decay: float, warmup_epochs: float = 10.0,
 ) -> ml_collections.ConfigDict:
-    """800 epochs of batch 512 (SGD momentum 0.9, cosine) pre-training ``method``."""
-    c = ml_collections.ConfigDict()
-    c.name = name
-    c.seed = 0
+    """800 epochs of batch 512 (SGD momentum 0.9, cosine) pre-training ``method``.
 
-    c.data = ml_collections.ConfigDict()
-    c.data.dataset = "cifar10"
-    c.data.data_dir = ml_collections.FieldReference(None, field_type=str)
-    c.data.train_split = "train[:45000]"
+    The run settings (data source, model, mesh, checkpointing, logging) are the supervised
+    config's; the supervised-only keys (crop augmentation, fine-tuning source) are dropped.
+    """
+    c = cifar10_supervised.get_config()
+    c.name = name
+    del c.data["crop_padding"], c.data["flip"], c["finetune_from"]
     c.data.eval_split = ""  # no classifier during pretraining; see probe_eval
     # Both views (jaxdiv.data.views.ViewConfig fields); data.view1 / data.view2 override.
     c.data.views = ml_collections.ConfigDict(SIMCLR_VIEWS)
-
-    c.model = ml_collections.ConfigDict()
-    c.model.name = "resnet20"
-    c.model.kwargs = ml_collections.ConfigDict({"width": 1})
-
     c.method = method
-
-    c.optimizer = ml_collections.ConfigDict()
-    c.optimizer.name = "sgd"
-    c.optimizer.learning_rate = learning_rate
-    c.optimizer.momentum = 0.9
-    c.optimizer.nesterov = False
-    c.optimizer.weight_decay = weight_decay
-    c.optimizer.warmup_epochs = warmup_epochs
-    c.optimizer.schedule = "cosine"
-
+    c.optimizer.update(learning_rate=learning_rate, nesterov=False, weight_decay=weight_decay,
+                       warmup_epochs=warmup_epochs)
     c.batch_size = 512
     c.num_epochs = 800.0
-    c.num_steps = -1  # > 0 overrides num_epochs
-    c.compute_dtype = "float32"  # "bfloat16" on GPU/TPU
-
-    c.mesh = ml_collections.ConfigDict({"data": -1})  # -1: all devices
-
-    c.checkpoint_every_steps = 1000
-    c.keep_checkpoints = 3
-    c.log_every_steps = 50
     c.eval_every_steps = 0
-    c.eval_batch_size = 500
-
     # The offline linear probe and kNN (python -m jaxdiv.methods.probe_eval).
     c.probe = ml_collections.ConfigDict({
         "fit_split": "train[:45000]", "val_split": "validation",
