@@ -28,8 +28,12 @@ sys.path.insert(0, str(ROOT))
 # Peak dense bf16 throughput per chip (vendor data sheets) and assumed utilisation.
 ACCELERATORS = {"TPU v4 chip": 275e12, "A100": 312e12, "H100 SXM": 989e12}
 ASSUMPTIONS = {"convnet": 0.25, "transformer": 0.40}
-KIND = {"resnet50": "convnet", "densenet121": "convnet", "vit_s16": "transformer",
-        "mixer_s16": "transformer"}
+KIND = {
+    "resnet50": "convnet",
+    "densenet121": "convnet",
+    "vit_s16": "transformer",
+    "mixer_s16": "transformer",
+}
 
 # Distinct compiled steps: (report tag, config file[:variant]); members share them.
 STEPS = {
@@ -106,9 +110,11 @@ def measure_cpu(batch: int) -> dict:
     setup = build_setup(config, load_train=False)
     state = init_state(setup, jax.random.PRNGKey(0))
     rng = np.random.default_rng(0)
-    batch_np = {"image": rng.integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8),
-                "label": rng.integers(0, 1000, batch).astype(np.int32),
-                "index": np.arange(batch, dtype=np.int32)}
+    batch_np = {
+        "image": rng.integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8),
+        "label": rng.integers(0, 1000, batch).astype(np.int32),
+        "index": np.arange(batch, dtype=np.int32),
+    }
     data = shard_batch(batch_np, setup.mesh)
     key = jax.random.PRNGKey(1)
     step = make_train_step(setup).lower(state, data, key).compile()
@@ -123,11 +129,15 @@ def measure_cpu(batch: int) -> dict:
         jax.block_until_ready(m)
         times.append(time.perf_counter() - t0)
     t = float(np.median(times))
-    return {"matmul_flops_per_s": matmul, "resnet50_batch": batch,
-            "resnet50_step_s": t, "resnet50_step_flops": flops,
-            "resnet50_achieved_flops_per_s": flops / t,
-            "resnet50_utilisation_of_matmul_peak": flops / t / matmul,
-            "images_per_s": batch / t}
+    return {
+        "matmul_flops_per_s": matmul,
+        "resnet50_batch": batch,
+        "resnet50_step_s": t,
+        "resnet50_step_flops": flops,
+        "resnet50_achieved_flops_per_s": flops / t,
+        "resnet50_utilisation_of_matmul_peak": flops / t / matmul,
+        "images_per_s": batch / t,
+    }
 
 
 def population_table(reports: dict[str, dict]) -> list[dict]:
@@ -144,12 +154,22 @@ def population_table(reports: dict[str, dict]) -> list[dict]:
         examples = steps * int(config.batch_size)
         flops = r["flops_per_example"] * examples
         kind = KIND.get(config.model.name, "convnet")
-        hours = {acc: flops / (peak * ASSUMPTIONS[kind]) / 3600
-                 for acc, peak in ACCELERATORS.items()}
-        rows.append({"member": name, "category": category or "base", "step": tag,
-                     "epochs": examples / len(setup.train_split), "steps": steps,
-                     "gflop_per_example": r["flops_per_example"] / 1e9,
-                     "eflop": flops / 1e18, "utilisation": ASSUMPTIONS[kind], "hours": hours})
+        hours = {
+            acc: flops / (peak * ASSUMPTIONS[kind]) / 3600 for acc, peak in ACCELERATORS.items()
+        }
+        rows.append(
+            {
+                "member": name,
+                "category": category or "base",
+                "step": tag,
+                "epochs": examples / len(setup.train_split),
+                "steps": steps,
+                "gflop_per_example": r["flops_per_example"] / 1e9,
+                "eflop": flops / 1e18,
+                "utilisation": ASSUMPTIONS[kind],
+                "hours": hours,
+            }
+        )
     return rows
 
 
@@ -169,32 +189,54 @@ def main() -> None:
     measured = None if args.skip_measure else measure_cpu(args.measure_batch)
     rows = population_table(reports)
     accs = list(ACCELERATORS)
-    print(f"\n{'member':16s} {'category':15s} {'GFLOP/ex':>8s} {'epochs':>6s} {'EFLOP':>6s} "
-          + " ".join(f"{a + ' h':>13s}" for a in accs))
+    print(
+        f"\n{'member':16s} {'category':15s} {'GFLOP/ex':>8s} {'epochs':>6s} {'EFLOP':>6s} "
+        + " ".join(f"{a + ' h':>13s}" for a in accs)
+    )
     for r in rows:
-        print(f"{r['member']:16s} {r['category']:15s} {r['gflop_per_example']:8.2f} "
-              f"{r['epochs']:6.1f} {r['eflop']:6.2f} "
-              + " ".join(f"{r['hours'][a]:13.0f}" for a in accs))
+        print(
+            f"{r['member']:16s} {r['category']:15s} {r['gflop_per_example']:8.2f} "
+            f"{r['epochs']:6.1f} {r['eflop']:6.2f} "
+            + " ".join(f"{r['hours'][a]:13.0f}" for a in accs)
+        )
     total = {a: sum(r["hours"][a] for r in rows) for a in accs}
     eflop = sum(r["eflop"] for r in rows)
-    print(f"{'total':16s} {'':15s} {'':8s} {'':6s} {eflop:6.1f} "
-          + " ".join(f"{total[a]:13.0f}" for a in accs))
-    print(f"assumed utilisation: {ASSUMPTIONS}; peaks (bf16, dense): "
-          + ", ".join(f"{a} {p / 1e12:.0f} TFLOP/s" for a, p in ACCELERATORS.items()))
+    print(
+        f"{'total':16s} {'':15s} {'':8s} {'':6s} {eflop:6.1f} "
+        + " ".join(f"{total[a]:13.0f}" for a in accs)
+    )
+    print(
+        f"assumed utilisation: {ASSUMPTIONS}; peaks (bf16, dense): "
+        + ", ".join(f"{a} {p / 1e12:.0f} TFLOP/s" for a, p in ACCELERATORS.items())
+    )
     if measured:
-        print(f"\nthis CPU: float32 matmul {measured['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s "
-              f"(baseline); ResNet-50 train step, batch {measured['resnet50_batch']}: "
-              f"{measured['resnet50_step_s']:.2f} s = "
-              f"{measured['resnet50_achieved_flops_per_s'] / 1e9:.1f} GFLOP/s "
-              f"({measured['images_per_s']:.1f} images/s), "
-              f"ratio to the matmul baseline {measured['resnet50_utilisation_of_matmul_peak']:.2f}")
-    print(f"peak memory (maxrss): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} "
-          "MiB")
+        print(
+            f"\nthis CPU: float32 matmul {measured['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s "
+            f"(baseline); ResNet-50 train step, batch {measured['resnet50_batch']}: "
+            f"{measured['resnet50_step_s']:.2f} s = "
+            f"{measured['resnet50_achieved_flops_per_s'] / 1e9:.1f} GFLOP/s "
+            f"({measured['images_per_s']:.1f} images/s), "
+            f"ratio to the matmul baseline {measured['resnet50_utilisation_of_matmul_peak']:.2f}"
+        )
+    print(
+        f"peak memory (maxrss): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    )
     if args.out:
-        args.out.write_text(json.dumps({"reports": reports, "members": rows,
-                                        "total_hours": total, "total_eflop": eflop,
-                                        "measured": measured, "assumptions": ASSUMPTIONS,
-                                        "accelerators": ACCELERATORS}, indent=2, default=float))
+        args.out.write_text(
+            json.dumps(
+                {
+                    "reports": reports,
+                    "members": rows,
+                    "total_hours": total,
+                    "total_eflop": eflop,
+                    "measured": measured,
+                    "assumptions": ASSUMPTIONS,
+                    "accelerators": ACCELERATORS,
+                },
+                indent=2,
+                default=float,
+            )
+        )
 
 
 if __name__ == "__main__":

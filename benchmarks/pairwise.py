@@ -66,8 +66,13 @@ def make_population(n: int, m: int, c: int, seed: int = 0, strength: float = 5.0
 # ---------------------------------------------------------------------------- baseline
 def numpy_loop(logits, labels, pairs):
     """The per-pair loop: returns ({pair: stats}, seconds per family)."""
-    times = {"setup": 0.0, "indicators": 0.0, "disagreement": 0.0, "divergences": 0.0,
-             "ensembles": 0.0}
+    times = {
+        "setup": 0.0,
+        "indicators": 0.0,
+        "disagreement": 0.0,
+        "divergences": 0.0,
+        "ensembles": 0.0,
+    }
     t0 = time.perf_counter()
     z = logits - logits.max(-1, keepdims=True)
     logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
@@ -112,9 +117,16 @@ def numpy_loop(logits, labels, pairs):
         times["divergences"] += t2 - t1
         times["ensembles"] += t3 - t2
         out[i, j] = dict(
-            error_inconsistency=ei, error_consistency_kappa=kappa, disagreement=dis,
-            double_fault=df, error_correlation=corr, yules_q=q, symmetric_kl=skl, js=js,
-            ensemble_accuracy=ens_acc, relative_ensemble_gain=ens_acc - (acc[i] + acc[j]) / 2,
+            error_inconsistency=ei,
+            error_consistency_kappa=kappa,
+            disagreement=dis,
+            double_fault=df,
+            error_correlation=corr,
+            yules_q=q,
+            symmetric_kl=skl,
+            js=js,
+            ensemble_accuracy=ens_acc,
+            relative_ensemble_gain=ens_acc - (acc[i] + acc[j]) / 2,
             conversion_rate=conv,
         )
     return out, times
@@ -183,8 +195,10 @@ def run(n: int, m: int, c: int, loop_pairs: int | None, repeats: int) -> dict:
     t0 = time.perf_counter()
     logits_np, labels = make_population(n, m, c)
     logits = jax.device_put(logits_np)
-    print(f"\n== N={n} members, M={m} examples, C={c} classes "
-          f"(data {mib(logits_np.nbytes)}, made in {time.perf_counter() - t0:.1f} s)")
+    print(
+        f"\n== N={n} members, M={m} examples, C={c} classes "
+        f"(data {mib(logits_np.nbytes)}, made in {time.perf_counter() - t0:.1f} s)"
+    )
     all_pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
     if loop_pairs is None or loop_pairs >= len(all_pairs):
         pairs, scale = all_pairs, 1.0
@@ -199,15 +213,19 @@ def run(n: int, m: int, c: int, loop_pairs: int | None, repeats: int) -> dict:
     table, t_table, mem_table = timed(lambda: pairwise_table(logits, labels), repeats)
     cpu_table = timed.cpu
     f, t_feat, mem_feat = timed(
-        lambda: member_features(logits, labels_j, inv_t, "prob", budget), repeats)
+        lambda: member_features(logits, labels_j, inv_t, "prob", budget), repeats
+    )
     correct, pred = f["correct"], f["pred"]
-    print(f"accuracy {float(correct.mean()):.3f} (members {float(correct.mean(1).min()):.3f}"
-          f"..{float(correct.mean(1).max()):.3f})")
+    print(
+        f"accuracy {float(correct.mean()):.3f} (members {float(correct.mean(1).min()):.3f}"
+        f"..{float(correct.mean(1).max()):.3f})"
+    )
     _, t_ind, mem_ind = timed(lambda: pairwise_error_stats(correct, pred), max(repeats, 5))
     _, t_ind_only, _ = timed(lambda: pairwise_error_stats(correct), max(repeats, 5))
     _, t_div, mem_div = timed(lambda: divergences_checked(logits, inv_t, budget), repeats)
     _, t_ens, mem_ens = timed(
-        lambda: pair_ensembles_checked(logits, labels_j, inv_t, "prob", budget, f), repeats)
+        lambda: pair_ensembles_checked(logits, labels_j, inv_t, "prob", budget, f), repeats
+    )
 
     # --- the loop
     with PeakRSS() as mem_loop, Clock() as loop_clock:
@@ -227,8 +245,13 @@ def run(n: int, m: int, c: int, loop_pairs: int | None, repeats: int) -> dict:
         both_nan = np.isnan(a) & np.isnan(b)
         worst[key] = float(np.max(np.where(both_nan, 0.0, np.abs(a - b)), initial=0.0))
 
-    note = "" if scale == 1.0 else (
-        f"  [loop run on {len(pairs)} of {len(all_pairs)} pairs, times extrapolated x{scale:.1f}]"
+    note = (
+        ""
+        if scale == 1.0
+        else (
+            f"  [loop run on {len(pairs)} of {len(all_pairs)} pairs, "
+            f"times extrapolated x{scale:.1f}]"
+        )
     )
     print(f"pairs: {len(all_pairs)}{note}")
     print(f"{'phase':<46}{'jaxdiv':>11}{'numpy loop':>13}{'ratio':>9}{'jax peak mem':>15}")
@@ -239,44 +262,55 @@ def run(n: int, m: int, c: int, loop_pairs: int | None, repeats: int) -> dict:
         print(f"{name:<46}{tj:10.4f}s{tl_s}{ratio:>9}{mib(mem):>15}")
 
     row("per-member pass (preds, probs, features)", t_feat, loop["setup"], mem_feat)
-    row("error-indicator stats (EI, kappa, DF, phi, Q)", t_ind_only, loop["indicators"],
-        mem_ind)
+    row("error-indicator stats (EI, kappa, DF, phi, Q)", t_ind_only, loop["indicators"], mem_ind)
     row("  same + disagreement", t_ind, loop["indicators"] + loop["disagreement"], mem_ind)
     row("symmetric KL + Jensen-Shannon", t_div, loop["divergences"], mem_div)
     row("pair ensembles (acc, gain, conversion)", t_ens, loop["ensembles"], mem_ens)
     print(f"{'  sum of the phases':<46}{t_feat + t_ind + t_div + t_ens:10.4f}s")
     row("FULL TABLE (pairwise_table, incl. checks)", t_table, loop_total, mem_table)
-    print(f"{'  in CPU seconds (all threads)':<46}{cpu_table:10.4f}s{loop_cpu:12.3f}s"
-          f"{loop_cpu / cpu_table:8.1f}x")
-    print(f"numpy loop peak extra memory {mib(mem_loop.extra)}; process peak RSS "
-          f"{mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)}")
-    print("max |jaxdiv - loop| over the loop's pairs: "
-          + ", ".join(f"{k} {v:.1e}" for k, v in worst.items()))
-    return {"n": n, "jax": t_table, "loop": loop_total, "jax_cpu": cpu_table,
-            "loop_cpu": loop_cpu}
+    print(
+        f"{'  in CPU seconds (all threads)':<46}{cpu_table:10.4f}s{loop_cpu:12.3f}s"
+        f"{loop_cpu / cpu_table:8.1f}x"
+    )
+    print(
+        f"numpy loop peak extra memory {mib(mem_loop.extra)}; process peak RSS "
+        f"{mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)}"
+    )
+    print(
+        "max |jaxdiv - loop| over the loop's pairs: "
+        + ", ".join(f"{k} {v:.1e}" for k, v in worst.items())
+    )
+    return {"n": n, "jax": t_table, "loop": loop_total, "jax_cpu": cpu_table, "loop_cpu": loop_cpu}
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (seconds)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per JAX phase (best)")
-    ap.add_argument("--loop-pairs", type=int, default=300,
-                    help="pairs the loop runs at the larger N (extrapolated)")
+    ap.add_argument(
+        "--loop-pairs",
+        type=int,
+        default=300,
+        help="pairs the loop runs at the larger N (extrapolated)",
+    )
     args = ap.parse_args(argv)
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform} "
-          f"({os.cpu_count()} CPUs); load average {os.getloadavg()[0]:.1f} at start")
+    print(
+        f"jax {jax.__version__} on {jax.devices()[0].platform} "
+        f"({os.cpu_count()} CPUs); load average {os.getloadavg()[0]:.1f} at start"
+    )
     if args.quick:
         sizes = [(16, 2000, 20, None, args.repeats), (48, 2000, 20, 100, args.repeats)]
     else:
         # one timed run per phase at N=256 (each takes tens of seconds on 2 cores)
-        sizes = [(64, 10_000, 100, None, args.repeats),
-                 (256, 10_000, 100, args.loop_pairs, 1)]
+        sizes = [(64, 10_000, 100, None, args.repeats), (256, 10_000, 100, args.loop_pairs, 1)]
     results = [run(*size) for size in sizes]
     if len(results) == 2:
         a, b = results
         grow = (b["n"] * (b["n"] - 1)) / (a["n"] * (a["n"] - 1))
-        print(f"\nN {a['n']} -> {b['n']} ({grow:.1f}x pairs): jaxdiv {b['jax'] / a['jax']:.1f}x "
-              f"time, numpy loop {b['loop'] / a['loop']:.1f}x time")
+        print(
+            f"\nN {a['n']} -> {b['n']} ({grow:.1f}x pairs): jaxdiv {b['jax'] / a['jax']:.1f}x "
+            f"time, numpy loop {b['loop'] / a['loop']:.1f}x time"
+        )
     print(f"load average {os.getloadavg()[0]:.1f} at end (other processes share these cores)")
 
 

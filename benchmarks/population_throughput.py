@@ -62,8 +62,7 @@ def bench(k: int, steps: int, setup: loop.Setup, batch: int) -> dict[str, float]
     # sequential: K separate states, one compiled step called K times per round
     step = loop.make_train_step(setup)
     states = [loop.init_state(setup, keys[i]) for i in range(k)]
-    batches = [{"image": jnp.asarray(images[i]), "label": jnp.asarray(labels[i])}
-               for i in range(k)]
+    batches = [{"image": jnp.asarray(images[i]), "label": jnp.asarray(labels[i])} for i in range(k)]
     t = time.perf_counter()
     for i in range(k):
         states[i], m = step(states[i], batches[i], keys[i])
@@ -102,17 +101,23 @@ def main() -> None:
     args = p.parse_args()
     chosen = choose_strategy("auto")
     setup = _setup(_config(args.model, args.batch))
-    print(f"backend {jax.default_backend()} ({jax.devices()[0].device_kind}); scheduler "
-          f"strategy: {chosen}; model {args.model}, batch {args.batch}, {args.steps} timed "
-          "rounds")
-    print(f"{'K':>3} {'sequential img/s':>17} {'vmap img/s':>11} {'vmap/seq':>9} "
-          f"{'chosen/seq':>11} {'compile seq/vmap s':>19} {'peak RSS MB':>12}")
+    print(
+        f"backend {jax.default_backend()} ({jax.devices()[0].device_kind}); scheduler "
+        f"strategy: {chosen}; model {args.model}, batch {args.batch}, {args.steps} timed "
+        "rounds"
+    )
+    print(
+        f"{'K':>3} {'sequential img/s':>17} {'vmap img/s':>11} {'vmap/seq':>9} "
+        f"{'chosen/seq':>11} {'compile seq/vmap s':>19} {'peak RSS MB':>12}"
+    )
     for k in map(int, args.k.split(",")):
         r = bench(k, args.steps, setup, args.batch)
         chosen_rate = r[chosen]
-        print(f"{k:>3} {r['sequential']:>17.0f} {r['vmap']:>11.0f} "
-              f"{r['vmap'] / r['sequential']:>9.2f} {chosen_rate / r['sequential']:>11.2f} "
-              f"{r['sequential_compile_s']:>9.1f}/{r['vmap_compile_s']:<9.1f} {_peak_mb():>12.0f}")
+        print(
+            f"{k:>3} {r['sequential']:>17.0f} {r['vmap']:>11.0f} "
+            f"{r['vmap'] / r['sequential']:>9.2f} {chosen_rate / r['sequential']:>11.2f} "
+            f"{r['sequential_compile_s']:>9.1f}/{r['vmap_compile_s']:<9.1f} {_peak_mb():>12.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -88,9 +88,13 @@ def _worker(kind: str, path: str, c: float, tol: float, workload: str, out_path:
             w0, c0 = time.perf_counter(), time.process_time()
             res = evaluate_probes(tr, ytr, ev, yev, pairs, masks, c_grid=(c,), tol=tol)
             times.append((time.perf_counter() - w0, time.process_time() - c0))
-        result.update(first=times[0], steady=times[1], accuracy=res.accuracy.ravel().tolist(),
-                      converged=float(res.converged.mean()),
-                      max_iterations=int(res.iterations.max()))
+        result.update(
+            first=times[0],
+            steady=times[1],
+            accuracy=res.accuracy.ravel().tolist(),
+            converged=float(res.converged.mean()),
+            max_iterations=int(res.iterations.max()),
+        )
     else:
         from sklearn.linear_model import LogisticRegression
 
@@ -108,8 +112,11 @@ def _worker(kind: str, path: str, c: float, tol: float, workload: str, out_path:
                 clf.fit(xtr[:, mask], ytr)
                 acc.append(float(clf.score(xev[:, mask], yev)))
                 iters.append(int(clf.n_iter_.max()))
-        result.update(steady=(time.perf_counter() - w0, time.process_time() - c0),
-                      accuracy=acc, max_iterations=max(iters))
+        result.update(
+            steady=(time.perf_counter() - w0, time.process_time() - c0),
+            accuracy=acc,
+            max_iterations=max(iters),
+        )
     result["peak_rss_mb"] = _rss_mb()
     Path(out_path).write_text(json.dumps(result))
 
@@ -122,15 +129,27 @@ def main() -> None:
     ap.add_argument("--eval", type=int, default=10000)
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--c", type=float, default=1.0, help="scikit-learn's C for every probe")
-    ap.add_argument("--workload", choices=("pairs", "mixing"), default="pairs",
-                    help="pairs: one probe on each pair's concatenation; mixing: 15 probes "
-                    "per pair (5 ratios x 3 seeds of random subsets, total dimension D)")
-    ap.add_argument("--tol", type=float, default=1e-4,
-                    help="gradient tolerance for both (scikit-learn's default; both stop on "
-                    "max |gradient| of the mean objective)")
-    ap.add_argument("--sklearn-threads", type=int, default=1,
-                    help="BLAS threads for scikit-learn (0: library default). One thread is "
-                    "its fastest setting for these small fits on a shared machine.")
+    ap.add_argument(
+        "--workload",
+        choices=("pairs", "mixing"),
+        default="pairs",
+        help="pairs: one probe on each pair's concatenation; mixing: 15 probes "
+        "per pair (5 ratios x 3 seeds of random subsets, total dimension D)",
+    )
+    ap.add_argument(
+        "--tol",
+        type=float,
+        default=1e-4,
+        help="gradient tolerance for both (scikit-learn's default; both stop on "
+        "max |gradient| of the mean objective)",
+    )
+    ap.add_argument(
+        "--sklearn-threads",
+        type=int,
+        default=1,
+        help="BLAS threads for scikit-learn (0: library default). One thread is "
+        "its fastest setting for these small fits on a shared machine.",
+    )
     ap.add_argument("--worker", choices=("jax", "sklearn"), help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
@@ -142,15 +161,20 @@ def main() -> None:
     n_pairs = args.members * (args.members - 1) // 2
     per_pair = "15 mixing probes of" if args.workload == "mixing" else "one probe on"
     width = args.dim if args.workload == "mixing" else 2 * args.dim
-    print(f"{args.members} members, D={args.dim}, {n_pairs} pairs ({per_pair} {width} "
-          f"features each), {args.classes} classes, M_train={args.train}, "
-          f"M_eval={args.eval}, C={args.c}, tol={args.tol}; {os.cpu_count()} CPUs, "
-          f"scikit-learn BLAS threads {args.sklearn_threads or 'default'}, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"{args.members} members, D={args.dim}, {n_pairs} pairs ({per_pair} {width} "
+        f"features each), {args.classes} classes, M_train={args.train}, "
+        f"M_eval={args.eval}, C={args.c}, tol={args.tol}; {os.cpu_count()} CPUs, "
+        f"scikit-learn BLAS threads {args.sklearn_threads or 'default'}, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "population.npz"
-        np.savez(data, members=args.members,
-                 **_population(args.members, args.dim, args.train, args.eval, args.classes))
+        np.savez(
+            data,
+            members=args.members,
+            **_population(args.members, args.dim, args.train, args.eval, args.classes),
+        )
         results = {}
         for kind in ("jax", "sklearn"):
             res_path = Path(tmp) / f"{kind}.json"
@@ -158,27 +182,56 @@ def main() -> None:
             if kind == "sklearn" and args.sklearn_threads:
                 for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
                     env[var] = str(args.sklearn_threads)
-            subprocess.run([sys.executable, __file__, "--worker", kind, "--data", str(data),
-                            "--result", str(res_path), "--c", str(args.c), "--tol",
-                            str(args.tol), "--workload", args.workload], check=True, env=env)
+            subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    kind,
+                    "--data",
+                    str(data),
+                    "--result",
+                    str(res_path),
+                    "--c",
+                    str(args.c),
+                    "--tol",
+                    str(args.tol),
+                    "--workload",
+                    args.workload,
+                ],
+                check=True,
+                env=env,
+            )
             results[kind] = json.loads(res_path.read_text())
     jx, sk = results["jax"], results["sklearn"]
-    print(f"jaxdiv batched L-BFGS, first call (compiles): wall {jx['first'][0]:7.2f} s  "
-          f"cpu {jx['first'][1]:7.2f} s")
-    print(f"jaxdiv batched L-BFGS, steady:                wall {jx['steady'][0]:7.2f} s  "
-          f"cpu {jx['steady'][1]:7.2f} s  (max {jx['max_iterations']} iterations, "
-          f"{100 * jx['converged']:.0f}% converged)")
+    print(
+        f"jaxdiv batched L-BFGS, first call (compiles): wall {jx['first'][0]:7.2f} s  "
+        f"cpu {jx['first'][1]:7.2f} s"
+    )
+    print(
+        f"jaxdiv batched L-BFGS, steady:                wall {jx['steady'][0]:7.2f} s  "
+        f"cpu {jx['steady'][1]:7.2f} s  (max {jx['max_iterations']} iterations, "
+        f"{100 * jx['converged']:.0f}% converged)"
+    )
     label = f"scikit-learn, {sk['probes']} probes one by one:"
-    print(f"{label:<46}wall {sk['steady'][0]:7.2f} s  "
-          f"cpu {sk['steady'][1]:7.2f} s  (max {sk['max_iterations']} iterations)")
-    print(f"speed-up (scikit-learn / jaxdiv steady): wall {sk['steady'][0] / jx['steady'][0]:.1f}x"
-          f"  cpu {sk['steady'][1] / jx['steady'][1]:.1f}x")
-    print(f"peak RSS: jaxdiv {jx['peak_rss_mb']:.0f} MB (idle {jx['idle_rss_mb']:.0f} MB)  "
-          f"scikit-learn {sk['peak_rss_mb']:.0f} MB (idle {sk['idle_rss_mb']:.0f} MB)")
+    print(
+        f"{label:<46}wall {sk['steady'][0]:7.2f} s  "
+        f"cpu {sk['steady'][1]:7.2f} s  (max {sk['max_iterations']} iterations)"
+    )
+    print(
+        f"speed-up (scikit-learn / jaxdiv steady): wall {sk['steady'][0] / jx['steady'][0]:.1f}x"
+        f"  cpu {sk['steady'][1] / jx['steady'][1]:.1f}x"
+    )
+    print(
+        f"peak RSS: jaxdiv {jx['peak_rss_mb']:.0f} MB (idle {jx['idle_rss_mb']:.0f} MB)  "
+        f"scikit-learn {sk['peak_rss_mb']:.0f} MB (idle {sk['idle_rss_mb']:.0f} MB)"
+    )
     diff = np.abs(np.array(jx["accuracy"]) - np.array(sk["accuracy"]))
-    print(f"probe accuracies: jaxdiv mean {np.mean(jx['accuracy']):.4f}, scikit-learn mean "
-          f"{np.mean(sk['accuracy']):.4f}; max |difference| {diff.max():.4f} "
-          f"({diff.max() * args.eval:.0f} of {args.eval} examples)")
+    print(
+        f"probe accuracies: jaxdiv mean {np.mean(jx['accuracy']):.4f}, scikit-learn mean "
+        f"{np.mean(sk['accuracy']):.4f}; max |difference| {diff.max():.4f} "
+        f"({diff.max() * args.eval:.0f} of {args.eval} examples)"
+    )
 
 
 if __name__ == "__main__":

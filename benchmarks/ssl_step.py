@@ -63,8 +63,10 @@ def main():
     args = ap.parse_args()
     mesh = make_mesh()
     rng = np.random.default_rng(0)
-    batch = {"image": rng.integers(0, 256, (args.batch, 32, 32, 3), dtype=np.uint8),
-             "label": rng.integers(0, 10, args.batch).astype(np.int32)}
+    batch = {
+        "image": rng.integers(0, 256, (args.batch, 32, 32, 3), dtype=np.uint8),
+        "label": rng.integers(0, 10, args.batch).astype(np.int32),
+    }
     batch = shard_batch(batch, mesh)
     results = {}
     for name in args.methods.split(","):
@@ -80,18 +82,27 @@ def main():
         results[name] = _time(run, args.steps)
     aug = jax.jit(views.two_views, static_argnums=2)
     cfg = views.ViewConfig(crop_scale=(0.2, 1.0))
-    aug_t = _time(lambda i: aug(jax.random.key(i), batch["image"], cfg)[1].block_until_ready(),
-                  args.steps)
+    aug_t = _time(
+        lambda i: aug(jax.random.key(i), batch["image"], cfg)[1].block_until_ready(), args.steps
+    )
     base_wall, base_cpu = results.get("supervised", next(iter(results.values())))
-    print(f"{args.model}, batch {args.batch}, {jax.device_count()} device(s) "
-          f"({jax.devices()[0].platform})")
-    print(f"{'method':14s} {'wall s/step':>11s} {'cpu s/step':>10s} {'img/s':>7s} "
-          f"{'wall ratio':>10s} {'cpu ratio':>9s}")
+    print(
+        f"{args.model}, batch {args.batch}, {jax.device_count()} device(s) "
+        f"({jax.devices()[0].platform})"
+    )
+    print(
+        f"{'method':14s} {'wall s/step':>11s} {'cpu s/step':>10s} {'img/s':>7s} "
+        f"{'wall ratio':>10s} {'cpu ratio':>9s}"
+    )
     for name, (wall, cpu) in results.items():
-        print(f"{name:14s} {wall:11.3f} {cpu:10.3f} {args.batch / wall:7.0f} "
-              f"{wall / base_wall:10.2f} {cpu / base_cpu:9.2f}")
-    print(f"two_views alone: {aug_t[0]:.4f} s/step wall, {aug_t[1]:.4f} cpu "
-          f"({aug_t[0] / results.get('simclr', (np.nan,))[0]:.1%} of a SimCLR step)")
+        print(
+            f"{name:14s} {wall:11.3f} {cpu:10.3f} {args.batch / wall:7.0f} "
+            f"{wall / base_wall:10.2f} {cpu / base_cpu:9.2f}"
+        )
+    print(
+        f"two_views alone: {aug_t[0]:.4f} s/step wall, {aug_t[1]:.4f} cpu "
+        f"({aug_t[0] / results.get('simclr', (np.nan,))[0]:.1%} of a SimCLR step)"
+    )
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 

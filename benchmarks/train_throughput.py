@@ -58,7 +58,8 @@ JAX_VARIANTS: dict[str, tuple[str, dict]] = {
     "jaxdiv_xla_default": (YNN + "+individual_convolution", {}),
     "jaxdiv_no_ynn": (YNN, {}),
     "jaxdiv_onednn": (
-        "--xla_cpu_use_onednn=true --xla_cpu_experimental_onednn_custom_call=true", {}
+        "--xla_cpu_use_onednn=true --xla_cpu_experimental_onednn_custom_call=true",
+        {},
     ),
     "jaxdiv_fast_math": ("--xla_cpu_enable_fast_math=true", {}),
     "jaxdiv_eigen_1thread": ("--xla_cpu_multi_thread_eigen=false", {}),
@@ -134,8 +135,15 @@ def _jax_worker(name: str) -> None:
     run(1)
     compile_s = time.perf_counter() - t0
     run(2)
-    _serve(run, {"compile_s": compile_s, "rss_after_data_mb": rss_data,
-                 "threads": _num_threads(), "xla_flags": os.environ.get("XLA_FLAGS", "")})
+    _serve(
+        run,
+        {
+            "compile_s": compile_s,
+            "rss_after_data_mb": rss_data,
+            "threads": _num_threads(),
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        },
+    )
 
 
 # ------------------------------------------------------------------------------ torch worker
@@ -199,8 +207,12 @@ def _torch_worker(name: str) -> None:
     pool = []
     for _ in range(NUM_POOL):
         idx = rng.choice(len(split), BATCH, replace=False)
-        pool.append((torch.from_numpy(split.images[idx]),
-                     torch.from_numpy(split.labels[idx].astype(np.int64))))
+        pool.append(
+            (
+                torch.from_numpy(split.images[idx]),
+                torch.from_numpy(split.labels[idx].astype(np.int64)),
+            )
+        )
     model = _torch_model(split.num_classes)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
@@ -208,7 +220,9 @@ def _torch_worker(name: str) -> None:
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     opt = torch.optim.SGD(
         [{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=0.1, momentum=0.9, nesterov=True,
+        lr=0.1,
+        momentum=0.9,
+        nesterov=True,
     )
     mean = torch.tensor(CIFAR10_MEAN).view(1, 1, 1, 3)
     std = torch.tensor(CIFAR10_STD).view(1, 1, 1, 3)
@@ -244,8 +258,15 @@ def _torch_worker(name: str) -> None:
             _ = (loss.detach(), (logits.argmax(-1) == labels).float().mean())
 
     run(3)
-    _serve(run, {"compile_s": time.perf_counter() - t0, "rss_after_data_mb": rss_data,
-                 "threads": torch.get_num_threads(), "torch": torch.__version__})
+    _serve(
+        run,
+        {
+            "compile_s": time.perf_counter() - t0,
+            "rss_after_data_mb": rss_data,
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
+    )
 
 
 # ------------------------------------------------------------------------- worker protocol
@@ -278,7 +299,11 @@ class Worker:
         env.setdefault("TFDS_DATA_DIR", str(ROOT.parent / "shared" / "tensorflow_datasets"))
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "--worker", self.name, f"--cpus={self.cpus}"],
-            cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
             bufsize=1,
         )
         self.info = self._read()
@@ -310,11 +335,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=10, help="timed steps per worker per round")
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--cpus", type=int, default=len(os.sched_getaffinity(0)),
-                   help="pin each worker to this many of our CPUs (threads = CPUs)")
-    p.add_argument("--variants", default="",
-                   help="comma-separated extra workers (or 'all'): "
-                        + ", ".join(n for n in JAX_VARIANTS if n not in DEFAULT_WORKERS))
+    p.add_argument(
+        "--cpus",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="pin each worker to this many of our CPUs (threads = CPUs)",
+    )
+    p.add_argument(
+        "--variants",
+        default="",
+        help="comma-separated extra workers (or 'all'): "
+        + ", ".join(n for n in JAX_VARIANTS if n not in DEFAULT_WORKERS),
+    )
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -325,15 +357,21 @@ def main() -> None:
             _torch_worker(args.worker)
         return
 
-    extra = [n for n in JAX_VARIANTS if n not in DEFAULT_WORKERS] if args.variants == "all" \
+    extra = (
+        [n for n in JAX_VARIANTS if n not in DEFAULT_WORKERS]
+        if args.variants == "all"
         else [v for v in args.variants.split(",") if v]
+    )
     names = list(DEFAULT_WORKERS) + [n for n in extra if n not in DEFAULT_WORKERS]
     unknown = [n for n in names if n not in JAX_VARIANTS and n not in TORCH_VARIANTS]
     if unknown:
         p.error(f"unknown variant(s) {unknown}; valid: {', '.join(JAX_VARIANTS)}")
-    print(f"ResNet-20, batch {BATCH}, {args.cpus} CPU(s) per worker, {args.rounds} rounds x "
-          f"{args.steps} steps; workers: {', '.join(names)}; load average "
-          f"{os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"ResNet-20, batch {BATCH}, {args.cpus} CPU(s) per worker, {args.rounds} rounds x "
+        f"{args.steps} steps; workers: {', '.join(names)}; load average "
+        f"{os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     workers = []
     for n in names:  # started one at a time so compilations do not overlap
         workers.append(Worker(n, args.cpus))
@@ -345,19 +383,25 @@ def main() -> None:
             t = wk.ask(f"run {args.steps}")
             wall[wk.name].append(args.steps * BATCH / t["seconds"])
             cpu[wk.name].append(args.steps * BATCH / t["cpu_seconds"])
-        print(f"round {r + 1} img/s: " + "  ".join(f"{n} {v[-1]:.0f}" for n, v in wall.items()),
-              flush=True)
+        print(
+            f"round {r + 1} img/s: " + "  ".join(f"{n} {v[-1]:.0f}" for n, v in wall.items()),
+            flush=True,
+        )
     stats = {wk.name: wk.ask("stats") for wk in workers}
     for wk in workers:
         wk.close()
 
-    print(f"\n{'worker':<24}{'img/s median':>13}{'best':>8}{'img/CPU-s':>11}"
-          f"{'peak RSS MB':>13}{'startup s':>11}")
+    print(
+        f"\n{'worker':<24}{'img/s median':>13}{'best':>8}{'img/CPU-s':>11}"
+        f"{'peak RSS MB':>13}{'startup s':>11}"
+    )
     for wk in workers:
         n = wk.name
-        print(f"{n:<24}{statistics.median(wall[n]):>13.1f}{max(wall[n]):>8.1f}"
-              f"{statistics.median(cpu[n]):>11.1f}{stats[n]['peak_rss_mb']:>13.0f}"
-              f"{wk.info['compile_s']:>11.1f}")
+        print(
+            f"{n:<24}{statistics.median(wall[n]):>13.1f}{max(wall[n]):>8.1f}"
+            f"{statistics.median(cpu[n]):>11.1f}{stats[n]['peak_rss_mb']:>13.0f}"
+            f"{wk.info['compile_s']:>11.1f}"
+        )
     print(f"load average at the end: {os.getloadavg()[0]:.1f} (on {os.cpu_count()} CPUs)")
     print("\nratios, median over rounds of same-round ratios (wall img/s; img per CPU-second):")
     pairs = [(n, b) for b in TORCH_VARIANTS for n in names if n in JAX_VARIANTS]

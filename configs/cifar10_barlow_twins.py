@@ -37,14 +37,17 @@ from configs import ssl_common
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     ssl_common.check_variant(variant)
-    method = ml_collections.ConfigDict({
-        "name": "barlow_twins",
-        "lambd": 5e-3,
-        "loss_scale": 0.1,
-        "projector": ssl_common.head((2048, 2048), 2048),
-    })
+    method = ml_collections.ConfigDict(
+        {
+            "name": "barlow_twins",
+            "lambd": 5e-3,
+            "loss_scale": 0.1,
+            "projector": ssl_common.head((2048, 2048), 2048),
+        }
+    )
     c = ssl_common.pretraining_config(
-        "barlow_twins_resnet20", method, learning_rate=0.3, weight_decay=1e-4)
+        "barlow_twins_resnet20", method, learning_rate=0.3, weight_decay=1e-4
+    )
     if variant == "quick":
         ssl_common.make_quick(c)
         c.method.projector = ssl_common.head((512, 512), 512)

@@ -39,14 +39,15 @@ from configs import ssl_common
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     ssl_common.check_variant(variant)
-    method = ml_collections.ConfigDict({
-        "name": "byol",
-        "base_tau": 0.99,  # target EMA decay at step 0, cosine to 1 at the last step
-        "projector": ssl_common.head((1024,), 256),
-        "predictor": ssl_common.head((1024,), 256),
-    })
-    c = ssl_common.pretraining_config(
-        "byol_resnet20", method, learning_rate=1.0, weight_decay=1e-5)
+    method = ml_collections.ConfigDict(
+        {
+            "name": "byol",
+            "base_tau": 0.99,  # target EMA decay at step 0, cosine to 1 at the last step
+            "projector": ssl_common.head((1024,), 256),
+            "predictor": ssl_common.head((1024,), 256),
+        }
+    )
+    c = ssl_common.pretraining_config("byol_resnet20", method, learning_rate=1.0, weight_decay=1e-5)
     c.data.views.saturation = 0.2
     c.data.views.blur_kernel = 3
     # BYOL's asymmetric pair: blur always on view 1 and rarely on view 2; solarise view 2.

@@ -36,9 +36,11 @@ from configs import ssl_common
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     ssl_common.check_variant(variant)
     method = ml_collections.ConfigDict(
-        {"name": "simclr", "temperature": 0.5, "projector": ssl_common.head((512,), 128)})
+        {"name": "simclr", "temperature": 0.5, "projector": ssl_common.head((512,), 128)}
+    )
     c = ssl_common.pretraining_config(
-        "simclr_resnet20", method, learning_rate=0.6, weight_decay=1e-6)
+        "simclr_resnet20", method, learning_rate=0.6, weight_decay=1e-6
+    )
     if variant == "quick":
         ssl_common.make_quick(c)
         c.method.temperature = 0.2

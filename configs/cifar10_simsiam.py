@@ -39,13 +39,16 @@ from configs import ssl_common
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     ssl_common.check_variant(variant)
-    method = ml_collections.ConfigDict({
-        "name": "simsiam",
-        "projector": ssl_common.head((2048,), 2048, out_bn=True),
-        "predictor": ssl_common.head((512,), 2048),
-    })
+    method = ml_collections.ConfigDict(
+        {
+            "name": "simsiam",
+            "projector": ssl_common.head((2048,), 2048, out_bn=True),
+            "predictor": ssl_common.head((512,), 2048),
+        }
+    )
     c = ssl_common.pretraining_config(
-        "simsiam_resnet20", method, learning_rate=0.06, weight_decay=5e-4, warmup_epochs=0.0)
+        "simsiam_resnet20", method, learning_rate=0.06, weight_decay=5e-4, warmup_epochs=0.0
+    )
     if variant == "quick":
         ssl_common.make_quick(c)
         c.method.projector = ssl_common.head((512,), 512, out_bn=True)

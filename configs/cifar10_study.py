@@ -47,9 +47,15 @@ def _ssl(name: str, **method) -> dict:
         "data.views": ssl_common.SIMCLR_VIEWS,
         "num_epochs": 200.0,
         "batch_size": 512,
-        "optimizer": {"name": "sgd", "learning_rate": 0.5 if name == "simclr" else 0.1,
-                      "momentum": 0.9, "nesterov": False, "weight_decay": 5e-4 if name !=
-                      "simclr" else 1e-6, "warmup_epochs": 10.0, "schedule": "cosine"},
+        "optimizer": {
+            "name": "sgd",
+            "learning_rate": 0.5 if name == "simclr" else 0.1,
+            "momentum": 0.9,
+            "nesterov": False,
+            "weight_decay": 5e-4 if name != "simclr" else 1e-6,
+            "warmup_epochs": 10.0,
+            "schedule": "cosine",
+        },
     }
 
 
@@ -72,36 +78,74 @@ def get_config() -> ml_collections.ConfigDict:
         {"name": "wd1e-4", "overrides": {"optimizer.weight_decay": 1e-4}},
         {"name": "wd1e-3", "overrides": {"optimizer.weight_decay": 1e-3}},
         {"name": "smooth0.1", "overrides": {"method.label_smoothing": 0.1}},
-        {"name": "adamw", "overrides": {"optimizer": {
-            "name": "adamw", "learning_rate": 2e-3, "weight_decay": 0.05,
-            "warmup_epochs": 2.0, "schedule": "cosine"}}},
+        {
+            "name": "adamw",
+            "overrides": {
+                "optimizer": {
+                    "name": "adamw",
+                    "learning_rate": 2e-3,
+                    "weight_decay": 0.05,
+                    "warmup_epochs": 2.0,
+                    "schedule": "cosine",
+                }
+            },
+        },
         {"name": "no_nesterov", "overrides": {"optimizer.nesterov": False}},
         {"name": "batch256", "overrides": {"batch_size": 256, "optimizer.learning_rate": 0.2}},
         {"name": "no_crop", "overrides": {"data.crop_padding": 0}},
         {"name": "warmup10", "overrides": {"optimizer.warmup_epochs": 10.0}},
-        {"name": "constant_lr", "overrides": {"optimizer.schedule": "constant",
-                                              "optimizer.learning_rate": 0.02}},
+        {
+            "name": "constant_lr",
+            "overrides": {"optimizer.schedule": "constant", "optimizer.learning_rate": 0.02},
+        },
         {"name": "resnet56", "overrides": {"model.name": "resnet56"}},
         {"name": "resnet20x2", "overrides": {"model.kwargs.width": 2}},
         {"name": "wrn16_4", "overrides": {"model.name": "wrn16_4", "model.kwargs": {}}},
-        {"name": "vit_tiny", "overrides": {
-            "model.name": "vit_tiny", "model.kwargs": {"depth": 6},
-            "optimizer": {"name": "adamw", "learning_rate": 1e-3, "weight_decay": 0.05,
-                          "warmup_epochs": 5.0, "schedule": "cosine"}}},
-        {"name": "mixer", "overrides": {
-            "model.name": "mixer_small", "model.kwargs": {"depth": 6, "dim": 256,
-                                                          "channel_mlp": 1024},
-            "optimizer": {"name": "adamw", "learning_rate": 1e-3, "weight_decay": 0.05,
-                          "warmup_epochs": 5.0, "schedule": "cosine"}}},
+        {
+            "name": "vit_tiny",
+            "overrides": {
+                "model.name": "vit_tiny",
+                "model.kwargs": {"depth": 6},
+                "optimizer": {
+                    "name": "adamw",
+                    "learning_rate": 1e-3,
+                    "weight_decay": 0.05,
+                    "warmup_epochs": 5.0,
+                    "schedule": "cosine",
+                },
+            },
+        },
+        {
+            "name": "mixer",
+            "overrides": {
+                "model.name": "mixer_small",
+                "model.kwargs": {"depth": 6, "dim": 256, "channel_mlp": 1024},
+                "optimizer": {
+                    "name": "adamw",
+                    "learning_rate": 1e-3,
+                    "weight_decay": 0.05,
+                    "warmup_epochs": 5.0,
+                    "schedule": "cosine",
+                },
+            },
+        },
         {"name": "cnn", "overrides": {"model.name": "cnn", "model.kwargs": {"width": 2}}},
         {"name": "simclr", "overrides": _ssl("simclr", temperature=0.5)},
         {"name": "byol", "overrides": _ssl("byol")},
         {"name": "simsiam", "overrides": _ssl("simsiam")},
         {"name": "barlow_twins", "overrides": _ssl("barlow_twins")},
         {"name": "other_half", "overrides": {"data.train_split": other_half}},
-        {"name": "other_half_wrn", "overrides": {"data.train_split": other_half,
-                                                 "model.name": "wrn16_4", "model.kwargs": {}}},
-        {"name": "other_half_simclr", "overrides": {**_ssl("simclr", temperature=0.5),
-                                                    "data.train_split": other_half}},
+        {
+            "name": "other_half_wrn",
+            "overrides": {
+                "data.train_split": other_half,
+                "model.name": "wrn16_4",
+                "model.kwargs": {},
+            },
+        },
+        {
+            "name": "other_half_simclr",
+            "overrides": {**_ssl("simclr", temperature=0.5), "data.train_split": other_half},
+        },
     ]
     return pop

@@ -68,28 +68,42 @@ def get_config() -> ml_collections.ConfigDict:
     )
     pop.report = True
     # Representation stage (probes on embeddings, CKA), kept light for 2 CPU cores.
-    pop.represent = ml_collections.ConfigDict(
-        {"n_seeds": 1, "c_grid": (0.1, 1.0), "max_iter": 100}
-    )
+    pop.represent = ml_collections.ConfigDict({"n_seeds": 1, "c_grid": (0.1, 1.0), "max_iter": 100})
     pop.variations = [
         {"sweep": {"seed": [1, 2]}},
         {"name": "lr0.2", "overrides": {"optimizer.learning_rate": 0.2}},
-        {"name": "smooth", "overrides": {"method.label_smoothing": 0.1,
-                                         "optimizer.weight_decay": 1e-3}},
+        {
+            "name": "smooth",
+            "overrides": {"method.label_smoothing": 0.1, "optimizer.weight_decay": 1e-3},
+        },
         {"name": "cnn", "overrides": {"model.name": "cnn", "model.kwargs": {"width": 1}}},
-        {"name": "vit", "overrides": {
-            "model.name": "vit_tiny",
-            "model.kwargs": {"dim": 96, "depth": 4, "heads": 3},
-            "optimizer": {"name": "adamw", "learning_rate": 2e-3, "weight_decay": 0.05,
-                          "warmup_epochs": 0.3, "schedule": "cosine"},
-        }},
-        {"name": "simclr", "overrides": {
-            "method": {"name": "simclr", "temperature": 0.5,
-                       "projector": {"hidden": (256,), "out": 64}},
-            "data.views": {**ssl_common.SIMCLR_VIEWS, "crop_scale": (0.2, 1.0)},
-            "optimizer.learning_rate": 0.3,
-            "optimizer.weight_decay": 1e-5,
-        }},
+        {
+            "name": "vit",
+            "overrides": {
+                "model.name": "vit_tiny",
+                "model.kwargs": {"dim": 96, "depth": 4, "heads": 3},
+                "optimizer": {
+                    "name": "adamw",
+                    "learning_rate": 2e-3,
+                    "weight_decay": 0.05,
+                    "warmup_epochs": 0.3,
+                    "schedule": "cosine",
+                },
+            },
+        },
+        {
+            "name": "simclr",
+            "overrides": {
+                "method": {
+                    "name": "simclr",
+                    "temperature": 0.5,
+                    "projector": {"hidden": (256,), "out": 64},
+                },
+                "data.views": {**ssl_common.SIMCLR_VIEWS, "crop_scale": (0.2, 1.0)},
+                "optimizer.learning_rate": 0.3,
+                "optimizer.weight_decay": 1e-5,
+            },
+        },
         {"name": "other_half", "overrides": {"data.train_split": "train[22500:45000]"}},
     ]
     return pop

@@ -12,20 +12,32 @@ from configs import cifar10_supervised
 
 # SimCLR's augmentation for 32x32 images (jaxdiv.data.views.ViewConfig fields).
 SIMCLR_VIEWS = {
-    "crop_scale": (0.08, 1.0), "flip_p": 0.5, "jitter_p": 0.8, "brightness": 0.4,
-    "contrast": 0.4, "saturation": 0.4, "hue": 0.1, "grayscale_p": 0.2, "blur_p": 0.0,
+    "crop_scale": (0.08, 1.0),
+    "flip_p": 0.5,
+    "jitter_p": 0.8,
+    "brightness": 0.4,
+    "contrast": 0.4,
+    "saturation": 0.4,
+    "hue": 0.1,
+    "grayscale_p": 0.2,
+    "blur_p": 0.0,
 }
 
 
 def head(hidden: tuple[int, ...], out: int, out_bn: bool = False) -> ml_collections.ConfigDict:
     """A projector/predictor MLP: hidden layers with batch norm, then a linear output."""
     return ml_collections.ConfigDict(
-        {"hidden": hidden, "out": out, "hidden_bn": True, "out_bn": out_bn})
+        {"hidden": hidden, "out": out, "hidden_bn": True, "out_bn": out_bn}
+    )
 
 
 def pretraining_config(
-    name: str, method: ml_collections.ConfigDict, *, learning_rate: float,
-    weight_decay: float, warmup_epochs: float = 10.0,
+    name: str,
+    method: ml_collections.ConfigDict,
+    *,
+    learning_rate: float,
+    weight_decay: float,
+    warmup_epochs: float = 10.0,
 ) -> ml_collections.ConfigDict:
     """800 epochs of batch 512 (SGD momentum 0.9, cosine) pre-training ``method``.
 
@@ -39,16 +51,25 @@ def pretraining_config(
     # Both views (jaxdiv.data.views.ViewConfig fields); data.view1 / data.view2 override.
     c.data.views = ml_collections.ConfigDict(SIMCLR_VIEWS)
     c.method = method
-    c.optimizer.update(learning_rate=learning_rate, nesterov=False, weight_decay=weight_decay,
-                       warmup_epochs=warmup_epochs)
+    c.optimizer.update(
+        learning_rate=learning_rate,
+        nesterov=False,
+        weight_decay=weight_decay,
+        warmup_epochs=warmup_epochs,
+    )
     c.batch_size = 512
     c.num_epochs = 800.0
     c.eval_every_steps = 0
     # The offline linear probe and kNN (python -m jaxdiv.methods.probe_eval).
-    c.probe = ml_collections.ConfigDict({
-        "fit_split": "train[:45000]", "val_split": "validation",
-        "l2_grid": (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1), "knn_k": 20, "knn_temperature": 0.07,
-    })
+    c.probe = ml_collections.ConfigDict(
+        {
+            "fit_split": "train[:45000]",
+            "val_split": "validation",
+            "l2_grid": (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1),
+            "knn_k": 20,
+            "knn_temperature": 0.07,
+        }
+    )
     return c
 
 

@@ -59,29 +59,40 @@ _BAND = flags.DEFINE_list(
 )
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
 _TRAIN_SPLIT = flags.DEFINE_string(
-    "train-split", "validation", "represent: split the probes are fitted on (--split: scored on).")
+    "train-split", "validation", "represent: split the probes are fitted on (--split: scored on)."
+)
 _TRANSFER = flags.DEFINE_string(
-    "transfer", "fewshot", "represent: stacked-generalisation task (fewshot, coarse or none).")
+    "transfer", "fewshot", "represent: stacked-generalisation task (fewshot, coarse or none)."
+)
 _SHOTS = flags.DEFINE_integer("shots", 10, "represent: labelled examples per class (transfer).")
 _DRY_RUN = flags.DEFINE_bool(
-    "dry_run", False, "train: compile the train step for a simulated mesh of --dry_run_devices "
+    "dry_run",
+    False,
+    "train: compile the train step for a simulated mesh of --dry_run_devices "
     "CPU devices and print its cost; reads no data, needs no --workdir.",
 )
 _DRY_RUN_DEVICES = flags.DEFINE_integer("dry_run_devices", 8, "Simulated devices (--dry_run).")
 _DRY_RUN_MEMBERS = flags.DEFINE_integer(
-    "dry_run_members", 1, "Stacked members to compile as one vmapped step (--dry_run).")
+    "dry_run_members", 1, "Stacked members to compile as one vmapped step (--dry_run)."
+)
 _COORDINATOR = flags.DEFINE_string(
-    "coordinator_address", None, "train across processes: host:port of process 0 (else "
+    "coordinator_address",
+    None,
+    "train across processes: host:port of process 0 (else "
     "$JAXDIV_COORDINATOR_ADDRESS; SLURM and TPU VM pods are detected).",
 )
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's id in [0, num_processes).")
 _DISTRIBUTED = flags.DEFINE_enum(
-    "distributed", "auto", ["auto", "off"], "Join a multi-process job (auto: from the flags "
-    "or environment; off: always one process).",
+    "distributed",
+    "auto",
+    ["auto", "off"],
+    "Join a multi-process job (auto: from the flags or environment; off: always one process).",
 )
 _STRATEGY = flags.DEFINE_enum(
-    "strategy", "auto", ["auto", "sequential", "vmap"],
+    "strategy",
+    "auto",
+    ["auto", "sequential", "vmap"],
     "How study trains members: one after another, or seed cohorts stacked with vmap "
     "(auto: sequential on CPU, vmap on GPU/TPU).",
 )
@@ -111,17 +122,29 @@ def _train() -> None:
     if _DRY_RUN.value:
         from jaxdiv.train.dry_run import run_cli
 
-        run_cli(config, devices=_DRY_RUN_DEVICES.value, members=_DRY_RUN_MEMBERS.value,
-                workdir=_WORKDIR.value)
+        run_cli(
+            config,
+            devices=_DRY_RUN_DEVICES.value,
+            members=_DRY_RUN_MEMBERS.value,
+            workdir=_WORKDIR.value,
+        )
         return
     from jaxdiv.distributed import initialize
 
-    initialize(coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
-               process_id=_PROCESS_ID.value, mode=_DISTRIBUTED.value)
+    initialize(
+        coordinator_address=_COORDINATOR.value,
+        num_processes=_NUM_PROCESSES.value,
+        process_id=_PROCESS_ID.value,
+        mode=_DISTRIBUTED.value,
+    )
     from jaxdiv.train.loop import train
 
-    result = train(config, _require(_WORKDIR, "the run directory"), force=_FORCE.value,
-                   progress=_PROGRESS.value)
+    result = train(
+        config,
+        _require(_WORKDIR, "the run directory"),
+        force=_FORCE.value,
+        progress=_PROGRESS.value,
+    )
     print({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()})
 
 
@@ -143,11 +166,14 @@ def _import(files: list[str]) -> None:
     from jaxdiv.store import import_predictions
 
     names = import_predictions(
-        _require(_STORE, "the prediction store"), _SPLIT.value,
-        _require(_LABELS, "the labels file"), files,
+        _require(_STORE, "the prediction store"),
+        _SPLIT.value,
+        _require(_LABELS, "the labels file"),
+        files,
     )
-    print(f"imported {len(names)} member(s) into {_STORE.value} [{_SPLIT.value}]: "
-          + ", ".join(names))
+    print(
+        f"imported {len(names)} member(s) into {_STORE.value} [{_SPLIT.value}]: " + ", ".join(names)
+    )
 
 
 def _band() -> tuple[float, float] | None:
@@ -167,10 +193,14 @@ def _analyze() -> None:
 
     calib = _CALIB.value
     summary = run_analyze(
-        _require(_STORE, "the prediction store"), _SPLIT.value,
+        _require(_STORE, "the prediction store"),
+        _SPLIT.value,
         None if calib in (None, "", "none") else calib,
-        _require(_OUT, "the output directory"), bootstrap=_BOOTSTRAP.value, seed=_SEED.value,
-        base=_BASE.value, accuracy_band=_band(),
+        _require(_OUT, "the output directory"),
+        bootstrap=_BOOTSTRAP.value,
+        seed=_SEED.value,
+        base=_BASE.value,
+        accuracy_band=_band(),
     )
     print(f"wrote analysis of {summary.get('num_members', '?')} members to {_OUT.value}")
 
@@ -178,8 +208,12 @@ def _analyze() -> None:
 def _study() -> None:
     from jaxdiv.study import run_study
 
-    result = run_study(_config(), _require(_WORKDIR, "the study directory"),
-                       progress=_PROGRESS.value, strategy=_STRATEGY.value)
+    result = run_study(
+        _config(),
+        _require(_WORKDIR, "the study directory"),
+        progress=_PROGRESS.value,
+        strategy=_STRATEGY.value,
+    )
     if result["failed"]:
         print(f"members that failed: {', '.join(result['failed'])}", file=sys.stderr)
 
@@ -189,9 +223,15 @@ def _represent() -> None:
 
     out = _require(_OUT, "the output directory")
     summary = run_represent(
-        _require(_STORE, "the prediction store"), out, train_split=_TRAIN_SPLIT.value,
-        eval_split=_SPLIT.value, base=_BASE.value, transfer=_TRANSFER.value,
-        shots=_SHOTS.value, seed=_SEED.value, log=print,
+        _require(_STORE, "the prediction store"),
+        out,
+        train_split=_TRAIN_SPLIT.value,
+        eval_split=_SPLIT.value,
+        base=_BASE.value,
+        transfer=_TRANSFER.value,
+        shots=_SHOTS.value,
+        seed=_SEED.value,
+        log=print,
     )
     print(f"wrote representation analysis of {len(summary['members'])} members to {out}")
 
@@ -231,20 +271,26 @@ def _parse_flags(argv: list[str]) -> list[str]:
         lines = [line for line in str(err).splitlines() if line.strip()]
         if any(line.startswith("Traceback") for line in lines):  # keep the cause, not the stack
             lines = [lines[0], lines[-1]]
-        print(f"jaxdiv: error: {' '.join(lines)}\nPass --help for the verbs and flags.",
-              file=sys.stderr)
+        print(
+            f"jaxdiv: error: {' '.join(lines)}\nPass --help for the verbs and flags.",
+            file=sys.stderr,
+        )
         sys.exit(2)
     except (AttributeError, KeyError) as err:  # --config.no_such_key=...
         bad = [a.split("=")[0] for a in argv if a.startswith("--config.")]
-        print(f"jaxdiv: error: the config has no key {err} (overrides given: {', '.join(bad)}); "
-              "check the spelling against the config file", file=sys.stderr)
+        print(
+            f"jaxdiv: error: the config has no key {err} (overrides given: {', '.join(bad)}); "
+            "check the spelling against the config file",
+            file=sys.stderr,
+        )
         sys.exit(2)
     except JaxdivError as err:
         print(f"jaxdiv: error: {err}", file=sys.stderr)
         sys.exit(2)
     except Exception as err:  # a config file that fails to load
-        print(f"jaxdiv: error: cannot load the config: {type(err).__name__}: {err}",
-              file=sys.stderr)
+        print(
+            f"jaxdiv: error: cannot load the config: {type(err).__name__}: {err}", file=sys.stderr
+        )
         sys.exit(2)
 
 

@@ -48,8 +48,10 @@ class Plan:
         if self.kind == "single":
             return "single process"
         if self.kind == "explicit":
-            return (f"process {self.process_id} of {self.num_processes}, coordinator "
-                    f"{self.coordinator_address}")
+            return (
+                f"process {self.process_id} of {self.num_processes}, coordinator "
+                f"{self.coordinator_address}"
+            )
         return f"{self.kind} cluster (process ids and coordinator from its environment)"
 
 
@@ -92,8 +94,9 @@ def plan(
                 f"multi-process setup is incomplete: got {', '.join(sorted(values))} but not "
                 f"{', '.join(missing)}; give all three, or none to detect SLURM or a TPU VM"
             )
-        n = _int(values["number of processes"], "the number of processes",
-                 sources["number of processes"])
+        n = _int(
+            values["number of processes"], "the number of processes", sources["number of processes"]
+        )
         pid = _int(values["process id"], "the process id", sources["process id"])
         address = str(values["coordinator address"])
         if n < 1 or not 0 <= pid < n:
@@ -110,8 +113,10 @@ def plan(
         if n == 1:
             return Plan("single")
         return Plan("explicit", address, n, pid)
-    if "SLURM_JOB_ID" in env and _int(env.get("SLURM_NTASKS", "1"), "SLURM_NTASKS",
-                                       "$SLURM_NTASKS") > 1:
+    if (
+        "SLURM_JOB_ID" in env
+        and _int(env.get("SLURM_NTASKS", "1"), "SLURM_NTASKS", "$SLURM_NTASKS") > 1
+    ):
         if "SLURM_STEP_NODELIST" not in env or "SLURM_PROCID" not in env:
             raise JaxdivError(
                 "SLURM job with several tasks but no job step: start the processes with "
@@ -119,11 +124,17 @@ def plan(
             )
         return Plan("slurm")
     hosts = [h for h in env.get("TPU_WORKER_HOSTNAMES", "").split(",") if h]
-    if len(hosts) > 1 or ("TPU_ACCELERATOR_TYPE" in env and "TPU_WORKER_ID" in env
-                          and not hosts and _tpu_is_multi_host(env["TPU_ACCELERATOR_TYPE"])):
+    if len(hosts) > 1 or (
+        "TPU_ACCELERATOR_TYPE" in env
+        and "TPU_WORKER_ID" in env
+        and not hosts
+        and _tpu_is_multi_host(env["TPU_ACCELERATOR_TYPE"])
+    ):
         return Plan("tpu")
-    if _int(env.get("OMPI_COMM_WORLD_SIZE", "1"), "OMPI_COMM_WORLD_SIZE",
-            "$OMPI_COMM_WORLD_SIZE") > 1:
+    if (
+        _int(env.get("OMPI_COMM_WORLD_SIZE", "1"), "OMPI_COMM_WORLD_SIZE", "$OMPI_COMM_WORLD_SIZE")
+        > 1
+    ):
         return Plan("mpi")
     return Plan("single")
 
@@ -149,8 +160,10 @@ def initialize(p: Plan | None = None, *, timeout_s: int = 300, **kwargs) -> Plan
     try:
         if p.kind == "explicit":
             jax.distributed.initialize(
-                coordinator_address=p.coordinator_address, num_processes=p.num_processes,
-                process_id=p.process_id, initialization_timeout=timeout_s,
+                coordinator_address=p.coordinator_address,
+                num_processes=p.num_processes,
+                process_id=p.process_id,
+                initialization_timeout=timeout_s,
             )
         else:
             jax.distributed.initialize(

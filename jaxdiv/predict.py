@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,15 +10,11 @@ import ml_collections
 
 from jaxdiv.data import streaming
 from jaxdiv.errors import JaxdivError
+from jaxdiv.store.splits import store_split_name
 from jaxdiv.store.store import Store
 from jaxdiv.train.evaluate import accuracy_and_loss, make_predict_fn, predict_split
 from jaxdiv.train.loop import restore_variables
 from jaxdiv.train.workdir import config_to_dict
-
-
-def store_split_name(split: str) -> str:
-    """The store's name for a data split: ``test`` stays, ``test[:256]`` becomes ``test_256``."""
-    return re.sub(r"[^A-Za-z0-9_.+=-]+", "_", split).strip("_")
 
 
 def member_info(config: ml_collections.ConfigDict, workdir: Path, step: int) -> dict:
@@ -53,7 +48,8 @@ def predict_member(
     name = name or config.get("name") or workdir.name
     store = Store(store_dir)
     todo = [
-        s for s in splits
+        s
+        for s in splits
         if overwrite or not (store.exists() and store.has_member(name, store_split_name(s)))
     ]
     if not todo:
@@ -62,8 +58,9 @@ def predict_member(
     if setup.method.num_views > 1:  # a representation learner: its offline probe's logits
         from jaxdiv.methods.probe_eval import predict_member_with_probe
 
-        results = predict_member_with_probe(config, workdir, store_dir, todo, name=name,
-                                            overwrite=overwrite)
+        results = predict_member_with_probe(
+            config, workdir, store_dir, todo, name=name, overwrite=overwrite
+        )
         if extra_info:
             store.write_member_info(name, {**store.member_info(name), **extra_info})
         return results
@@ -77,8 +74,12 @@ def predict_member(
     for split_name in todo:
         split = streaming.eval_split(config.data, split_name)
         logits, embeddings = predict_split(
-            setup.method, variables, split, setup.mesh,
-            batch_size=int(config.get("eval_batch_size", 500)), predict_fn=predict_fn,
+            setup.method,
+            variables,
+            split,
+            setup.mesh,
+            batch_size=int(config.get("eval_batch_size", 500)),
+            predict_fn=predict_fn,
         )
         if logits is None:
             raise JaxdivError(

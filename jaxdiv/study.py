@@ -20,16 +20,22 @@ from pathlib import Path
 import ml_collections
 
 from jaxdiv.errors import JaxdivError
+from jaxdiv.files import write_json_atomic
 from jaxdiv.population.scheduler import enable_compilation_cache, run_population
 from jaxdiv.population.spec import expand_population
-from jaxdiv.store.store import Store, write_json_atomic
+from jaxdiv.store.store import Store
 
 
 def _population_record(members) -> list[dict]:
     return [
-        {"name": m.name, "category": m.category or "Base", "method": m.config.method.name,
-         "architecture": m.config.model.name, "train_split": m.config.data.train_split,
-         "differences": list(m.differences)}
+        {
+            "name": m.name,
+            "category": m.category or "Base",
+            "method": m.config.method.name,
+            "architecture": m.config.model.name,
+            "train_split": m.config.data.train_split,
+            "differences": list(m.differences),
+        }
         for m in members
     ]
 
@@ -63,12 +69,18 @@ def run_study(
             f"analysis.split {report_split!r} and analysis.calibration_split {calib!r} must be "
             f"among the predicted splits {splits}"
         )
-    from jaxdiv.predict import store_split_name
+    from jaxdiv.store.splits import store_split_name
 
     log(f"study {name!r}: {len(members)} members -> {workdir}")
     outcomes = run_population(
-        members, workdir, store, splits, population=name, strategy=strategy,
-        progress=progress, log=log,
+        members,
+        workdir,
+        store,
+        splits,
+        population=name,
+        strategy=strategy,
+        progress=progress,
+        log=log,
     )
     failed = [o for o in outcomes if o.status == "failed"]
     # the store names data splits such as ``test[:256]`` as ``test_256``
@@ -85,8 +97,12 @@ def run_study(
 
     log(f"analysing {len(finished)} members on {report_split!r} (calibration: {calib})")
     summary = run_analyze(
-        store.root, report_split, calib, workdir / "analysis",
-        bootstrap=int(analysis_cfg.get("bootstrap", 0)), seed=int(pop.get("seed", 0)),
+        store.root,
+        report_split,
+        calib,
+        workdir / "analysis",
+        bootstrap=int(analysis_cfg.get("bootstrap", 0)),
+        seed=int(pop.get("seed", 0)),
     )
     represent = pop.get("represent", {})
     if represent is not False and represent is not None:
@@ -97,11 +113,20 @@ def run_study(
         # probes are fitted on a split other than the one they are scored on
         fit_split = calib or next((x for x in splits if x != report_split), None)
         if fit_split is None:
-            raise JaxdivError("the representation stage needs a second predicted split "
-                              "(e.g. validation) to fit its probes on; add it to `splits`")
-        run_represent(store.root, workdir / "representation", train_split=fit_split,
-                      eval_split=report_split, base=members[0].name,
-                      seed=int(pop.get("seed", 0)), log=log, **options)
+            raise JaxdivError(
+                "the representation stage needs a second predicted split "
+                "(e.g. validation) to fit its probes on; add it to `splits`"
+            )
+        run_represent(
+            store.root,
+            workdir / "representation",
+            train_split=fit_split,
+            eval_split=report_split,
+            base=members[0].name,
+            seed=int(pop.get("seed", 0)),
+            log=log,
+            **options,
+        )
     report = None
     if bool(pop.get("report", True)):
         from jaxdiv.report.html import write_report

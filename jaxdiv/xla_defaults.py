@@ -45,8 +45,12 @@ def _backend_started() -> bool:
 def apply() -> bool:
     """Add ``CPU_FLAGS`` to ``XLA_FLAGS`` when the conditions above hold; True if added."""
     current = os.environ.get("XLA_FLAGS", "")
-    if (YNN_FLAG in current or os.environ.get("JAXDIV_XLA_DEFAULTS") == "0"
-            or _jaxlib_version() not in CHECKED_JAXLIB or _backend_started()):
+    if (
+        YNN_FLAG in current
+        or os.environ.get("JAXDIV_XLA_DEFAULTS") == "0"
+        or _jaxlib_version() not in CHECKED_JAXLIB
+        or _backend_started()
+    ):
         return False
     os.environ["XLA_FLAGS"] = f"{current} {CPU_FLAGS}".strip()
     return True

@@ -29,20 +29,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def process_env(base: dict, i: int, n: int, port: int, cpu_devices: int | None,
-                gpus: int | None) -> dict:
+def process_env(
+    base: dict, i: int, n: int, port: int, cpu_devices: int | None, gpus: int | None
+) -> dict:
     env = dict(base)
-    env.update({
-        "JAXDIV_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
-        "JAXDIV_NUM_PROCESSES": str(n),
-        "JAXDIV_PROCESS_ID": str(i),
-    })
+    env.update(
+        {
+            "JAXDIV_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+            "JAXDIV_NUM_PROCESSES": str(n),
+            "JAXDIV_PROCESS_ID": str(i),
+        }
+    )
     if cpu_devices:
         env["JAX_PLATFORMS"] = "cpu"
-        flags = [f for f in env.get("XLA_FLAGS", "").split()
-                 if not f.startswith("--xla_force_host_platform_device_count")]
-        env["XLA_FLAGS"] = " ".join(flags + [
-            f"--xla_force_host_platform_device_count={cpu_devices}"])
+        flags = [
+            f
+            for f in env.get("XLA_FLAGS", "").split()
+            if not f.startswith("--xla_force_host_platform_device_count")
+        ]
+        env["XLA_FLAGS"] = " ".join(
+            flags + [f"--xla_force_host_platform_device_count={cpu_devices}"]
+        )
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i * gpus + g) for g in range(gpus))
     return env
@@ -67,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpus_per_process", type=int, default=None)
     parser.add_argument("--port", type=int, default=0, help="coordinator port (0: a free one)")
     args = parser.parse_args(argv[:cut])
-    command = argv[cut + 1:]
+    command = argv[cut + 1 :]
     if not command:
         parser.error("no command after --")
     if args.num_processes < 1:
@@ -76,10 +83,17 @@ def main(argv: list[str] | None = None) -> int:
     procs = []
     threads = []
     for i in range(args.num_processes):
-        env = process_env(os.environ, i, args.num_processes, port,
-                          args.cpu_devices_per_process, args.gpus_per_process)
-        p = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, bufsize=1)
+        env = process_env(
+            os.environ,
+            i,
+            args.num_processes,
+            port,
+            args.cpu_devices_per_process,
+            args.gpus_per_process,
+        )
+        p = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        )
         procs.append(p)
         t = threading.Thread(target=_pump, args=(p.stdout, f"[{i}] ", sys.stdout), daemon=True)
         t.start()
@@ -96,8 +110,10 @@ def main(argv: list[str] | None = None) -> int:
                 remaining.discard(i)
                 if rc != 0 and status == 0:
                     status = rc
-                    print(f"[launch] process {i} exited with status {rc}; stopping the others",
-                          file=sys.stderr)
+                    print(
+                        f"[launch] process {i} exited with status {rc}; stopping the others",
+                        file=sys.stderr,
+                    )
                     for j in remaining:
                         procs[j].send_signal(signal.SIGTERM)
     except KeyboardInterrupt:

@@ -42,8 +42,9 @@ def test_estimates_equal_point_statistics(data, boot):
     table = pairwise_table(z, y)
     assert set(boot) == set(STATISTICS)
     for k, v in boot.items():
-        np.testing.assert_allclose(np.asarray(v["estimate"]), np.asarray(table[k]),
-                                   atol=2e-6, err_msg=k)
+        np.testing.assert_allclose(
+            np.asarray(v["estimate"]), np.asarray(table[k]), atol=2e-6, err_msg=k
+        )
 
 
 def test_intervals_match_bruteforce_resampling(data, boot):
@@ -55,8 +56,17 @@ def test_intervals_match_bruteforce_resampling(data, boot):
     p /= p.sum(-1, keepdims=True)
     correct = z.argmax(-1) == y
     for i, j in [(0, 1), (1, 2), (0, 3)]:
-        per = {k: [] for k in ("error_inconsistency", "double_fault", "disagreement",
-                               "ensemble_accuracy", "conversion_rate", "js")}
+        per = {
+            k: []
+            for k in (
+                "error_inconsistency",
+                "double_fault",
+                "disagreement",
+                "ensemble_accuracy",
+                "conversion_rate",
+                "js",
+            )
+        }
         for b in range(B):
             idx = np.repeat(np.arange(M), w[b])
             ci, cj = correct[i, idx], correct[j, idx]
@@ -64,7 +74,8 @@ def test_intervals_match_bruteforce_resampling(data, boot):
             xor = ci != cj
             mid = 0.5 * (p[i, idx] + p[j, idx])
             js = 0.5 * np.sum(p[i, idx] * np.log(p[i, idx] / mid), -1) + 0.5 * np.sum(
-                p[j, idx] * np.log(p[j, idx] / mid), -1)
+                p[j, idx] * np.log(p[j, idx] / mid), -1
+            )
             per["error_inconsistency"].append(xor.mean())
             per["double_fault"].append((~ci & ~cj).mean())
             per["disagreement"].append((z[i, idx].argmax(-1) != z[j, idx].argmax(-1)).mean())
@@ -90,22 +101,36 @@ def test_undefined_everywhere_gives_nan_bounds(boot):
 def test_deterministic_and_budget_independent(data, boot):
     z, y = data
     stats = ["yules_q", "js", "relative_ensemble_gain"]
-    small = bootstrap_pairwise(z, y, key=jax.random.key(7), num_resamples=B, statistics=stats,
-                               memory_budget=400_000)
+    small = bootstrap_pairwise(
+        z, y, key=jax.random.key(7), num_resamples=B, statistics=stats, memory_budget=400_000
+    )
     for k in stats:
         for part in ("estimate", "low", "high"):
-            np.testing.assert_allclose(np.asarray(small[k][part]), np.asarray(boot[k][part]),
-                                       atol=1e-6, err_msg=f"{k} {part}")
-    other = bootstrap_pairwise(z, y, key=jax.random.key(8), num_resamples=B,
-                               statistics=["error_inconsistency"])
-    assert not np.array_equal(np.asarray(other["error_inconsistency"]["low"]),
-                              np.asarray(boot["error_inconsistency"]["low"]))
+            np.testing.assert_allclose(
+                np.asarray(small[k][part]),
+                np.asarray(boot[k][part]),
+                atol=1e-6,
+                err_msg=f"{k} {part}",
+            )
+    other = bootstrap_pairwise(
+        z, y, key=jax.random.key(8), num_resamples=B, statistics=["error_inconsistency"]
+    )
+    assert not np.array_equal(
+        np.asarray(other["error_inconsistency"]["low"]),
+        np.asarray(boot["error_inconsistency"]["low"]),
+    )
 
 
 def test_intervals_contain_the_estimate_and_shrink_with_confidence(data, boot):
     z, y = data
-    narrow = bootstrap_pairwise(z, y, key=jax.random.key(7), num_resamples=B, confidence=0.5,
-                                statistics=["error_inconsistency", "ensemble_accuracy"])
+    narrow = bootstrap_pairwise(
+        z,
+        y,
+        key=jax.random.key(7),
+        num_resamples=B,
+        confidence=0.5,
+        statistics=["error_inconsistency", "ensemble_accuracy"],
+    )
     for k in ("error_inconsistency", "ensemble_accuracy"):
         lo, hi = np.asarray(boot[k]["low"]), np.asarray(boot[k]["high"])
         nlo, nhi = np.asarray(narrow[k]["low"]), np.asarray(narrow[k]["high"])
@@ -113,14 +138,17 @@ def test_intervals_contain_the_estimate_and_shrink_with_confidence(data, boot):
         assert (lo <= np.asarray(boot[k]["estimate"]) + 0.05).all()
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"statistics": ["kappa"]}, "unknown statistic 'kappa'"),
-    ({"statistics": []}, "statistics is empty"),
-    ({"num_resamples": 0}, "num_resamples"),
-    ({"confidence": 1.0}, "confidence"),
-    ({"memory_budget": 10_000}, "raise the budget"),
-    ({"combine": "vote"}, "unknown combine rule"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"statistics": ["kappa"]}, "unknown statistic 'kappa'"),
+        ({"statistics": []}, "statistics is empty"),
+        ({"num_resamples": 0}, "num_resamples"),
+        ({"confidence": 1.0}, "confidence"),
+        ({"memory_budget": 10_000}, "raise the budget"),
+        ({"combine": "vote"}, "unknown combine rule"),
+    ],
+)
 def test_bad_input(data, kwargs, match):
     z, y = data
     with pytest.raises(JaxdivError, match=match):

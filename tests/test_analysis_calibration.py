@@ -22,8 +22,7 @@ def reference_temperature(logits: np.ndarray, labels: np.ndarray, bounds=DEFAULT
     def nll(log_t):
         return -log_softmax(z / np.exp(log_t), axis=-1)[rows, labels].mean()
 
-    res = minimize_scalar(nll, bounds=np.log(bounds), method="bounded",
-                          options={"xatol": 1e-9})
+    res = minimize_scalar(nll, bounds=np.log(bounds), method="bounded", options={"xatol": 1e-9})
     return float(np.exp(res.x))
 
 
@@ -77,7 +76,7 @@ def test_report_before_and_after(calibrated_population):
 def test_members_are_fitted_independently(calibrated_population):
     logits, labels, _ = calibrated_population
     together = fit_temperatures(logits[:3], labels)
-    alone = [fit_temperatures(logits[i:i + 1], labels)[0] for i in range(3)]
+    alone = [fit_temperatures(logits[i : i + 1], labels)[0] for i in range(3)]
     np.testing.assert_allclose(together, alone, rtol=1e-5)
 
 
@@ -104,8 +103,7 @@ def test_degenerate_members_hit_the_bounds():
     after = calibration_report(logits, labels, t)["nll_after"]
     assert after[0] < 1e-12
     assert t[1] == pytest.approx(100.0, rel=1e-4)  # always wrong: the upper bound
-    assert t[1] == pytest.approx(reference_temperature(logits[1], labels, (0.01, 100.0)),
-                                 rel=1e-3)
+    assert t[1] == pytest.approx(reference_temperature(logits[1], labels, (0.01, 100.0)), rel=1e-3)
     assert t[2] == pytest.approx(1.0)
 
 

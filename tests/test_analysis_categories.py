@@ -55,8 +55,16 @@ def test_fit_degenerate_rules():
 @pytest.fixture
 def population():
     names = ["base", "seed1", "seed2", "lr", "vit", "simclr", "clip", "odd"]
-    cats = [None, "Reinit", "Reinit", "Hyperparameters", "Architecture", "Framework",
-            "Dataset", None]
+    cats = [
+        None,
+        "Reinit",
+        "Reinit",
+        "Hyperparameters",
+        "Architecture",
+        "Framework",
+        "Dataset",
+        None,
+    ]
     acc = np.array([0.76, 0.75, 0.77, 0.74, 0.80, 0.72, 0.60, 0.76])
     rng = np.random.default_rng(1)
     n = len(names)
@@ -65,8 +73,12 @@ def population():
     np.fill_diagonal(ei, 0)
     gain = 0.3 * ei
     dom = rng.uniform(0.5, 1.0, (n, n))  # asymmetric
-    return names, cats, acc, {"error_inconsistency": ei, "relative_ensemble_gain": gain,
-                              "dominance": dom}
+    return (
+        names,
+        cats,
+        acc,
+        {"error_inconsistency": ei, "relative_ensemble_gain": gain, "dominance": dom},
+    )
 
 
 def test_aggregates_match_numpy(population):
@@ -102,8 +114,7 @@ def test_accuracy_band_and_base_by_index(population):
         assert math.isnan(out["categories"][cat]["mean"]["error_inconsistency"])
     other_base = base_pairs(names, cats, "vit", acc, stats)
     assert other_base["base"] == "vit"
-    assert [r["member"] for r in other_base["rows"]] == ["seed1", "seed2", "lr", "simclr",
-                                                         "clip"]
+    assert [r["member"] for r in other_base["rows"]] == ["seed1", "seed2", "lr", "simclr", "clip"]
     assert other_base["uncategorised"] == ["base", "odd"]  # no category relative to "vit"
 
 

@@ -25,8 +25,11 @@ def population(n=5, m=300, c=6, seed=0, strength=1.5, scale=2.0):
 
 def scores(z, temperatures=None, combine="prob"):
     """The dense definition in NumPy float32: softmax(z / T) or z / T."""
-    inv = np.ones(len(z), np.float32) if temperatures is None else (
-        1.0 / np.asarray(temperatures, np.float64)).astype(np.float32)
+    inv = (
+        np.ones(len(z), np.float32)
+        if temperatures is None
+        else (1.0 / np.asarray(temperatures, np.float64)).astype(np.float32)
+    )
     z = z.astype(np.float32)
     if combine == "logit":
         return z * inv[:, None, None]
@@ -67,8 +70,9 @@ def test_pair_ensembles_match_reference(n, combine):
 def test_pair_ensembles_with_temperatures(combine):
     z, y = population(n=5)
     t = [0.5, 1.0, 2.0, 3.0, 0.7]
-    assert_pairs(pair_ensembles(z, y, temperatures=t, combine=combine),
-                 reference_pairs(z, y, t, combine))
+    assert_pairs(
+        pair_ensembles(z, y, temperatures=t, combine=combine), reference_pairs(z, y, t, combine)
+    )
 
 
 def kernel_scores(z, y, combine, temperatures=None):
@@ -76,10 +80,12 @@ def kernel_scores(z, y, combine, temperatures=None):
     the last bit, which matters only at exact ties), materialised before they are summed."""
     import jax.numpy as jnp
 
-    inv = np.ones(len(z), np.float32) if temperatures is None else (
-        1.0 / np.asarray(temperatures, np.float64)).astype(np.float32)
-    return np.asarray(en.member_scores(jnp.asarray(z), jnp.asarray(inv)[:, None, None],
-                                       combine))
+    inv = (
+        np.ones(len(z), np.float32)
+        if temperatures is None
+        else (1.0 / np.asarray(temperatures, np.float64)).astype(np.float32)
+    )
+    return np.asarray(en.member_scores(jnp.asarray(z), jnp.asarray(inv)[:, None, None], combine))
 
 
 @pytest.mark.parametrize("combine", ["prob", "logit"])
@@ -92,8 +98,7 @@ def test_pair_ensembles_exact_on_hard_cases(combine):
     z[:, :100] = np.round(z[:, :100] * 2) / 2  # many exact ties
     z[:, 100:150] = rng.integers(0, 2, (5, 50, 6)).astype(np.float32)
     s = kernel_scores(z, y, combine)
-    want = np.array([[((s[i] + s[j]).argmax(-1) == y).mean() for j in range(5)]
-                     for i in range(5)])
+    want = np.array([[((s[i] + s[j]).argmax(-1) == y).mean() for j in range(5)] for i in range(5)])
     got = pair_ensembles(z, y, combine=combine)
     np.testing.assert_allclose(np.asarray(got["ensemble_accuracy"]), want, atol=1e-7)
 
@@ -104,10 +109,12 @@ def test_levels_two_and_three_agree_with_dense():
     logits, labels, inv_t = (np.asarray(a) for a in (z, y, np.ones(5, np.float32)))
     import jax.numpy as jnp
 
-    f = en.member_features(jnp.asarray(logits), jnp.asarray(labels), jnp.asarray(inv_t),
-                           "prob", 2**24)
-    k = en.PairEnsembleKernel(jnp.asarray(logits), jnp.asarray(labels), jnp.asarray(inv_t),
-                              "prob", 2**24, f)
+    f = en.member_features(
+        jnp.asarray(logits), jnp.asarray(labels), jnp.asarray(inv_t), "prob", 2**24
+    )
+    k = en.PairEnsembleKernel(
+        jnp.asarray(logits), jnp.asarray(labels), jnp.asarray(inv_t), "prob", 2**24, f
+    )
     rng = np.random.default_rng(0)
     i, j, x = rng.integers(0, 5, 500), rng.integers(0, 5, 500), rng.integers(0, 300, 500)
     ok, xor = k._decide(i, j, x)
@@ -140,8 +147,9 @@ def test_identical_members():
     np.testing.assert_allclose(out["ensemble_accuracy"][0, 1], acc, atol=1e-7)
     assert out["relative_ensemble_gain"][0, 1] == 0.0
     assert np.isnan(out["conversion_rate"][0, 1])
-    np.testing.assert_allclose(np.diag(out["ensemble_accuracy"]),
-                               (z.argmax(-1) == y).mean(1), atol=1e-7)
+    np.testing.assert_allclose(
+        np.diag(out["ensemble_accuracy"]), (z.argmax(-1) == y).mean(1), atol=1e-7
+    )
     assert np.isnan(np.diag(out["conversion_rate"])).all()
 
 
@@ -199,12 +207,15 @@ def test_pairwise_table_is_consistent_with_the_parts():
     assert "js" in table and "js" not in pairwise_table(z, y, divergences=False)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"combine": "median"}, "unknown combine rule 'median'"),
-    ({"temperatures": [1.0, 0.0, 1.0]}, "temperatures"),
-    ({"temperatures": [1.0, 1.0]}, "temperatures"),
-    ({"memory_budget": 0}, "memory_budget"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"combine": "median"}, "unknown combine rule 'median'"),
+        ({"temperatures": [1.0, 0.0, 1.0]}, "temperatures"),
+        ({"temperatures": [1.0, 1.0]}, "temperatures"),
+        ({"memory_budget": 0}, "memory_budget"),
+    ],
+)
 def test_pair_ensembles_bad_options(kwargs, match):
     z, y = population(n=3, m=20, c=4)
     with pytest.raises(JaxdivError, match=match):
@@ -238,16 +249,20 @@ def test_subset_ensembles_match_reference():
     pair = pair_ensembles(z, y)["ensemble_accuracy"]
     assert float(subset_ensemble_accuracy(z, y, [[1, 2]])[0]) == float(pair[1, 2])
     logit = np.asarray(subset_ensemble_accuracy(z, y, subsets, combine="logit"))
-    np.testing.assert_allclose(logit, [(z[idx].sum(0).argmax(-1) == y).mean()
-                                       for idx in subsets], atol=1e-7)
+    np.testing.assert_allclose(
+        logit, [(z[idx].sum(0).argmax(-1) == y).mean() for idx in subsets], atol=1e-7
+    )
 
 
-@pytest.mark.parametrize("subsets, match", [
-    ([], "subsets is empty"),
-    ([[]], "non-empty"),
-    ([[0, 7]], "outside"),
-    ([[1, 1]], "twice"),
-])
+@pytest.mark.parametrize(
+    "subsets, match",
+    [
+        ([], "subsets is empty"),
+        ([[]], "non-empty"),
+        ([[0, 7]], "outside"),
+        ([[1, 1]], "twice"),
+    ],
+)
 def test_subset_bad_input(subsets, match):
     z, y = population(n=3, m=20, c=4)
     with pytest.raises(JaxdivError, match=match):
@@ -272,24 +287,36 @@ def reference_greedy(zs, ys, zr, yr, start, candidates, max_members, require_imp
     return members, sel, rep
 
 
-@pytest.mark.parametrize("candidates, max_members, improve", [
-    (None, 8, False),
-    (None, 3, True),
-    ([1, 3, 4], 8, True),
-])
+@pytest.mark.parametrize(
+    "candidates, max_members, improve",
+    [
+        (None, 8, False),
+        (None, 3, True),
+        ([1, 3, 4], 8, True),
+    ],
+)
 def test_greedy_selection_matches_reference(candidates, max_members, improve):
     z, y = population(strength=0.8)
     zs, ys, zr, yr = z[:, :150], y[:150], z[:, 150:], y[150:]
-    got = greedy_selection(zs, ys, zr, yr, start=2, candidates=candidates,
-                           max_members=max_members, require_improvement=improve)
+    got = greedy_selection(
+        zs,
+        ys,
+        zr,
+        yr,
+        start=2,
+        candidates=candidates,
+        max_members=max_members,
+        require_improvement=improve,
+    )
     want = reference_greedy(zs, ys, zr, yr, 2, candidates or range(5), max_members, improve)
     assert got["members"] == want[0]
     np.testing.assert_allclose(got["select_accuracy"], want[1], atol=1e-7)
     np.testing.assert_allclose(got["report_accuracy"], want[2], atol=1e-7)
     # the report split never chooses: its accuracies are those of the chosen prefixes
-    prefixes = [got["members"][:k + 1] for k in range(len(got["members"]))]
-    np.testing.assert_allclose(np.asarray(subset_ensemble_accuracy(zr, yr, prefixes)),
-                               got["report_accuracy"], atol=1e-7)
+    prefixes = [got["members"][: k + 1] for k in range(len(got["members"]))]
+    np.testing.assert_allclose(
+        np.asarray(subset_ensemble_accuracy(zr, yr, prefixes)), got["report_accuracy"], atol=1e-7
+    )
 
 
 def test_greedy_selection_of_many_members_compiles_a_few_shapes():
@@ -312,8 +339,7 @@ def test_greedy_only_weaker_candidates():
     acc = (z.argmax(-1) == y).mean(1)
     best = int(np.argmax(acc))
     weaker = np.flatnonzero(acc < acc[best])
-    got = greedy_selection(z, y, z, y, start=best, candidates=weaker,
-                           require_improvement=False)
+    got = greedy_selection(z, y, z, y, start=best, candidates=weaker, require_improvement=False)
     assert got["members"][0] == best and set(got["members"][1:]) <= set(weaker.tolist())
     assert len(got["members"]) == 1 + len(weaker)
     assert greedy_selection(z, y, z, y, start=0, candidates=[])["members"] == [0]

@@ -78,8 +78,9 @@ def test_identical_members_and_always_wrong_member():
     assert got["accuracy"][2] == 0.0
     conf = softmax(wrong.astype(np.float64), axis=-1).max(-1)
     assert got["ece"][2] == pytest.approx(conf.mean(), rel=1e-5)  # accuracy 0 in every bin
-    assert got["nll"][2] == pytest.approx(log_loss(labels, softmax(wrong, -1),
-                                                   labels=np.arange(7)), rel=1e-5)
+    assert got["nll"][2] == pytest.approx(
+        log_loss(labels, softmax(wrong, -1), labels=np.arange(7)), rel=1e-5
+    )
 
 
 def test_perfectly_calibrated_data_has_zero_ece():

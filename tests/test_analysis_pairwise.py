@@ -27,9 +27,17 @@ def population(n=6, m=300, c=5, seed=0, strength=1.5):
 def reference_error_stats(correct, preds):
     """Per-pair NumPy loop: the definitions, one pair at a time."""
     n, m = correct.shape
-    out = {k: np.zeros((n, n)) for k in (
-        "error_inconsistency", "error_consistency_kappa", "double_fault", "error_correlation",
-        "yules_q", "disagreement")}
+    out = {
+        k: np.zeros((n, n))
+        for k in (
+            "error_inconsistency",
+            "error_consistency_kappa",
+            "double_fault",
+            "error_correlation",
+            "yules_q",
+            "disagreement",
+        )
+    }
     for i in range(n):
         for j in range(n):
             ci, cj = correct[i], correct[j]
@@ -37,8 +45,9 @@ def reference_error_stats(correct, preds):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 out["error_consistency_kappa"][i, j] = cohen_kappa_score(ci, cj)
-                out["error_correlation"][i, j] = np.corrcoef(~ci, ~cj)[0, 1] if (
-                    ci.std() > 0 and cj.std() > 0) else np.nan
+                out["error_correlation"][i, j] = (
+                    np.corrcoef(~ci, ~cj)[0, 1] if (ci.std() > 0 and cj.std() > 0) else np.nan
+                )
             out["double_fault"][i, j] = np.mean(~ci & ~cj)
             n11, n00 = np.sum(ci & cj), np.sum(~ci & ~cj)
             n10, n01 = np.sum(ci & ~cj), np.sum(~ci & cj)
@@ -65,8 +74,7 @@ def test_error_stats_match_per_pair_reference_and_sklearn(n):
 
 
 def test_member_predictions_tie_rule_lowest_class():
-    z = np.array([[[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0], [0.0, 0.0, 0.0, 5.0]]],
-                 np.float32)
+    z = np.array([[[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0], [0.0, 0.0, 0.0, 5.0]]], np.float32)
     pred, correct = member_predictions(np.concatenate([z, z]), np.array([2, 0, 3]))
     np.testing.assert_array_equal(np.asarray(pred)[0], [1, 0, 3])  # ties -> lowest index
     np.testing.assert_array_equal(np.asarray(correct)[0], [False, True, True])
@@ -78,9 +86,14 @@ def test_identical_members():
     p = np.where(c, 0, rng.integers(1, 9, 200))
     s = pairwise_error_stats(np.stack([c, c]), np.stack([p, p]))
     a = c.mean()
-    for k, v in {"error_inconsistency": 0.0, "error_consistency_kappa": 1.0,
-                 "double_fault": 1 - a, "error_correlation": 1.0, "yules_q": 1.0,
-                 "disagreement": 0.0}.items():
+    for k, v in {
+        "error_inconsistency": 0.0,
+        "error_consistency_kappa": 1.0,
+        "double_fault": 1 - a,
+        "error_correlation": 1.0,
+        "yules_q": 1.0,
+        "disagreement": 0.0,
+    }.items():
         np.testing.assert_allclose(np.asarray(s[k])[0, 1], v, atol=1e-6, err_msg=k)
 
 
@@ -92,8 +105,9 @@ def test_complementary_members():
     assert float(s["double_fault"][0, 1]) == 0.0
     np.testing.assert_allclose(float(s["error_correlation"][0, 1]), -1.0, atol=1e-6)
     np.testing.assert_allclose(float(s["yules_q"][0, 1]), -1.0, atol=1e-6)
-    np.testing.assert_allclose(float(s["error_consistency_kappa"][0, 1]),
-                               cohen_kappa_score(c, ~c), atol=1e-6)
+    np.testing.assert_allclose(
+        float(s["error_consistency_kappa"][0, 1]), cohen_kappa_score(c, ~c), atol=1e-6
+    )
 
 
 def test_always_wrong_member_and_undefined_cases():
@@ -104,8 +118,9 @@ def test_always_wrong_member_and_undefined_cases():
     s = pairwise_error_stats(np.stack([c, wrong, wrong, right, right]))
     m = {k: np.asarray(v) for k, v in s.items()}
     # one constant member: kappa 0 (= sklearn), phi undefined, Q undefined (n11 = n10 = 0)
-    np.testing.assert_allclose(m["error_consistency_kappa"][0, 1], cohen_kappa_score(c, wrong),
-                               atol=1e-7)
+    np.testing.assert_allclose(
+        m["error_consistency_kappa"][0, 1], cohen_kappa_score(c, wrong), atol=1e-7
+    )
     assert np.isnan(m["error_correlation"][0, 1])
     assert np.isnan(m["yules_q"][0, 1])
     np.testing.assert_allclose(m["double_fault"][0, 1], np.mean(~c))
@@ -137,17 +152,25 @@ def test_pairs_to_matrix_layout():
     mat = np.asarray(pairs_to_matrix(vals, offs, -1.0))
     for i in range(n):
         for j in range(n):
-            want = -1 if i == j else 10 * min(i, j) + max(i, j) if (
-                (max(i, j) - min(i, j)) <= n // 2) else 10 * max(i, j) + min(i, j)
+            want = (
+                -1
+                if i == j
+                else 10 * min(i, j) + max(i, j)
+                if ((max(i, j) - min(i, j)) <= n // 2)
+                else 10 * max(i, j) + min(i, j)
+            )
             assert mat[i, j] == want
 
 
-@pytest.mark.parametrize("bad, match", [
-    (np.zeros((3,), bool), "members, examples"),
-    (np.zeros((1, 10), bool), "at least 2 members"),
-    (np.zeros((2, 0), bool), "no examples"),
-    (np.full((2, 3), 2), "booleans"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.zeros((3,), bool), "members, examples"),
+        (np.zeros((1, 10), bool), "at least 2 members"),
+        (np.zeros((2, 0), bool), "no examples"),
+        (np.full((2, 3), 2), "booleans"),
+    ],
+)
 def test_error_stats_bad_input(bad, match):
     with pytest.raises(JaxdivError, match=match):
         pairwise_error_stats(bad)
@@ -188,8 +211,9 @@ def test_divergences_match_reference(n, temps):
     got = predictive_divergences(z, temperatures=temps)
     want = reference_divergences(z, temps)
     np.testing.assert_allclose(np.asarray(got["js"]), want["js"], atol=1e-6)
-    np.testing.assert_allclose(np.asarray(got["symmetric_kl"]), want["symmetric_kl"],
-                               rtol=2e-6, atol=2e-6)
+    np.testing.assert_allclose(
+        np.asarray(got["symmetric_kl"]), want["symmetric_kl"], rtol=2e-6, atol=2e-6
+    )
     assert (np.asarray(got["js"]) <= np.log(2) + 1e-6).all()
 
 

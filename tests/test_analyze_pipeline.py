@@ -25,10 +25,23 @@ MEMBERS = {  # name -> (category, accuracy boost, logit scale)
 M_TEST, M_VAL, C = 96, 64, 5
 
 REQUIRED = [
-    "member_a", "member_b", "accuracy_a", "accuracy_b", "error_inconsistency",
-    "error_consistency_kappa", "disagreement", "double_fault", "error_correlation", "yules_q",
-    "symmetric_kl", "js_divergence", "ensemble_accuracy", "relative_ensemble_gain",
-    "conversion_rate", "dominance_a_given_b", "dominance_b_given_a",
+    "member_a",
+    "member_b",
+    "accuracy_a",
+    "accuracy_b",
+    "error_inconsistency",
+    "error_consistency_kappa",
+    "disagreement",
+    "double_fault",
+    "error_correlation",
+    "yules_q",
+    "symmetric_kl",
+    "js_divergence",
+    "ensemble_accuracy",
+    "relative_ensemble_gain",
+    "conversion_rate",
+    "dominance_a_given_b",
+    "dominance_b_given_a",
 ]
 
 
@@ -38,8 +51,7 @@ def _member_logits(rng, labels, boost, scale, shared):
     return (scale * z).astype(np.float32)
 
 
-def build_store(root, *, members=MEMBERS, splits=(("test", M_TEST), ("validation", M_VAL)),
-                seed=0):
+def build_store(root, *, members=MEMBERS, splits=(("test", M_TEST), ("validation", M_VAL)), seed=0):
     rng = np.random.default_rng(seed)
     store = Store(root, population="tiny")
     for split, m in splits:
@@ -124,8 +136,10 @@ def test_summary_categories_and_fit(analysed):
     assert on_disk == summary
     assert summary["base"] == "base"
     cats = summary["categories"]["categories"]
-    assert [cats[c]["count"] for c in ("Reinit", "Hyperparameters", "Architecture",
-                                       "Framework", "Dataset")] == [1, 1, 1, 0, 1]
+    assert [
+        cats[c]["count"]
+        for c in ("Reinit", "Hyperparameters", "Architecture", "Framework", "Dataset")
+    ] == [1, 1, 1, 0, 1]
     assert cats["Framework"]["mean"]["error_inconsistency"] is None  # NaN -> null
     ei, gain = np.load(out / "error_inconsistency.npy"), np.load(out / "relative_ensemble_gain.npy")
     iu = np.triu_indices(len(ei), k=1)
@@ -138,8 +152,9 @@ def test_summary_categories_and_fit(analysed):
     others = [i for i in range(len(ei)) if i != b]
     base_fit = summary["categories"]["fit"]
     assert base_fit["n"] == 4
-    assert base_fit["slope"] == pytest.approx(np.polyfit(ei[b, others], gain[b, others], 1)[0],
-                                              rel=1e-6)
+    assert base_fit["slope"] == pytest.approx(
+        np.polyfit(ei[b, others], gain[b, others], 1)[0], rel=1e-6
+    )
     spec = summary["specialisation"]
     hist = np.load(out / "base_angle_histograms.npy")
     wins = np.load(out / "base_class_wins.npy")
@@ -230,8 +245,9 @@ def test_failed_write_leaves_previous_output(store, tmp_path, monkeypatch):
 
 
 def test_base_override_band_and_no_base(store, tmp_path):
-    summary = run_analyze(store.root, "test", None, tmp_path / "a", base="vit",
-                          accuracy_band=(0.0, 0.999))
+    summary = run_analyze(
+        store.root, "test", None, tmp_path / "a", base="vit", accuracy_band=(0.0, 0.999)
+    )
     assert summary["base"] == "vit"
     agg = summary["categories"]
     # the old base ("Base") has no category relative to vit and is left out
@@ -240,9 +256,11 @@ def test_base_override_band_and_no_base(store, tmp_path):
     assert [r["member"] for r in agg["rows"]] == ["clip", "lr", "seed1"]
     with pytest.raises(JaxdivError, match="base member 'nope' is not among"):
         run_analyze(store.root, "test", None, tmp_path / "b", base="nope")
-    plain = build_store(tmp_path / "plain", members={k: ("", *v[1:]) for k, v in
-                                                     MEMBERS.items()},
-                        splits=(("test", M_TEST),))
+    plain = build_store(
+        tmp_path / "plain",
+        members={k: ("", *v[1:]) for k, v in MEMBERS.items()},
+        splits=(("test", M_TEST),),
+    )
     for name in MEMBERS:  # no base named anywhere
         plain.write_member_info(name, {"config": None, "metrics": {}})
     summary = run_analyze(plain.root, "test", None, tmp_path / "c")

@@ -14,8 +14,11 @@ def _hsic1(k, l_):
     np.fill_diagonal(k, 0.0)
     np.fill_diagonal(l_, 0.0)
     one = np.ones(n)
-    return (np.trace(k @ l_) + (one @ k @ one) * (one @ l_ @ one) / ((n - 1) * (n - 2))
-            - 2.0 / (n - 2) * one @ k @ l_ @ one) / (n * (n - 3))
+    return (
+        np.trace(k @ l_)
+        + (one @ k @ one) * (one @ l_ @ one) / ((n - 1) * (n - 2))
+        - 2.0 / (n - 2) * one @ k @ l_ @ one
+    ) / (n * (n - 3))
 
 
 def _hsic0(k, l_):
@@ -34,8 +37,10 @@ def _reference(xs, hsic):
 def _members(m=60, seed=0):
     rng = np.random.default_rng(seed)
     z = rng.normal(size=(m, 6))
-    xs = [np.maximum(z @ rng.normal(size=(6, d)) + s * rng.normal(size=(m, d)) + 4.0, 0.0)
-          for d, s in ((8, 0.2), (5, 1.0), (11, 3.0))]
+    xs = [
+        np.maximum(z @ rng.normal(size=(6, d)) + s * rng.normal(size=(m, d)) + 4.0, 0.0)
+        for d, s in ((8, 0.2), (5, 1.0), (11, 3.0))
+    ]
     xs.append(rng.normal(size=(m, 3)) + 50.0)  # unrelated, far from the origin
     return [x.astype(np.float32) for x in xs]
 
@@ -48,8 +53,7 @@ def test_matches_numpy_and_does_not_depend_on_batch_size(estimator, hsic):
         got = linear_cka(xs, estimator=estimator, batch_size=batch)
         np.testing.assert_allclose(got, ref, atol=2e-6)
     # blocks of one member at a time (tiny memory budget) give the same matrix
-    np.testing.assert_allclose(linear_cka(xs, estimator=estimator, memory_budget=1), ref,
-                               atol=2e-6)
+    np.testing.assert_allclose(linear_cka(xs, estimator=estimator, memory_budget=1), ref, atol=2e-6)
 
 
 def test_minibatch_estimator_is_the_mean_of_per_batch_hsic1():
@@ -58,15 +62,18 @@ def test_minibatch_estimator_is_the_mean_of_per_batch_hsic1():
     centred = [x - x.mean(0) for x in xs]
     h = np.zeros((4, 4))
     for k in range(4):
-        grams = [c[k * b:(k + 1) * b].astype(np.float64) @ c[k * b:(k + 1) * b].T
-                 for c in centred]
+        grams = [
+            c[k * b : (k + 1) * b].astype(np.float64) @ c[k * b : (k + 1) * b].T for c in centred
+        ]
         h += np.array([[_hsic1(a, g) for g in grams] for a in grams]) / 4
     d = np.sqrt(np.diag(h))
-    np.testing.assert_allclose(linear_cka(xs, estimator="minibatch", batch_size=b),
-                               h / np.outer(d, d), atol=2e-5)
+    np.testing.assert_allclose(
+        linear_cka(xs, estimator="minibatch", batch_size=b), h / np.outer(d, d), atol=2e-5
+    )
     # one batch of all examples is the exact unbiased estimator
-    np.testing.assert_allclose(linear_cka(xs, estimator="minibatch", batch_size=50),
-                               linear_cka(xs), atol=2e-5)
+    np.testing.assert_allclose(
+        linear_cka(xs, estimator="minibatch", batch_size=50), linear_cka(xs), atol=2e-5
+    )
 
 
 def test_invariances_symmetry_and_unit_diagonal():

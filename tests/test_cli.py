@@ -15,8 +15,14 @@ from tests.support import ROOT
 
 def jaxdiv(*args, env=None, check=True):
     full_env = dict(os.environ, JAX_PLATFORMS="cpu", **(env or {}))
-    proc = subprocess.run([sys.executable, "-m", "jaxdiv", *args], cwd=ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxdiv", *args],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(proc.stderr[-3000:])
     return proc
@@ -33,8 +39,9 @@ def test_help_lists_the_verbs():
 def test_train_predict_import_end_to_end(tmp_path):
     work, store = tmp_path / "run", tmp_path / "store"
     jaxdiv("train", "--config=tests/tiny_config.py", f"--workdir={work}", "--noprogress")
-    out = jaxdiv("predict", f"--workdir={work}", f"--store={store}",
-                 "--splits=test[:256],train[45000:45100]").stdout
+    out = jaxdiv(
+        "predict", f"--workdir={work}", f"--store={store}", "--splits=test[:256],train[45000:45100]"
+    ).stdout
     assert "test_256: accuracy" in out
     s = Store(store)
     assert s.splits() == ["test_256", "train_45000_45100"]
@@ -47,20 +54,32 @@ def test_train_predict_import_end_to_end(tmp_path):
     assert 0 <= info["metrics"]["test_256_accuracy"] <= 1
     assert "val_accuracy" in info["metrics"]
     # predicting again does nothing; the store is unchanged
-    assert "nothing to do" in jaxdiv("predict", f"--workdir={work}", f"--store={store}",
-                                     "--splits=test[:256]").stdout
+    assert (
+        "nothing to do"
+        in jaxdiv("predict", f"--workdir={work}", f"--store={store}", "--splits=test[:256]").stdout
+    )
     # a model trained elsewhere joins the same split through import-predictions
     ids, labels = s.ids("test_256"), s.labels("test_256")
     np.savez(tmp_path / "labels.npz", ids=ids[::-1], labels=labels[::-1])
     np.savez(tmp_path / "other_model.npz", ids=ids, logits=np.eye(10)[labels] * 3.0)
-    out = jaxdiv("import-predictions", f"--store={store}", "--split=test_256",
-                 f"--labels={tmp_path / 'labels.npz'}", str(tmp_path / "other_model.npz")).stdout
+    out = jaxdiv(
+        "import-predictions",
+        f"--store={store}",
+        "--split=test_256",
+        f"--labels={tmp_path / 'labels.npz'}",
+        str(tmp_path / "other_model.npz"),
+    ).stdout
     assert "imported 1 member" in out
     assert s.members("test_256") == ["other_model", "tiny"]
     assert (s.logits("test_256")[0].argmax(-1) == labels).all()
     # and the analysis verb reads the store
-    out = jaxdiv("analyze", f"--store={store}", "--split=test_256", "--calibration-split=none",
-                 f"--out={tmp_path / 'analysis'}").stdout
+    out = jaxdiv(
+        "analyze",
+        f"--store={store}",
+        "--split=test_256",
+        "--calibration-split=none",
+        f"--out={tmp_path / 'analysis'}",
+    ).stdout
     assert "wrote analysis of 2 members" in out
     pairs = (tmp_path / "analysis" / "pairs.csv").read_text().splitlines()
     assert len(pairs) == 2 and pairs[0].startswith("member_a,member_b")
@@ -78,8 +97,9 @@ def test_train_predict_import_end_to_end(tmp_path):
     ],
 )
 def test_bad_input_is_one_clear_line(tmp_path, args, message):
-    proc = jaxdiv("train", "--config=tests/tiny_config.py", f"--workdir={tmp_path / 'w'}",
-                  *args, check=False)
+    proc = jaxdiv(
+        "train", "--config=tests/tiny_config.py", f"--workdir={tmp_path / 'w'}", *args, check=False
+    )
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr

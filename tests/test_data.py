@@ -214,9 +214,7 @@ def test_loader_epochs_are_distinct_permutations():
     split = _synthetic()
     loader = TrainLoader(split, 16, seed=0, process_index=0, process_count=1)
     spe = loader.steps_per_epoch
-    epochs = [
-        np.concatenate([loader.indices(e * spe + k) for k in range(spe)]) for e in range(3)
-    ]
+    epochs = [np.concatenate([loader.indices(e * spe + k) for k in range(spe)]) for e in range(3)]
     for order in epochs:
         assert len(order) == spe * 16 and len(np.unique(order)) == len(order)
         assert order.min() >= 0 and order.max() < len(split)
@@ -336,10 +334,15 @@ def test_every_output_is_a_possibly_flipped_crop_of_the_padded_image(mode):
         found = [
             (dy, dx, f)
             for dy, dx, f in itertools.product(range(2 * pad + 1), range(2 * pad + 1), (0, 1))
-            if np.allclose(out[i], _np_normalize(
-                (padded[i, dy:dy + 8, dx:dx + 8])[:, ::-1] if f else padded[i, dy:dy + 8,
-                                                                                dx:dx + 8]
-            ), atol=1e-5)
+            if np.allclose(
+                out[i],
+                _np_normalize(
+                    (padded[i, dy : dy + 8, dx : dx + 8])[:, ::-1]
+                    if f
+                    else padded[i, dy : dy + 8, dx : dx + 8]
+                ),
+                atol=1e-5,
+            )
         ]
         assert found, f"output {i} is no crop of its padded input"
         seen.add(found[0])

@@ -27,8 +27,13 @@ def test_single_process_by_default():
 
 
 def test_explicit_flags_win_over_environment():
-    env = {"JAXDIV_COORDINATOR_ADDRESS": "10.0.0.1:1", "JAXDIV_NUM_PROCESSES": "8",
-           "JAXDIV_PROCESS_ID": "5", "SLURM_JOB_ID": "1", "SLURM_NTASKS": "4"}
+    env = {
+        "JAXDIV_COORDINATOR_ADDRESS": "10.0.0.1:1",
+        "JAXDIV_NUM_PROCESSES": "8",
+        "JAXDIV_PROCESS_ID": "5",
+        "SLURM_JOB_ID": "1",
+        "SLURM_NTASKS": "4",
+    }
     assert plan(env=env) == Plan("explicit", "10.0.0.1:1", 8, 5)
     p = plan(coordinator_address="127.0.0.1:1234", num_processes=2, process_id=1, env=env)
     assert p == Plan("explicit", "127.0.0.1:1234", 2, 1) and p.multi_process
@@ -37,27 +42,50 @@ def test_explicit_flags_win_over_environment():
     assert plan(mode="off", env=env) == Plan("single")
 
 
-@pytest.mark.parametrize("kwargs, env, message", [
-    ({"coordinator_address": "h:1"}, {}, "incomplete: got coordinator address but not "
-     "--num_processes"),
-    ({}, {"JAXDIV_NUM_PROCESSES": "2", "JAXDIV_PROCESS_ID": "0"}, "--coordinator_address"),
-    ({"coordinator_address": "h:1", "num_processes": 2, "process_id": 2}, {},
-     r"process id 2 must lie in \[0, 2\)"),
-    ({"coordinator_address": "nohostport", "num_processes": 2, "process_id": 0}, {},
-     "must be host:port"),
-    ({}, {"JAXDIV_COORDINATOR_ADDRESS": "h:1", "JAXDIV_NUM_PROCESSES": "two",
-          "JAXDIV_PROCESS_ID": "0"}, r"must be an integer, got 'two' \(from \$JAXDIV_NUM"),
-    ({"mode": "sometimes"}, {}, "unknown distributed mode"),
-    ({}, {"SLURM_JOB_ID": "1", "SLURM_NTASKS": "4"}, "start the processes with `srun"),
-])
+@pytest.mark.parametrize(
+    "kwargs, env, message",
+    [
+        (
+            {"coordinator_address": "h:1"},
+            {},
+            "incomplete: got coordinator address but not --num_processes",
+        ),
+        ({}, {"JAXDIV_NUM_PROCESSES": "2", "JAXDIV_PROCESS_ID": "0"}, "--coordinator_address"),
+        (
+            {"coordinator_address": "h:1", "num_processes": 2, "process_id": 2},
+            {},
+            r"process id 2 must lie in \[0, 2\)",
+        ),
+        (
+            {"coordinator_address": "nohostport", "num_processes": 2, "process_id": 0},
+            {},
+            "must be host:port",
+        ),
+        (
+            {},
+            {
+                "JAXDIV_COORDINATOR_ADDRESS": "h:1",
+                "JAXDIV_NUM_PROCESSES": "two",
+                "JAXDIV_PROCESS_ID": "0",
+            },
+            r"must be an integer, got 'two' \(from \$JAXDIV_NUM",
+        ),
+        ({"mode": "sometimes"}, {}, "unknown distributed mode"),
+        ({}, {"SLURM_JOB_ID": "1", "SLURM_NTASKS": "4"}, "start the processes with `srun"),
+    ],
+)
 def test_bad_setups_are_refused_with_the_fix(kwargs, env, message):
     with pytest.raises(JaxdivError, match=message):
         plan(env=env, **kwargs)
 
 
 def test_clusters_are_detected():
-    slurm = {"SLURM_JOB_ID": "1", "SLURM_NTASKS": "4", "SLURM_STEP_NODELIST": "n[1-2]",
-             "SLURM_PROCID": "3"}
+    slurm = {
+        "SLURM_JOB_ID": "1",
+        "SLURM_NTASKS": "4",
+        "SLURM_STEP_NODELIST": "n[1-2]",
+        "SLURM_PROCID": "3",
+    }
     assert plan(env=slurm) == Plan("slurm")
     assert plan(env={"TPU_WORKER_HOSTNAMES": "w0,w1,w2,w3"}) == Plan("tpu")
     assert plan(env={"TPU_ACCELERATOR_TYPE": "v4-32", "TPU_WORKER_ID": "2"}) == Plan("tpu")
@@ -70,8 +98,14 @@ def test_launcher_environment():
         import local
     finally:
         sys.path.pop(0)
-    env = local.process_env({"XLA_FLAGS": "--xla_foo --xla_force_host_platform_device_count=9"},
-                            1, 2, 4321, cpu_devices=2, gpus=None)
+    env = local.process_env(
+        {"XLA_FLAGS": "--xla_foo --xla_force_host_platform_device_count=9"},
+        1,
+        2,
+        4321,
+        cpu_devices=2,
+        gpus=None,
+    )
     assert env["JAXDIV_COORDINATOR_ADDRESS"] == "127.0.0.1:4321"
     assert (env["JAXDIV_NUM_PROCESSES"], env["JAXDIV_PROCESS_ID"]) == ("2", "1")
     assert env["XLA_FLAGS"] == "--xla_foo --xla_force_host_platform_device_count=2"
@@ -85,9 +119,18 @@ STEPS = 4
 
 
 def _train_cmd(workdir) -> list[str]:
-    return [sys.executable, "-m", "jaxdiv", "train", "--config=tests/tiny_mlp_config.py",
-            f"--workdir={workdir}", f"--config.num_steps={STEPS}",
-            "--config.log_every_steps=1", "--config.checkpoint_every_steps=2", "--noprogress"]
+    return [
+        sys.executable,
+        "-m",
+        "jaxdiv",
+        "train",
+        "--config=tests/tiny_mlp_config.py",
+        f"--workdir={workdir}",
+        f"--config.num_steps={STEPS}",
+        "--config.log_every_steps=1",
+        "--config.checkpoint_every_steps=2",
+        "--noprogress",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -95,19 +138,32 @@ def runs(tmp_path_factory, tfds_dir):
     """The same config trained by 2 processes x 2 CPU devices (through launch/local.py) and
     by 1 process x 4 CPU devices."""
     root = tmp_path_factory.mktemp("dist")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JAXDIV_") or k in (
-        "JAXDIV_CACHE_DIR",)}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("JAXDIV_") or k in ("JAXDIV_CACHE_DIR",)
+    }
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     two = subprocess.run(
-        [sys.executable, "launch/local.py", "--num_processes=2", "--cpu_devices_per_process=2",
-         "--", *_train_cmd(root / "two")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "launch/local.py",
+            "--num_processes=2",
+            "--cpu_devices_per_process=2",
+            "--",
+            *_train_cmd(root / "two"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert two.returncode == 0, two.stdout[-4000:] + two.stderr[-2000:]
-    one_env = dict(env, JAX_PLATFORMS="cpu",
-                   XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    one = subprocess.run(_train_cmd(root / "one"), cwd=ROOT, env=one_env, capture_output=True,
-                         text=True, timeout=900)
+    one_env = dict(env, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    one = subprocess.run(
+        _train_cmd(root / "one"), cwd=ROOT, env=one_env, capture_output=True, text=True, timeout=900
+    )
     assert one.returncode == 0, one.stderr[-4000:]
     return root, two.stdout
 
@@ -145,8 +201,9 @@ def test_checkpoint_of_two_processes_restores_in_one_process(runs):
 
     root, _ = runs
     config = tiny_mlp_config(num_steps=STEPS, log_every_steps=1, checkpoint_every_steps=2)
-    assert sorted(int(p.name) for p in (root / "two" / "checkpoints").iterdir()
-                  if p.name.isdigit()) == [2, 4]
+    assert sorted(
+        int(p.name) for p in (root / "two" / "checkpoints").iterdir() if p.name.isdigit()
+    ) == [2, 4]
     _, two, step_two = restore_variables(config, root / "two")  # this process: 1 device
     _, one, step_one = restore_variables(config, root / "one")
     assert step_two == step_one == STEPS
@@ -169,18 +226,38 @@ def test_tpu_pod_script_runs_the_command_on_every_worker(tmp_path):
     _fake(tmp_path, "gcloud")
     env = dict(os.environ, GCLOUD=str(tmp_path / "bin" / "gcloud"), PROJECT="proj")
     proc = subprocess.run(
-        ["bash", "launch/tpu_pod.sh", "run", "my-v4-32", "us-central2-b", "--", "train",
-         "--config=configs/imagenet/resnet50.py", "--workdir=/mnt/shared/a b"],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+        [
+            "bash",
+            "launch/tpu_pod.sh",
+            "run",
+            "my-v4-32",
+            "us-central2-b",
+            "--",
+            "train",
+            "--config=configs/imagenet/resnet50.py",
+            "--workdir=/mnt/shared/a b",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     args = [line[1:-1] for line in proc.stdout.splitlines()]
     assert args[:5] == ["compute", "tpus", "tpu-vm", "ssh", "my-v4-32"]
     assert {"--zone=us-central2-b", "--project=proj", "--worker=all"} <= set(args)
     command = next(a for a in args if a.startswith("--command="))
-    assert ("python -m jaxdiv train --config=configs/imagenet/resnet50.py "
-            "--workdir=/mnt/shared/a\\ b") in command
+    assert (
+        "python -m jaxdiv train --config=configs/imagenet/resnet50.py --workdir=/mnt/shared/a\\ b"
+    ) in command
     assert "set -o pipefail" in command and "tee -a logs/" in command
-    bad = subprocess.run(["bash", "launch/tpu_pod.sh", "run", "t", "z", "train"], cwd=ROOT,
-                         env=env, capture_output=True, text=True)
+    bad = subprocess.run(
+        ["bash", "launch/tpu_pod.sh", "run", "t", "z", "train"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2
 
 
@@ -188,14 +265,35 @@ def test_slurm_script_starts_one_srun_step(tmp_path):
     _fake(tmp_path, "srun")
     (tmp_path / ".venv" / "bin").mkdir(parents=True)
     (tmp_path / ".venv" / "bin" / "activate").write_text("")
-    env = dict(os.environ, SLURM_SUBMIT_DIR=str(tmp_path),
-               PATH=f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    env = dict(
+        os.environ,
+        SLURM_SUBMIT_DIR=str(tmp_path),
+        PATH=f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+    )
     env.pop("TFDS_DATA_DIR", None)
     proc = subprocess.run(
-        ["bash", str(ROOT / "launch" / "slurm.sbatch"), "train", "--config=c.py",
-         "--workdir=/shared/w"], cwd=tmp_path, env=env, capture_output=True, text=True,
-        check=True)
+        [
+            "bash",
+            str(ROOT / "launch" / "slurm.sbatch"),
+            "train",
+            "--config=c.py",
+            "--workdir=/shared/w",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     args = [line[1:-1] for line in proc.stdout.splitlines()]
-    assert args == ["--kill-on-bad-exit=1", "python", "-m", "jaxdiv", "train", "--config=c.py",
-                    "--workdir=/shared/w", "--noprogress"]
+    assert args == [
+        "--kill-on-bad-exit=1",
+        "python",
+        "-m",
+        "jaxdiv",
+        "train",
+        "--config=c.py",
+        "--workdir=/shared/w",
+        "--noprogress",
+    ]
     assert (tmp_path / "logs").is_dir()

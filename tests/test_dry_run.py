@@ -27,13 +27,16 @@ def _param_count(name: str, size: int = 224) -> int:
     return sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(variables["params"]))
 
 
-@pytest.mark.parametrize("name, published, rtol", [
-    ("resnet50", 25_557_032, 0.0),  # torchvision resnet50 (He et al.: 25.6M)
-    ("densenet121", 7_978_856, 0.0),  # torchvision densenet121 (Huang et al.: 8.0M)
-    ("vit_s16", 22_050_664, 0.001),  # timm vit_small_patch16_224 (22.1M, with a class token;
-                                     # ours pools the tokens: 768 parameters fewer)
-    ("mixer_s16", 18_500_000, 0.01),  # Tolstikhin et al. 2021, Table 1: 18.5M
-])
+@pytest.mark.parametrize(
+    "name, published, rtol",
+    [
+        ("resnet50", 25_557_032, 0.0),  # torchvision resnet50 (He et al.: 25.6M)
+        ("densenet121", 7_978_856, 0.0),  # torchvision densenet121 (Huang et al.: 8.0M)
+        ("vit_s16", 22_050_664, 0.001),  # timm vit_small_patch16_224 (22.1M, with a class token;
+        # ours pools the tokens: 768 parameters fewer)
+        ("mixer_s16", 18_500_000, 0.01),  # Tolstikhin et al. 2021, Table 1: 18.5M
+    ],
+)
 def test_parameter_counts_match_published(name, published, rtol):
     count = _param_count(name)
     assert abs(count - published) <= rtol * published, count
@@ -69,8 +72,14 @@ def test_population_categories():
 
 def _cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
-    return subprocess.run([sys.executable, "-m", "jaxdiv", "train", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "jaxdiv", "train", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_cli_dry_run_compiles_resnet50_for_8_devices(tmp_path):
@@ -89,13 +98,21 @@ def test_cli_dry_run_compiles_resnet50_for_8_devices(tmp_path):
     assert not (tmp_path / "checkpoints").exists()  # nothing trained, nothing read
 
 
-@pytest.mark.parametrize("override, message", [
-    ("--config.mesh.data=3", "mesh data=3 needs a multiple of 3 devices, which does not divide "
-                             "the 8 available"),
-    ("--config.batch_size=1020", "batch size 1020 is not divisible by the mesh's batch axes "
-                                 r"\(data=8: 8 devices\)"),
-    ("--config.mesh.fsdp=3", "needs a multiple of 3 devices"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "--config.mesh.data=3",
+            "mesh data=3 needs a multiple of 3 devices, which does not divide the 8 available",
+        ),
+        (
+            "--config.batch_size=1020",
+            "batch size 1020 is not divisible by the mesh's batch axes "
+            r"\(data=8: 8 devices\)",
+        ),
+        ("--config.mesh.fsdp=3", "needs a multiple of 3 devices"),
+    ],
+)
 def test_cli_dry_run_refuses_bad_meshes_before_compiling(override, message):
     proc = _cli("--config=configs/imagenet/resnet50.py", "--dry_run", override, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
@@ -143,8 +160,11 @@ def test_dry_run_of_a_cohort_splits_members_over_the_member_axis(tfds_dir):
 # ----------------------------------------------------------------- the whole population
 DISTINCT = ["vit_s16", "mixer_s16", "densenet121", "simclr_resnet50", "byol_resnet50"]
 GFLOP_PER_EXAMPLE = {  # 3 x (2 x published forward GMACs), 224x224
-    "vit_s16": (26, 30), "mixer_s16": (20, 25), "densenet121": (16, 18.5),
-    "simclr_resnet50": (44, 56), "byol_resnet50": (60, 80),
+    "vit_s16": (26, 30),
+    "mixer_s16": (20, 25),
+    "densenet121": (16, 18.5),
+    "simclr_resnet50": (44, 56),
+    "byol_resnet50": (60, 80),
 }
 
 
@@ -152,10 +172,16 @@ GFLOP_PER_EXAMPLE = {  # 3 x (2 x published forward GMACs), 224x224
 @pytest.mark.parametrize("name", DISTINCT)
 def test_every_architecture_and_method_compiles(name, tmp_path):
     config = population.member_config(name)
-    family = {"vit_s16": "vit_s16", "mixer_s16": "mixer_s16", "densenet121": "densenet121",
-              "simclr_resnet50": "simclr_resnet50", "byol_resnet50": "byol_resnet50"}[name]
-    proc = _cli(f"--config=configs/imagenet/{family}.py", "--dry_run", f"--workdir={tmp_path}",
-                timeout=1800)
+    family = {
+        "vit_s16": "vit_s16",
+        "mixer_s16": "mixer_s16",
+        "densenet121": "densenet121",
+        "simclr_resnet50": "simclr_resnet50",
+        "byol_resnet50": "byol_resnet50",
+    }[name]
+    proc = _cli(
+        f"--config=configs/imagenet/{family}.py", "--dry_run", f"--workdir={tmp_path}", timeout=1800
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads((tmp_path / "dry_run.json").read_text())
     assert r["method"] == config.method.name and r["devices"] == 8
@@ -165,8 +191,12 @@ def test_every_architecture_and_method_compiles(name, tmp_path):
 
 @pytest.mark.slow
 def test_fsdp_variant_shards_the_vit_state(tmp_path):
-    proc = _cli("--config=configs/imagenet/vit_s16.py:fsdp", "--dry_run",
-                f"--workdir={tmp_path}", timeout=1800)
+    proc = _cli(
+        "--config=configs/imagenet/vit_s16.py:fsdp",
+        "--dry_run",
+        f"--workdir={tmp_path}",
+        timeout=1800,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads((tmp_path / "dry_run.json").read_text())
     assert "data=4 x fsdp=2" in r["mesh"]

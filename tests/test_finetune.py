@@ -46,22 +46,25 @@ def test_backbone_comes_from_the_pretrained_run_and_the_head_is_fresh(pretrained
     fresh = init_state(setup, jax.random.PRNGKey(0))
     state = finetune.start_from(fresh, workdir, config.model.name)
 
-    got, want, init = _flat(state["params"]), _flat(pre["params"]["backbone"]), _flat(
-        fresh["params"])
+    got, want, init = (
+        _flat(state["params"]),
+        _flat(pre["params"]["backbone"]),
+        _flat(fresh["params"]),
+    )
     assert set(got) - set(want) == {"head/kernel", "head/bias"}
     for key, value in want.items():
         np.testing.assert_array_equal(got[key], value)
         assert not np.array_equal(got[key], init[key]) or key.endswith("bias")
     np.testing.assert_array_equal(got["head/kernel"], init["head/kernel"])
-    stats, pre_stats = _flat(state["state"]["batch_stats"]), _flat(
-        pre["batch_stats"]["backbone"])
+    stats, pre_stats = _flat(state["state"]["batch_stats"]), _flat(pre["batch_stats"]["backbone"])
     assert set(stats) == set(pre_stats)
     for key, value in pre_stats.items():
         np.testing.assert_array_equal(stats[key], value)
 
 
 def test_finetuning_run_trains_from_the_backbone_and_resumes_from_its_own_checkpoint(
-        pretrained, tmp_path):
+    pretrained, tmp_path
+):
     workdir, pre = pretrained
     config = tiny_config(finetune_from=str(workdir), num_steps=2, checkpoint_every_steps=2)
     result = train(config, tmp_path, progress=False)
@@ -78,8 +81,7 @@ def test_finetuning_run_trains_from_the_backbone_and_resumes_from_its_own_checkp
 def test_bad_finetune_sources_are_refused(pretrained, tmp_path):
     workdir, _ = pretrained
     with pytest.raises(JaxdivError, match="holds no training run"):
-        train(tiny_config(finetune_from=str(tmp_path / "nowhere")), tmp_path / "a",
-              progress=False)
+        train(tiny_config(finetune_from=str(tmp_path / "nowhere")), tmp_path / "a", progress=False)
     assert not (tmp_path / "a").exists()  # refused before the workdir is touched
     other = tiny_config(finetune_from=str(workdir))
     other.model = ml_collections.ConfigDict({"name": "cnn", "kwargs": {"width": 1}})

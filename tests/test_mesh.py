@@ -15,25 +15,31 @@ from tests.support import run_python
 
 
 # ----------------------------------------------------------------------------- axis sizes
-@pytest.mark.parametrize("cfg, devices, expected", [
-    (None, 8, {"member": 1, "data": 8, "fsdp": 1, "model": 1}),
-    ({"data": -1, "fsdp": 2}, 8, {"member": 1, "data": 4, "fsdp": 2, "model": 1}),
-    ({"data": 2, "model": -1}, 8, {"member": 1, "data": 2, "fsdp": 1, "model": 4}),
-    ({"member": 2, "data": -1}, 8, {"member": 2, "data": 4, "fsdp": 1, "model": 1}),
-    ({"data": 2}, 8, {"member": 1, "data": 2, "fsdp": 1, "model": 1}),  # a divisor: 2 of 8
-])
+@pytest.mark.parametrize(
+    "cfg, devices, expected",
+    [
+        (None, 8, {"member": 1, "data": 8, "fsdp": 1, "model": 1}),
+        ({"data": -1, "fsdp": 2}, 8, {"member": 1, "data": 4, "fsdp": 2, "model": 1}),
+        ({"data": 2, "model": -1}, 8, {"member": 1, "data": 2, "fsdp": 1, "model": 4}),
+        ({"member": 2, "data": -1}, 8, {"member": 2, "data": 4, "fsdp": 1, "model": 1}),
+        ({"data": 2}, 8, {"member": 1, "data": 2, "fsdp": 1, "model": 1}),  # a divisor: 2 of 8
+    ],
+)
 def test_mesh_shape_from_config(cfg, devices, expected):
     assert mesh_shape(cfg, devices) == expected
 
 
-@pytest.mark.parametrize("cfg, message", [
-    ({"data": 3}, "does not divide the 8 available"),
-    ({"data": -1, "fsdp": 3}, "needs a multiple of 3 devices"),
-    ({"data": -1, "model": -1}, "only one mesh axis may be -1"),
-    ({"data": 0}, "mesh.data must be a positive integer or -1"),
-    ({"data": 2.5}, "mesh.data must be a positive integer"),
-    ({"dta": 2}, "unknown mesh key"),
-])
+@pytest.mark.parametrize(
+    "cfg, message",
+    [
+        ({"data": 3}, "does not divide the 8 available"),
+        ({"data": -1, "fsdp": 3}, "needs a multiple of 3 devices"),
+        ({"data": -1, "model": -1}, "only one mesh axis may be -1"),
+        ({"data": 0}, "mesh.data must be a positive integer or -1"),
+        ({"data": 2.5}, "mesh.data must be a positive integer"),
+        ({"dta": 2}, "unknown mesh key"),
+    ],
+)
 def test_mesh_shape_errors(cfg, message):
     with pytest.raises(JaxdivError, match=message):
         mesh_shape(cfg, 8)
@@ -156,8 +162,10 @@ def test_bad_rules_fail_before_compilation(rules_result):
     assert "dimension 5 is not divisible by model = 2" in e["divide"]
     assert "unknown spec 'shard_everything'" in e["spec"]
     assert "bad regex" in e["regex"]
-    assert "batch size 30 is not divisible by the mesh's batch axes (data=2 x fsdp=2: 4" in (
-        e["batch"])
+    assert (
+        "batch size 30 is not divisible by the mesh's batch axes (data=2 x fsdp=2: 4"
+        in (e["batch"])
+    )
 
 
 def test_batch_is_split_over_data_and_fsdp(rules_result):

@@ -39,8 +39,9 @@ def pop():
 
 def test_mixing_masks_counts_determinism_and_errors():
     dims = np.array([8, 6, 10])
-    masks, totals = mx.mixing_masks(dims, [[0, 1], [2, 0]], ratios=(1.0, 0.5, 0.25, 0.0),
-                                    n_seeds=3, seed=5)
+    masks, totals = mx.mixing_masks(
+        dims, [[0, 1], [2, 0]], ratios=(1.0, 0.5, 0.25, 0.0), n_seeds=3, seed=5
+    )
     assert masks.shape == (2, 12, 20) and totals.tolist() == [6, 8]
     dmax = 10
     for p, (a, b) in enumerate([(0, 1), (2, 0)]):
@@ -49,8 +50,8 @@ def test_mixing_masks_counts_determinism_and_errors():
             for s in range(3):
                 mk = masks[p, ri * 3 + s]
                 ka = int(np.floor(r * d + 0.5))
-                assert mk[:dims[a]].sum() == ka and mk[dims[a]:dmax].sum() == 0
-                assert mk[dmax:dmax + dims[b]].sum() == d - ka and mk[dmax + dims[b]:].sum() == 0
+                assert mk[: dims[a]].sum() == ka and mk[dims[a] : dmax].sum() == 0
+                assert mk[dmax : dmax + dims[b]].sum() == d - ka and mk[dmax + dims[b] :].sum() == 0
     # fresh subsets per seed; a pair's masks do not depend on the other pairs listed
     assert not np.array_equal(masks[0, 3], masks[0, 4])
     alone, _ = mx.mixing_masks(dims, [[2, 0]], ratios=(1.0, 0.5, 0.25, 0.0), n_seeds=3, seed=5)
@@ -136,8 +137,9 @@ def test_stacked_generalisation_few_shot(pop):
     rows = mx.few_shot_rows(ytr, 15, seed=3)
     assert len(rows) == 60 and np.bincount(ytr[rows]).tolist() == [15] * 4
     hold = np.setdiff1d(np.arange(len(ytr)), rows)
-    res = mx.stacked_pairs(tr, ytr, ev, yev, mx.all_pairs(3), fit_rows=rows,
-                           holdout_rows=hold, **ONE_C)
+    res = mx.stacked_pairs(
+        tr, ytr, ev, yev, mx.all_pairs(3), fit_rows=rows, holdout_rows=hold, **ONE_C
+    )
     s, pa = res["single"], res["pair"]
     np.testing.assert_allclose(res["gain"], pa - np.maximum(s[[0, 0, 1]], s[[1, 2, 2]]))
     assert res["gain"][0] > 0.1  # complementary pair beats both alone
@@ -157,8 +159,11 @@ def test_coarse_labels_pairs_and_alignment():
     assert mx.base_pairs(3, 1).tolist() == [[1, 0], [1, 2]]
     ids = np.array(["a", "b", "c"])
     mx.check_aligned([ids, ids.copy()])
-    with pytest.raises(JaxdivError, match="member y's example ids do not match member x's "
-                                          r"\(first difference at row 1\)"):
+    with pytest.raises(
+        JaxdivError,
+        match="member y's example ids do not match member x's "
+        r"\(first difference at row 1\)",
+    ):
         mx.check_aligned([ids, np.array(["a", "c", "b"])], names=["x", "y"])
     with pytest.raises(JaxdivError, match="2 ids vs 3"):
         mx.check_aligned([ids, ids[:2]])

@@ -18,9 +18,20 @@ SMALL = {
     "mlp": {"hidden": (64, 32)},
 }
 EMBED_DIM = {
-    "resnet20": 64, "resnet56": 64, "resnet": 64, "wrn16_4": 256, "wide_resnet": 64,
-    "vit_tiny": 32, "vit_small": 64, "mixer_small": 32, "cnn": 256, "mlp": 32,
-    "resnet50": 2048, "densenet121": 1024, "vit_s16": 384, "mixer_s16": 512,
+    "resnet20": 64,
+    "resnet56": 64,
+    "resnet": 64,
+    "wrn16_4": 256,
+    "wide_resnet": 64,
+    "vit_tiny": 32,
+    "vit_small": 64,
+    "mixer_small": 32,
+    "cnn": 256,
+    "mlp": 32,
+    "resnet50": 2048,
+    "densenet121": 1024,
+    "vit_s16": 384,
+    "mixer_s16": 512,
 }
 # Named CNNs share their class with a reduced generic one; these run under eval_shape only.
 HEAVY = ("resnet20", "resnet56", "wrn16_4", "resnet50", "densenet121", "vit_s16", "mixer_s16")
@@ -38,8 +49,15 @@ def _build(name: str, num_classes: int = 10, **kwargs):
 
 def test_registry_names():
     assert set(MODEL_NAMES) >= {
-        "resnet20", "resnet56", "wrn16_4", "wide_resnet", "vit_tiny", "vit_small",
-        "mixer_small", "cnn", "mlp",
+        "resnet20",
+        "resnet56",
+        "wrn16_4",
+        "wide_resnet",
+        "vit_tiny",
+        "vit_small",
+        "mixer_small",
+        "cnn",
+        "mlp",
     }
     assert set(EMBED_DIM) == set(MODEL_NAMES)
 
@@ -48,8 +66,10 @@ def _randomise_head(variables, seed: int = 9):
     """ViT and Mixer zero-init their heads; give the head random values so tests can see it."""
     head = variables["params"]["head"]
     keys = jax.random.split(jax.random.key(seed), 2)
-    new_head = {k: jax.random.normal(key, v.shape) for (k, v), key in zip(
-        sorted(head.items()), keys, strict=True)}
+    new_head = {
+        k: jax.random.normal(key, v.shape)
+        for (k, v), key in zip(sorted(head.items()), keys, strict=True)
+    }
     return {**variables, "params": {**variables["params"], "head": new_head}}
 
 
@@ -79,7 +99,8 @@ def test_named_cnn_shapes_via_eval_shape(name):
     for train in (False, True):
         (logits, emb), _ = jax.eval_shape(
             lambda v, x, t=train: model.apply(v, x, train=t, mutable=["batch_stats"]),
-            variables, x,
+            variables,
+            x,
         )
         assert (logits.shape, logits.dtype) == ((4, 100), jnp.float32)
         assert (emb.shape, emb.dtype) == ((4, EMBED_DIM[name]), jnp.float32)
@@ -174,7 +195,10 @@ def test_dropout_only_in_train_mode(name):
 
     def run(m, train, seed):
         (logits, emb), _ = m.apply(
-            variables, x, train=train, rngs={"dropout": jax.random.key(seed)},
+            variables,
+            x,
+            train=train,
+            rngs={"dropout": jax.random.key(seed)},
             mutable=["batch_stats"],
         )
         return np.concatenate([logits, emb], axis=1)
@@ -210,8 +234,10 @@ def test_batch_stats_follow_the_batch_in_train_mode():
     np.testing.assert_allclose(new["var"], 0.9 + 0.1 * feats.var(0), rtol=1e-4)
     # Every BatchNorm moved; eval mode leaves the statistics alone.
     before = jax.tree.leaves(variables["batch_stats"])
-    assert all(not np.allclose(a, b) for a, b in
-               zip(before, jax.tree.leaves(updated["batch_stats"]), strict=True))
+    assert all(
+        not np.allclose(a, b)
+        for a, b in zip(before, jax.tree.leaves(updated["batch_stats"]), strict=True)
+    )
     _, same = model.apply(variables, x, train=False, mutable=["batch_stats"])
     jax.tree.map(np.testing.assert_array_equal, same["batch_stats"], variables["batch_stats"])
 
@@ -254,11 +280,17 @@ def test_unknown_model_lists_choices():
 
 
 def test_unknown_option_lists_valid_options():
-    with pytest.raises(JaxdivError, match=r"'resnet20' has no option\(s\) depth; valid options: "
-                                          r"width$"):
+    with pytest.raises(
+        JaxdivError,
+        match=r"'resnet20' has no option\(s\) depth; valid options: "
+        r"width$",
+    ):
         build_model("resnet20", 10, depth=56)
-    with pytest.raises(JaxdivError, match=r"no option\(s\) drop, heds; valid options: depth, "
-                                          r"dim, dropout, heads, mlp_ratio, patch"):
+    with pytest.raises(
+        JaxdivError,
+        match=r"no option\(s\) drop, heds; valid options: depth, "
+        r"dim, dropout, heads, mlp_ratio, patch",
+    ):
         build_model("vit_tiny", 10, heds=2, drop=0.1)
     assert model_options("wide_resnet") == {"depth": 16, "widen": 4, "dropout": 0.0}
 

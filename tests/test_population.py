@@ -27,20 +27,30 @@ def population(*variations, base=None):
 
 
 def test_expansion_names_and_categories():
-    members = expand_population(population(
-        {"sweep": {"seed": [1, 2]}},
-        {"overrides": {"optimizer.learning_rate": 0.05}},
-        {"overrides": {"model.kwargs.dropout": 0.1}, "name": "drop"},
-        {"overrides": {"model.name": "cnn", "model.kwargs": {"width": 1}}},
-        {"overrides": {"data.train_split": "train[512:1024]"}, "name": "other_half"},
-        {"overrides": {"seed": 3, "optimizer.learning_rate": 0.2}, "category": "Reinit",
-         "name": "forced"},
-    ))
+    members = expand_population(
+        population(
+            {"sweep": {"seed": [1, 2]}},
+            {"overrides": {"optimizer.learning_rate": 0.05}},
+            {"overrides": {"model.kwargs.dropout": 0.1}, "name": "drop"},
+            {"overrides": {"model.name": "cnn", "model.kwargs": {"width": 1}}},
+            {"overrides": {"data.train_split": "train[512:1024]"}, "name": "other_half"},
+            {
+                "overrides": {"seed": 3, "optimizer.learning_rate": 0.2},
+                "category": "Reinit",
+                "name": "forced",
+            },
+        )
+    )
     got = {m.name: m.category for m in members}
     assert got == {
-        "tiny": None, "seed1": "Reinit", "seed2": "Reinit",
-        "learning_rate0.05": "Hyperparameters", "drop": "Hyperparameters",
-        "cnn": "Architecture", "other_half": "Dataset", "forced": "Reinit",
+        "tiny": None,
+        "seed1": "Reinit",
+        "seed2": "Reinit",
+        "learning_rate0.05": "Hyperparameters",
+        "drop": "Hyperparameters",
+        "cnn": "Architecture",
+        "other_half": "Dataset",
+        "forced": "Reinit",
     }
     assert members[1].config.seed == 1 and members[0].config.seed == 0
     # every member is an independent run: variations without a seed get unused ones
@@ -57,8 +67,7 @@ def test_shared_seeds_when_independent_seeds_is_off():
     pop.independent_seeds = False
     members = expand_population(pop)
     assert [m.config.seed for m in members] == [0, 1, 2, 0, 0]
-    assert [m.category for m in members] == [None, "Reinit", "Reinit", "Hyperparameters",
-                                            "Dataset"]
+    assert [m.category for m in members] == [None, "Reinit", "Reinit", "Hyperparameters", "Dataset"]
     assert members[4].differences == ("data.train_split",)
 
 
@@ -74,8 +83,10 @@ def test_category_is_the_largest_difference():
 @pytest.mark.parametrize(
     "variations, message",
     [
-        ([{"overrides": {"seed": 1}, "name": "a"}, {"overrides": {"seed": 2}, "name": "a"}],
-         "named 'a'"),
+        (
+            [{"overrides": {"seed": 1}, "name": "a"}, {"overrides": {"seed": 2}, "name": "a"}],
+            "named 'a'",
+        ),
         ([{"overrides": {"seed": 0}}], "changes nothing"),
         ([{"overrides": {"log_every_steps": 5}}], "changes nothing"),
         ([{"overrides": {}}], "no overrides"),
@@ -93,16 +104,19 @@ def test_bad_population_fails_before_training(variations, message):
 
 @pytest.mark.usefixtures("tfds_dir")
 def test_scheduler_isolates_failures_skips_finished_and_records_categories(tmp_path):
-    members = expand_population(population(
-        {"overrides": {"seed": 1}},
-        {"overrides": {"optimizer.learning_rate": 1e30}, "name": "diverges"},
-        base=tiny_config(num_steps=4, **{"data.eval_split": ""}),
-    ))
+    members = expand_population(
+        population(
+            {"overrides": {"seed": 1}},
+            {"overrides": {"optimizer.learning_rate": 1e30}, "name": "diverges"},
+            base=tiny_config(num_steps=4, **{"data.eval_split": ""}),
+        )
+    )
     store = Store(tmp_path / "store", population="testpop")
     splits = ["test[:128]"]
     lines = []
-    outcomes = run_population(members, tmp_path, store, splits, population="testpop",
-                              progress=False, log=lines.append)
+    outcomes = run_population(
+        members, tmp_path, store, splits, population="testpop", progress=False, log=lines.append
+    )
     assert [o.status for o in outcomes] == ["trained", "trained", "failed"]
     assert "diverged" in outcomes[2].error
     failures = json.loads((tmp_path / "failures.json").read_text())
@@ -112,18 +126,22 @@ def test_scheduler_isolates_failures_skips_finished_and_records_categories(tmp_p
     assert info["category"] == "Reinit" and info["base"] == "tiny"
     assert store.member_info("tiny")["category"] == "Base"
     assert any("[2/3] seed1 (Reinit" in line for line in lines)
-    again = run_population(members, tmp_path, store, splits, population="testpop",
-                           progress=False, log=lines.append)
+    again = run_population(
+        members, tmp_path, store, splits, population="testpop", progress=False, log=lines.append
+    )
     assert [o.status for o in again] == ["skipped", "skipped", "failed"]
 
 
 @pytest.mark.usefixtures("tfds_dir")
 def test_vmapped_cohort_matches_members_trained_one_by_one(tmp_path):
-    members = expand_population(population(
-        {"overrides": {"seed": 1}}, {"overrides": {"seed": 2}},
-        {"overrides": {"optimizer.learning_rate": 0.05}},
-        base=tiny_config(num_steps=6, **{"optimizer.learning_rate": 0.02}),
-    ))
+    members = expand_population(
+        population(
+            {"overrides": {"seed": 1}},
+            {"overrides": {"seed": 2}},
+            {"overrides": {"optimizer.learning_rate": 0.05}},
+            base=tiny_config(num_steps=6, **{"optimizer.learning_rate": 0.02}),
+        )
+    )
     groups = cohorts(members)
     assert [[m.name for m in g] for g in groups] == [["tiny", "seed1", "seed2"]]
     train_cohort(groups[0][:2], tmp_path / "cohort", progress=False, log=lambda *_: None)
@@ -139,6 +157,10 @@ def test_vmapped_cohort_matches_members_trained_one_by_one(tmp_path):
             np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=5e-3, rtol=1e-2)
     _, first, _ = restore_variables(members[0].config, tmp_path / "cohort" / "tiny")
     _, second, _ = restore_variables(members[1].config, tmp_path / "cohort" / "seed1")
-    gap = max(float(np.abs(np.asarray(x) - np.asarray(y)).max()) for x, y in
-              zip(jax.tree_util.tree_leaves(first), jax.tree_util.tree_leaves(second), strict=True))
+    gap = max(
+        float(np.abs(np.asarray(x) - np.asarray(y)).max())
+        for x, y in zip(
+            jax.tree_util.tree_leaves(first), jax.tree_util.tree_leaves(second), strict=True
+        )
+    )
     assert gap > 0.1

@@ -42,8 +42,9 @@ def test_batched_probes_match_sklearn_full_and_masked():
             np.testing.assert_allclose(w, ref.coef_.T, atol=COEF_TOL)
             b = fit.bias[p, k]
             # intercepts are defined up to a common shift (softmax): compare centred
-            np.testing.assert_allclose(b - b.mean(), ref.intercept_ - ref.intercept_.mean(),
-                                       atol=COEF_TOL)
+            np.testing.assert_allclose(
+                b - b.mean(), ref.intercept_ - ref.intercept_.mean(), atol=COEF_TOL
+            )
             z = x[p][:, mask] @ w + b
             prob = np.exp(z - z.max(1, keepdims=True))
             prob /= prob.sum(1, keepdims=True)
@@ -71,13 +72,13 @@ def test_evaluate_probes_selects_c_like_sklearn_and_pads_unequal_widths():
     fit_rows = np.arange(0, 140)
     hold = np.arange(140, 200)
     sets = np.array([[0, 1], [1, 2], [2, 0]])
-    res = pr.evaluate_probes(tr, ytr, ev, yev, sets, c_grid=grid, fit_rows=fit_rows,
-                             holdout_rows=hold)
+    res = pr.evaluate_probes(
+        tr, ytr, ev, yev, sets, c_grid=grid, fit_rows=fit_rows, holdout_rows=hold
+    )
     for p, (a, b) in enumerate(sets):
         (ta, ea), (tb, eb) = pr.standardise(tr[a], ev[a]), pr.standardise(tr[b], ev[b])
         xtr, xev = np.concatenate([ta, tb], 1), np.concatenate([ea, eb], 1)
-        scores = [_sk(xtr[fit_rows], ytr[fit_rows], c).score(xtr[hold], ytr[hold])
-                  for c in grid]
+        scores = [_sk(xtr[fit_rows], ytr[fit_rows], c).score(xtr[hold], ytr[hold]) for c in grid]
         best = grid[int(np.argmax(scores))]
         assert res.c[p, 0] == best
         assert res.selection_accuracy[p, 0] == pytest.approx(max(scores), abs=1.5 / len(hold))
@@ -126,8 +127,9 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(JaxdivError, match="training rows"):
         pr.evaluate_probes([tr[0], tr[1][:50]], ytr, ev[:2], yev, [[0, 1]])
     with pytest.raises(JaxdivError, match="holdout"):
-        pr.evaluate_probes(tr, ytr, ev, yev, [[0, 1]], fit_rows=np.arange(200),
-                           holdout_rows=np.array([], int))
+        pr.evaluate_probes(
+            tr, ytr, ev, yev, [[0, 1]], fit_rows=np.arange(200), holdout_rows=np.array([], int)
+        )
 
 
 def test_closed_form_gradient_equals_autodiff():

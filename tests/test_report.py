@@ -56,19 +56,36 @@ def build_study(root: Path, *, failures: dict | None = None) -> Path:
         store.write_split(split, labels, np.array([f"{split}-{i}" for i in range(M)]))
         splits[split] = (labels, rng.normal(size=(M, C)))
     for k, (name, cat, method, arch, weight, signal) in enumerate(MEMBERS):
-        store.write_member_info(name, {
-            "category": cat, "base": "base", "method": method,
-            "architecture": arch, "config": {"data": {"dataset": "cifar10"}},
-            "metrics": {},
-        })
+        store.write_member_info(
+            name,
+            {
+                "category": cat,
+                "base": "base",
+                "method": method,
+                "architecture": arch,
+                "config": {"data": {"dataset": "cifar10"}},
+                "metrics": {},
+            },
+        )
         for split, (labels, shared) in splits.items():
             scale = 1.0 + 0.3 * k  # over/under-confident members: temperatures differ
-            store.write_member(name, split, _synthetic_logits(rng, labels, shared, weight,
-                                                              signal, scale))
-    population = {"name": "synthetic", "members": [
-        {"name": n, "category": cat, "method": method, "architecture": arch,
-         "train_split": "train", "differences": []}
-        for n, cat, method, arch, _, _ in MEMBERS]}
+            store.write_member(
+                name, split, _synthetic_logits(rng, labels, shared, weight, signal, scale)
+            )
+    population = {
+        "name": "synthetic",
+        "members": [
+            {
+                "name": n,
+                "category": cat,
+                "method": method,
+                "architecture": arch,
+                "train_split": "train",
+                "differences": [],
+            }
+            for n, cat, method, arch, _, _ in MEMBERS
+        ],
+    }
     (root / "population.json").write_text(json.dumps(population))
     if failures is not None:
         (root / "failures.json").write_text(json.dumps(failures))
@@ -78,8 +95,10 @@ def build_study(root: Path, *, failures: dict | None = None) -> Path:
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> Path:
-    root = build_study(tmp_path_factory.mktemp("study"),
-                       failures={"broken-member": {"error": "diverged <nan>", "traceback": ""}})
+    root = build_study(
+        tmp_path_factory.mktemp("study"),
+        failures={"broken-member": {"error": "diverged <nan>", "traceback": ""}},
+    )
     write_report(root)
     return root
 
@@ -120,16 +139,32 @@ def _png_size(path: Path) -> tuple[int, int]:
 def test_page_has_every_section_and_every_image_is_a_png(study):
     page = study / "report" / "index.html"
     parsed = _parse(page)
-    for heading in ("Members", "Failed members", "Error inconsistency by category",
-                    "Ensemble gain against error inconsistency", "Conversion rate by category",
-                    "Confidence angles", "Per-class wins", "Weaker models improve stronger ones",
-                    "Greedy forward selection", "All pairs"):
+    for heading in (
+        "Members",
+        "Failed members",
+        "Error inconsistency by category",
+        "Ensemble gain against error inconsistency",
+        "Conversion rate by category",
+        "Confidence angles",
+        "Per-class wins",
+        "Weaker models improve stronger ones",
+        "Greedy forward selection",
+        "All pairs",
+    ):
         assert heading in parsed.headings, f"missing section {heading!r}"
-    expected = {"error_inconsistency_by_category.png", "gain_vs_inconsistency.png",
-                "conversion_rate_by_category.png", "theta_histograms.png", "class_wins.png",
-                "greedy_selection.png", "matrix_error_inconsistency.png",
-                "matrix_error_consistency_kappa.png", "matrix_ensemble_accuracy.png",
-                "matrix_relative_ensemble_gain.png", "matrix_disagreement.png"}
+    expected = {
+        "error_inconsistency_by_category.png",
+        "gain_vs_inconsistency.png",
+        "conversion_rate_by_category.png",
+        "theta_histograms.png",
+        "class_wins.png",
+        "greedy_selection.png",
+        "matrix_error_inconsistency.png",
+        "matrix_error_consistency_kappa.png",
+        "matrix_ensemble_accuracy.png",
+        "matrix_relative_ensemble_gain.png",
+        "matrix_disagreement.png",
+    }
     assert expected <= set(parsed.images)
     for src in parsed.images:
         assert "/" not in src, "images must lie beside the page"
@@ -150,7 +185,7 @@ def test_member_table_matches_members_csv(study):
 
     table = pd.read_csv(study / "analysis" / "members.csv")
     html = (study / "report" / "index.html").read_text()
-    first_table = html[html.index("<table>"):html.index("</table>")]
+    first_table = html[html.index("<table>") : html.index("</table>")]
     for _, row in table.iterrows():
         assert f"{row['accuracy']:.4f}" in first_table
         assert f"{row['temperature']:.4f}" in first_table
@@ -171,8 +206,7 @@ def test_base_pairs_and_representatives(study):
     assert by_cat["Reinit"] < by_cat["Framework"] < by_cat["Dataset"]
     # one member per category; with one member each, that member
     chosen = dict(representative_pairs(s))
-    assert {c: s.names[i] for c, i in chosen.items()} == {
-        cat: n for n, cat, *_ in MEMBERS[1:]}
+    assert {c: s.names[i] for c, i in chosen.items()} == {cat: n for n, cat, *_ in MEMBERS[1:]}
 
 
 def test_representative_is_closest_in_accuracy(study):
@@ -313,10 +347,21 @@ def _images_loaded(page: Path, profile: Path) -> tuple[int, int]:
     binary = _chromium()
     if binary is None:
         pytest.skip("no chromium binary on PATH (Debian: apt-get install -y chromium)")
-    cmd = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-           "--no-first-run", "--disable-background-networking", "--disable-component-update",
-           "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
-           "--dump-dom", page.as_uri()]
+    cmd = [
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        page.as_uri(),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     match = re.search(r'<body[^>]*data-images-ok="(\d+)/(\d+)"', out.stdout)

@@ -19,16 +19,20 @@ FAST = {"n_seeds": 2, "keep": (1, 4, 16), "c_grid": (1.0,)}
 
 def _embeddings(rng, y, views):
     latent = 2.0 * np.eye(10)[y]
-    return [(latent[:, v] @ w + rng.normal(size=(len(y), w.shape[1]))).astype(np.float32)
-            for v, w in views]
+    return [
+        (latent[:, v] @ w + rng.normal(size=(len(y), w.shape[1]))).astype(np.float32)
+        for v, w in views
+    ]
 
 
 def _write_store(root, *, embeddings=True, overlap=False):
     rng = np.random.default_rng(0)
-    views = [(np.arange(0, 6), rng.normal(size=(6, 8))),
-             (np.arange(0, 6), rng.normal(size=(6, 8))),
-             (np.arange(3, 9), rng.normal(size=(6, 6))),
-             (np.arange(4, 10), rng.normal(size=(6, 7)))]
+    views = [
+        (np.arange(0, 6), rng.normal(size=(6, 8))),
+        (np.arange(0, 6), rng.normal(size=(6, 8))),
+        (np.arange(3, 9), rng.normal(size=(6, 6))),
+        (np.arange(4, 10), rng.normal(size=(6, 7))),
+    ]
     st = Store(root)
     data = {}
     for split, m, prefix in (("validation", 300, "v"), ("test", 200, "t")):
@@ -42,8 +46,7 @@ def _write_store(root, *, embeddings=True, overlap=False):
         st.write_member_info(name, {"category": cat})
         for split, (y, embs) in data.items():
             has = embeddings or name != "arch"
-            st.write_member(name, split, rng.normal(size=(len(y), 10)),
-                            embs[i] if has else None)
+            st.write_member(name, split, rng.normal(size=(len(y), 10)), embs[i] if has else None)
     return data
 
 
@@ -58,10 +61,24 @@ def result(tmp_path_factory):
 
 def test_writes_every_table_and_figure(result):
     _, out, summary, _ = result
-    for name in ("members.csv", "mixing.csv", "mixing_seeds.csv", "mixing_gain.csv",
-                 "compression.csv", "dims_to_target.csv", "stacked.csv", "cka.csv", "cka.npy",
-                 "categories.csv", "mixing.png", "compression.png", "stacked.png", "cka.png",
-                 "category_mixing_gain.png", "represent.json"):
+    for name in (
+        "members.csv",
+        "mixing.csv",
+        "mixing_seeds.csv",
+        "mixing_gain.csv",
+        "compression.csv",
+        "dims_to_target.csv",
+        "stacked.csv",
+        "cka.csv",
+        "cka.npy",
+        "categories.csv",
+        "mixing.png",
+        "compression.png",
+        "stacked.png",
+        "cka.png",
+        "category_mixing_gain.png",
+        "represent.json",
+    ):
         path = out / name
         assert path.is_file() and path.stat().st_size > 0, name
         if name.endswith(".png"):
@@ -88,8 +105,9 @@ def test_tables_agree_with_the_analysis_functions(result):
     assert set(mixing["category"]) == {"Reinit", "Architecture", "Framework"}
     # ratio 1 with the smaller width as total: the base alone when it is the narrower member
     arch = mixing[(mixing["b"] == "arch") & (mixing["ratio"] == 0.0)]
-    assert arch["mean"].iloc[0] == pytest.approx(single.accuracy[names.index("arch"), 0],
-                                                 abs=2.5 / len(yev))
+    assert arch["mean"].iloc[0] == pytest.approx(
+        single.accuracy[names.index("arch"), 0], abs=2.5 / len(yev)
+    )
     seeds = pd.read_csv(out / "mixing_seeds.csv")
     assert len(seeds) == 3 * 5 * 2
     comp = pd.read_csv(out / "compression.csv")
@@ -103,8 +121,9 @@ def test_tables_agree_with_the_analysis_functions(result):
     np.testing.assert_allclose(np.load(out / "cka.npy"), ref, atol=1e-9)
     stacked = pd.read_csv(out / "stacked.csv")
     assert len(stacked) == 6
-    np.testing.assert_allclose(stacked["gain"], stacked["pair"]
-                               - np.maximum(stacked["single_a"], stacked["single_b"]))
+    np.testing.assert_allclose(
+        stacked["gain"], stacked["pair"] - np.maximum(stacked["single_a"], stacked["single_b"])
+    )
     cats = pd.read_csv(out / "categories.csv")
     row = cats[(cats["category"] == "Reinit") & (cats["statistic"] == "mixing_gain")]
     gain = pd.read_csv(out / "mixing_gain.csv")
@@ -115,14 +134,20 @@ def test_tables_agree_with_the_analysis_functions(result):
 def test_all_pairs_without_transfer_and_rerun_replaces(result, tmp_path):
     root, _, _, _ = result
     out = tmp_path / "rep"
-    s1 = run_represent(root, out, members=["reinit", "arch", "frame"], transfer="none",
-                       **FAST)
+    s1 = run_represent(root, out, members=["reinit", "arch", "frame"], transfer="none", **FAST)
     assert s1["base"] is None and s1["pairs"] == "all" and s1["categories"] is None
     assert len(pd.read_csv(out / "mixing_gain.csv")) == 3
     assert not (out / "stacked.csv").exists()
     unbiased = np.load(out / "cka.npy")
-    s2 = run_represent(root, out, members=["reinit", "arch", "frame"], transfer="none",
-                       pairs="all", cka_estimator="biased", **FAST)
+    s2 = run_represent(
+        root,
+        out,
+        members=["reinit", "arch", "frame"],
+        transfer="none",
+        pairs="all",
+        cka_estimator="biased",
+        **FAST,
+    )
     assert s2["members"] == ["reinit", "arch", "frame"] and s2["cka"]["estimator"] == "biased"
     biased = np.load(out / "cka.npy")
     assert biased.shape == (3, 3) and not np.allclose(biased, unbiased)
@@ -162,8 +187,19 @@ def test_cli_verb_reports_errors_in_one_line(tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.run(
-        [sys.executable, "-m", "jaxdiv", "represent", f"--store={tmp_path / 'none'}",
-         f"--out={tmp_path / 'out'}"], cwd=root, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "jaxdiv",
+            "represent",
+            f"--store={tmp_path / 'none'}",
+            f"--out={tmp_path / 'out'}",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert "jaxdiv represent: error: no prediction store" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -234,12 +234,17 @@ def test_nt_xent_global_batch_on_4_devices_equals_single_device():
     rng = np.random.default_rng(18)
     x1, x2 = rng.normal(size=(12, 6)), rng.normal(size=(12, 6))
     w = rng.normal(size=(6, 5))
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               JAX_PLATFORMS="cpu")
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
+    )
     proc = subprocess.run(
         [sys.executable, "-c", _SHARDED_SCRIPT],
         input=json.dumps([x1.tolist(), x2.tolist(), w.tolist()]),
-        capture_output=True, text=True, env=env, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -257,5 +262,6 @@ def test_nt_xent_global_batch_on_4_devices_equals_single_device():
         got_val, *got_grads = results[mode]
         np.testing.assert_allclose(got_val, float(val), rtol=1e-5, err_msg=mode)
         for got, ref in zip(got_grads, grads, strict=True):
-            np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-4, atol=1e-6,
-                                       err_msg=mode)
+            np.testing.assert_allclose(
+                np.asarray(got), np.asarray(ref), rtol=1e-4, atol=1e-6, err_msg=mode
+            )

@@ -38,8 +38,10 @@ def _method(name: str, **kw):
 
 def _images(n=8, size=8, seed=0):
     rng = np.random.default_rng(seed)
-    return (rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
-            rng.integers(0, 10, n).astype(np.int32))
+    return (
+        rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
+        rng.integers(0, 10, n).astype(np.int32),
+    )
 
 
 @pytest.mark.parametrize("name", SSL)
@@ -51,12 +53,14 @@ def test_each_method_trains_one_step_through_the_protocol(name):
     inputs = method.augment(jax.random.key(1), images)
     assert isinstance(inputs, tuple) and inputs[0].shape == (8, 8, 8, 3)
     step = jax.jit(jax.value_and_grad(method.loss, has_aux=True))
-    (loss, (state, metrics)), grads = step(params, variables, inputs, labels,
-                                           jax.random.key(2), jnp.int32(0))
+    (loss, (state, metrics)), grads = step(
+        params, variables, inputs, labels, jax.random.key(2), jnp.int32(0)
+    )
     assert np.isfinite(float(loss))
     assert {"loss", "ssl_loss", "online_probe_loss", "online_probe_accuracy"} <= set(metrics)
-    np.testing.assert_allclose(metrics["loss"], metrics["ssl_loss"] + metrics["online_probe_loss"],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        metrics["loss"], metrics["ssl_loss"] + metrics["online_probe_loss"], rtol=1e-6
+    )
     assert jax.tree.structure(state) == jax.tree.structure(variables)
     assert float(optax_norm(grads["backbone"])) > 0
     logits, emb = method.predict({"params": params, **state}, inputs[0])
@@ -92,10 +96,15 @@ def test_simclr_loss_is_nt_xent_of_the_projections():
     variables = method.init(jax.random.key(0), jnp.zeros((2, 8, 8, 3)))
     params = variables.pop("params")
     v1, v2 = method.augment(jax.random.key(1), images)
-    _, (_, metrics) = jax.jit(method.loss)(params, variables, (v1, v2), labels,
-                                           jax.random.key(2), 0)
-    out, _ = method.net.apply({"params": params, **variables}, jnp.concatenate([v1, v2]),
-                              train=True, mutable=["batch_stats"])
+    _, (_, metrics) = jax.jit(method.loss)(
+        params, variables, (v1, v2), labels, jax.random.key(2), 0
+    )
+    out, _ = method.net.apply(
+        {"params": params, **variables},
+        jnp.concatenate([v1, v2]),
+        train=True,
+        mutable=["batch_stats"],
+    )
     z = out["projection"]
     np.testing.assert_allclose(metrics["ssl_loss"], losses.nt_xent(z[:8], z[8:], 0.3), rtol=1e-5)
 
@@ -106,14 +115,18 @@ def test_byol_target_starts_as_a_copy_and_follows_the_ema_schedule():
     params = variables.pop("params")
     target = variables["target"]["params"]
     assert set(target) == {"backbone", "proj"}
-    for a, b in zip(jax.tree.leaves(target), jax.tree.leaves(
-            {"backbone": params["backbone"], "proj": params["proj"]}), strict=True):
+    for a, b in zip(
+        jax.tree.leaves(target),
+        jax.tree.leaves({"backbone": params["backbone"], "proj": params["proj"]}),
+        strict=True,
+    ):
         np.testing.assert_array_equal(a, b)
     moved = jax.tree.map(lambda p: p + 1.0, params)
     step = 5  # of num_steps=10: tau = 1 - 0.1 * (cos(pi / 2) + 1) / 2 = 0.95
     new = method.after_update(moved, variables, jnp.int32(step))
-    for t_new, t_old in zip(jax.tree.leaves(new["target"]["params"]), jax.tree.leaves(target),
-                            strict=True):
+    for t_new, t_old in zip(
+        jax.tree.leaves(new["target"]["params"]), jax.tree.leaves(target), strict=True
+    ):
         np.testing.assert_allclose(t_new, t_old + 0.05, rtol=1e-5, atol=1e-6)
     assert method.total_steps == 10
 
@@ -192,8 +205,7 @@ def test_linear_probe_chooses_l2_on_validation():
     fit = probe_eval.fit_linear_probe(x, y, vx, vy, 3, (1e-5, 1e-2, 1.0, 100.0))
     assert fit.probe.l2 == max(fit.grid, key=lambda k: (fit.grid[k], -k))
     assert fit.val_accuracy == max(fit.grid.values())
-    np.testing.assert_allclose(
-        fit.val_accuracy, (fit.probe.logits(vx).argmax(-1) == vy).mean())
+    np.testing.assert_allclose(fit.val_accuracy, (fit.probe.logits(vx).argmax(-1) == vy).mean())
     assert fit.grid[100.0] < fit.val_accuracy  # the grid matters
 
 
@@ -212,8 +224,9 @@ def test_knn_matches_sklearn_majority_vote_and_a_weighted_reference():
     for i in range(50):
         for j in np.argsort(-sims[i])[:7]:
             expect[i, y[j]] += np.exp(sims[i, j] / 0.1)
-    np.testing.assert_allclose(probe_eval.knn_scores(x, y, q, 3, k=7, temperature=0.1),
-                               expect, rtol=1e-4)
+    np.testing.assert_allclose(
+        probe_eval.knn_scores(x, y, q, 3, k=7, temperature=0.1), expect, rtol=1e-4
+    )
     assert probe_eval.knn_accuracy(x, y, q, qy, 3, k=7) > 0.6
     with pytest.raises(JaxdivError, match="kNN needs 1 <= k"):
         probe_eval.knn_scores(x, y, q, 3, k=301)
@@ -285,9 +298,15 @@ def _quick_simclr_config() -> ml_collections.ConfigDict:
     c.optimizer.weight_decay = 1e-4
     c.log_every_steps = 25
     c.checkpoint_every_steps = 150
-    c.probe = ml_collections.ConfigDict({
-        "fit_split": "train[:4096]", "val_split": "train[45000:46000]",
-        "l2_grid": [1e-4, 1e-3, 1e-2], "knn_k": 20, "knn_temperature": 0.07})
+    c.probe = ml_collections.ConfigDict(
+        {
+            "fit_split": "train[:4096]",
+            "val_split": "train[45000:46000]",
+            "l2_grid": [1e-4, 1e-3, 1e-2],
+            "knn_k": 20,
+            "knn_temperature": 0.07,
+        }
+    )
     return c
 
 
@@ -300,8 +319,9 @@ def test_quick_simclr_run_beats_its_own_initialisation_on_the_offline_probe(tmp_
 
     config = _quick_simclr_config()
     train(config, tmp_path, progress=False)
-    results = probe_eval.predict_member_with_probe(config, tmp_path, tmp_path / "store",
-                                                   ["test[:2000]"])
+    results = probe_eval.predict_member_with_probe(
+        config, tmp_path, tmp_path / "store", ["test[:2000]"]
+    )
     store = Store(tmp_path / "store")
     info = store.member_info("simclr_tiny")
     trained = info["metrics"]
@@ -314,11 +334,19 @@ def test_quick_simclr_run_beats_its_own_initialisation_on_the_offline_probe(tmp_
     setup = build_setup(config)
     init_key = jax.random.split(jax.random.PRNGKey(config.seed))[0]
     state = init_state(setup, init_key)
-    fit, val, test = (load_split("cifar10", s) for s in
-                      ("train[:4096]", "train[45000:46000]", "test[:2000]"))
+    fit, val, test = (
+        load_split("cifar10", s) for s in ("train[:4096]", "train[45000:46000]", "test[:2000]")
+    )
     _, at_init, _ = probe_eval.evaluate_representation(
-        setup.method, {"params": state["params"], **state["state"]}, setup.mesh, fit, val,
-        {"test[:2000]": test}, num_classes=10, l2_grid=(1e-4, 1e-3, 1e-2))
+        setup.method,
+        {"params": state["params"], **state["state"]},
+        setup.mesh,
+        fit,
+        val,
+        {"test[:2000]": test},
+        num_classes=10,
+        l2_grid=(1e-4, 1e-3, 1e-2),
+    )
 
     print({k: (round(trained[k], 4), round(at_init[k], 4)) for k in at_init})  # (trained, init)
     for key in ("offline_probe_val_accuracy", "offline_probe_test[:2000]_accuracy"):

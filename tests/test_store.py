@@ -104,8 +104,12 @@ def test_import_matches_ids_not_order(tmp_path):
     perm = rng.permutation(8)
     _write_model(tmp_path / "modelA.npz", ids[perm], logits[perm])
     _write_model(tmp_path / "modelB.npz", ids.astype("S"), logits * 2)  # bytes ids work too
-    names = import_predictions(tmp_path / "store", "test", tmp_path / "labels.npz",
-                               [tmp_path / "modelA.npz", tmp_path / "modelB.npz"])
+    names = import_predictions(
+        tmp_path / "store",
+        "test",
+        tmp_path / "labels.npz",
+        [tmp_path / "modelA.npz", tmp_path / "modelB.npz"],
+    )
     assert names == ["modelA", "modelB"]
     s = Store(tmp_path / "store")
     np.testing.assert_array_equal(s.ids("test"), ids)
@@ -116,8 +120,9 @@ def test_import_matches_ids_not_order(tmp_path):
     # a second import into the existing split, with labels.npz in another order
     np.savez(tmp_path / "labels2.npz", ids=ids[::-1], labels=labels[::-1])
     _write_model(tmp_path / "modelC.npz", ids, logits + 1)
-    import_predictions(tmp_path / "store", "test", tmp_path / "labels2.npz",
-                       [tmp_path / "modelC.npz"])
+    import_predictions(
+        tmp_path / "store", "test", tmp_path / "labels2.npz", [tmp_path / "modelC.npz"]
+    )
     np.testing.assert_allclose(s.member_logits("modelC", "test"), logits + 1)
 
 
@@ -144,8 +149,12 @@ def test_refused_import_changes_nothing(tmp_path, mutate, message):
     bad_ids, bad_logits = mutate(ids, logits)
     _write_model(tmp_path / "bad.npz", bad_ids, bad_logits)
     with pytest.raises(JaxdivError, match=message):
-        import_predictions(tmp_path / "store", "test", tmp_path / "labels.npz",
-                           [tmp_path / "good.npz", tmp_path / "bad.npz"])
+        import_predictions(
+            tmp_path / "store",
+            "test",
+            tmp_path / "labels.npz",
+            [tmp_path / "good.npz", tmp_path / "bad.npz"],
+        )
     assert _snapshot(tmp_path / "store") == before
 
 
@@ -160,10 +169,15 @@ def test_duplicate_member_names_and_label_mismatch_are_refused(tmp_path):
     _write_model(tmp_path / "d" / "m2.npz", ids, np.eye(3))
     _write_model(tmp_path / "m2.npz", ids, np.eye(3))
     with pytest.raises(JaxdivError, match="given twice"):
-        import_predictions(tmp_path / "s", "test", tmp_path / "labels.npz",
-                           [tmp_path / "m2.npz", tmp_path / "d" / "m2.npz"])
+        import_predictions(
+            tmp_path / "s",
+            "test",
+            tmp_path / "labels.npz",
+            [tmp_path / "m2.npz", tmp_path / "d" / "m2.npz"],
+        )
     np.savez(tmp_path / "labels_bad.npz", ids=ids, labels=np.array([2, 1, 0]))
     with pytest.raises(JaxdivError, match="labels disagree"):
-        import_predictions(tmp_path / "s", "test", tmp_path / "labels_bad.npz",
-                           [tmp_path / "m2.npz"])
+        import_predictions(
+            tmp_path / "s", "test", tmp_path / "labels_bad.npz", [tmp_path / "m2.npz"]
+        )
     assert Store(tmp_path / "s").members("test") == ["m"]

@@ -20,8 +20,14 @@ pytestmark = pytest.mark.usefixtures("tfds_dir")
 
 
 def _cfg(**kw) -> ml_collections.ConfigDict:
-    base = {"dataset": "cifar10", "train_split": "train[:512]", "streaming": True,
-            "train_crop": "resize", "randaugment": None, "num_threads": 2}
+    base = {
+        "dataset": "cifar10",
+        "train_split": "train[:512]",
+        "streaming": True,
+        "train_crop": "resize",
+        "randaugment": None,
+        "num_threads": 2,
+    }
     return ml_collections.ConfigDict({**base, **kw})
 
 
@@ -38,13 +44,14 @@ def test_resize_crop_at_native_size_reproduces_the_in_memory_loader():
 
 
 def test_process_shards_add_up_to_the_global_batch_with_random_augmentation():
-    cfg = _cfg(train_crop="inception", image_size=24,
-               randaugment={"num_layers": 2, "magnitude": 9})
+    cfg = _cfg(train_crop="inception", image_size=24, randaugment={"num_layers": 2, "magnitude": 9})
     split = streaming.train_split(cfg)
     kw = {"crop": "inception", "randaugment": (2, 9.0), "num_threads": 2}
     whole = streaming.StreamingLoader(split, 32, 0, process_index=0, process_count=1, **kw)
-    parts = [streaming.StreamingLoader(split, 32, 0, process_index=p, process_count=2, **kw)
-             for p in range(2)]
+    parts = [
+        streaming.StreamingLoader(split, 32, 0, process_index=p, process_count=2, **kw)
+        for p in range(2)
+    ]
     for step in (0, 5):
         full = whole.batch(step)
         halves = [p.batch(step) for p in parts]
@@ -76,9 +83,17 @@ def test_not_streaming_is_the_in_memory_path():
 
 
 def test_placeholder_split_reads_no_records():
-    shape_only = streaming.placeholder_split(ml_collections.ConfigDict({
-        "dataset": "imagenet2012", "train_split": "train", "num_train_examples": 1281167,
-        "num_classes": 1000, "image_size": 224}))
+    shape_only = streaming.placeholder_split(
+        ml_collections.ConfigDict(
+            {
+                "dataset": "imagenet2012",
+                "train_split": "train",
+                "num_train_examples": 1281167,
+                "num_classes": 1000,
+                "image_size": 224,
+            }
+        )
+    )
     assert len(shape_only) == 1281167 and shape_only.images.shape == (1281167, 224, 224, 3)
     assert shape_only.images.strides == (0, 0, 0, 0)  # no memory behind it
     with pytest.raises(JaxdivError, match="placeholder split has no data"):
@@ -133,8 +148,9 @@ def test_preprocess_decodes_jpeg_bytes(tmp_path):
     Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)).save(buf, "JPEG")
     out = preprocess(buf.getvalue(), 64, crop="center")
     assert out.shape == (64, 64, 3) and out.dtype == np.uint8
-    train = preprocess(buf.getvalue(), 64, crop="inception", rng=np.random.default_rng(0),
-                       randaugment=(2, 9))
+    train = preprocess(
+        buf.getvalue(), 64, crop="inception", rng=np.random.default_rng(0), randaugment=(2, 9)
+    )
     assert train.shape == (64, 64, 3)
     with pytest.raises(ValueError, match="needs an rng"):
         preprocess(buf.getvalue(), 64, crop="inception")
@@ -157,7 +173,9 @@ def test_streamed_training_equals_in_memory_training(tmp_path):
             c.data.num_threads = 2
             c.data.center_fraction = 1.0
         result = train(c, tmp_path / tag, progress=False)
-        losses[tag] = ([m["train_loss"] for m in read_metrics(tmp_path / tag)
-                        if "train_loss" in m], result["val_loss"])
+        losses[tag] = (
+            [m["train_loss"] for m in read_metrics(tmp_path / tag) if "train_loss" in m],
+            result["val_loss"],
+        )
     np.testing.assert_allclose(losses["stream"][0], losses["memory"][0], rtol=1e-6)
     np.testing.assert_allclose(losses["stream"][1], losses["memory"][1], rtol=1e-6)

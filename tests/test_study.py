@@ -21,15 +21,25 @@ def tiny_population(name: str = "tinypop", *, light: bool = False) -> ml_collect
     pop.base = tiny_config(num_steps=4, **{"data.eval_split": ""})
     pop.splits = ["train[45000:45300]", "test[:300]"]
     pop.analysis = ml_collections.ConfigDict(
-        {"split": "test[:300]", "calibration_split": "train[45000:45300]", "bootstrap": 5})
-    pop.represent = False if light else ml_collections.ConfigDict(
-        {"n_seeds": 1, "c_grid": (1.0,), "max_iter": 20, "transfer": "none"})
+        {"split": "test[:300]", "calibration_split": "train[45000:45300]", "bootstrap": 5}
+    )
+    pop.represent = (
+        False
+        if light
+        else ml_collections.ConfigDict(
+            {"n_seeds": 1, "c_grid": (1.0,), "max_iter": 20, "transfer": "none"}
+        )
+    )
     pop.report = not light
-    pop.variations = [{"overrides": {"seed": 1}}] if light else [
-        {"overrides": {"seed": 1}},
-        {"overrides": {"model.name": "cnn", "model.kwargs": {"width": 1, "hidden": 32}}},
-        {"overrides": {"data.train_split": "train[512:1024]"}, "name": "other_data"},
-    ]
+    pop.variations = (
+        [{"overrides": {"seed": 1}}]
+        if light
+        else [
+            {"overrides": {"seed": 1}},
+            {"overrides": {"model.name": "cnn", "model.kwargs": {"width": 1, "hidden": 32}}},
+            {"overrides": {"data.train_split": "train[512:1024]"}, "name": "other_data"},
+        ]
+    )
     return pop
 
 

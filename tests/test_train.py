@@ -98,8 +98,14 @@ print(json.dumps(out))
 
 def _train_cmd(workdir, steps):
     return [
-        sys.executable, "-m", "jaxdiv", "train", "--config=tests/tiny_config.py",
-        f"--workdir={workdir}", f"--config.num_steps={steps}", "--noprogress",
+        sys.executable,
+        "-m",
+        "jaxdiv",
+        "train",
+        "--config=tests/tiny_config.py",
+        f"--workdir={workdir}",
+        f"--config.num_steps={steps}",
+        "--noprogress",
         "--config.checkpoint_every_steps=5",
     ]
 
@@ -108,8 +114,13 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path):
     steps = 60
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_train_cmd(killed, steps), cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _train_cmd(killed, steps),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 300
     ckpt_dir = killed / "checkpoints"
     while time.time() < deadline:
@@ -121,10 +132,10 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (killed / "result.json").exists(), "the run finished before it could be killed"
-    subprocess.run(_train_cmd(killed, steps), cwd=ROOT, env=env, check=True,
-                   capture_output=True)
-    subprocess.run(_train_cmd(tmp_path / "clean", steps), cwd=ROOT, env=env, check=True,
-                   capture_output=True)
+    subprocess.run(_train_cmd(killed, steps), cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run(
+        _train_cmd(tmp_path / "clean", steps), cwd=ROOT, env=env, check=True, capture_output=True
+    )
     config = tiny_config(num_steps=steps, checkpoint_every_steps=5)
     step_a, a = _params(config, killed)
     step_b, b = _params(config, tmp_path / "clean")
@@ -138,10 +149,15 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path):
 def test_workdir_of_another_config_is_refused_and_force_keeps_the_old_run(tmp_path):
     train(tiny_config(num_steps=4), tmp_path, progress=False)
     with pytest.raises(JaxdivError, match="different config.*optimizer.learning_rate"):
-        train(tiny_config(num_steps=4, **{"optimizer.learning_rate": 0.3}), tmp_path,
-              progress=False)
-    train(tiny_config(num_steps=4, **{"optimizer.learning_rate": 0.3}), tmp_path,
-          progress=False, force=True)
+        train(
+            tiny_config(num_steps=4, **{"optimizer.learning_rate": 0.3}), tmp_path, progress=False
+        )
+    train(
+        tiny_config(num_steps=4, **{"optimizer.learning_rate": 0.3}),
+        tmp_path,
+        progress=False,
+        force=True,
+    )
     old = list((tmp_path / "superseded").iterdir())
     assert len(old) == 1 and (old[0] / "checkpoints").is_dir() and (old[0] / "result.json").exists()
     assert json.loads((tmp_path / "config.json").read_text())["optimizer"]["learning_rate"] == 0.3

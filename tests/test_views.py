@@ -15,8 +15,9 @@ from jaxdiv.data.views import ViewConfig
 from jaxdiv.errors import JaxdivError
 
 # Every random stage off and the crop the whole image: the pipeline is the identity.
-IDENTITY = dict(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0,
-                grayscale_p=0.0)
+IDENTITY = dict(
+    crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0, grayscale_p=0.0
+)
 
 
 def _images(n=8, seed=0, size=32):
@@ -35,8 +36,12 @@ def _np_bilinear(img, y0, x0, h, w, out):
             cx = min(max(x0 + (j + 0.5) * w / out - 0.5, 0), n_w - 1)
             xlo = int(math.floor(cx))
             xhi, fx = min(xlo + 1, n_w - 1), cx - xlo
-            res[i, j] = ((1 - fy) * (1 - fx) * img[ylo, xlo] + (1 - fy) * fx * img[ylo, xhi]
-                         + fy * (1 - fx) * img[yhi, xlo] + fy * fx * img[yhi, xhi])
+            res[i, j] = (
+                (1 - fy) * (1 - fx) * img[ylo, xlo]
+                + (1 - fy) * fx * img[ylo, xhi]
+                + fy * (1 - fx) * img[yhi, xlo]
+                + fy * fx * img[yhi, xhi]
+            )
     return res
 
 
@@ -52,8 +57,9 @@ def test_identity_config_equals_plain_normalisation():
 def test_flip_probability_one_mirrors_every_image():
     imgs = _images()
     cfg = ViewConfig(**{**IDENTITY, "flip_p": 1.0}, normalize=False)
-    np.testing.assert_allclose(views.one_view(jax.random.key(1), imgs, cfg),
-                               imgs[:, :, ::-1] / 255.0, atol=1e-6)
+    np.testing.assert_allclose(
+        views.one_view(jax.random.key(1), imgs, cfg), imgs[:, :, ::-1] / 255.0, atol=1e-6
+    )
 
 
 def test_resample_matrix_matches_numpy_bilinear_crop():
@@ -79,8 +85,9 @@ def test_downsampling_is_antialiased_like_jax_image_resize():
 
 def test_crop_boxes_respect_scale_ratio_and_bounds():
     keys = jax.random.split(jax.random.key(3), 2000)
-    boxes = np.asarray(jax.vmap(lambda k: views.sample_crop_box(k, 32, 32, (0.08, 1.0),
-                                                                (3 / 4, 4 / 3)))(keys))
+    boxes = np.asarray(
+        jax.vmap(lambda k: views.sample_crop_box(k, 32, 32, (0.08, 1.0), (3 / 4, 4 / 3)))(keys)
+    )
     y0, x0, h, w = boxes.T
     area, ratio = h * w / 1024, w / h
     assert (y0 >= 0).all() and (x0 >= 0).all()
@@ -96,8 +103,9 @@ def test_crop_boxes_respect_scale_ratio_and_bounds():
 
 def test_crop_falls_back_to_centred_box_when_nothing_fits():
     keys = jax.random.split(jax.random.key(4), 50)
-    boxes = np.asarray(jax.vmap(lambda k: views.sample_crop_box(k, 32, 32, (0.9, 1.0),
-                                                                (3.0, 4.0)))(keys))
+    boxes = np.asarray(
+        jax.vmap(lambda k: views.sample_crop_box(k, 32, 32, (0.9, 1.0), (3.0, 4.0)))(keys)
+    )
     # Wide boxes with >= 90% of the area never fit a square; torchvision's fallback is the full
     # width with the height set by the ratio bound nearest to the image's (w / h = 3).
     np.testing.assert_allclose(boxes, np.tile([32 / 3, 0, 32 / 3, 32], (50, 1)), atol=1e-4)
@@ -108,14 +116,20 @@ def test_colour_ops_match_numpy_references():
     img = rng.random((6, 7, 3)).astype(np.float32)
     gray = img @ np.array([0.299, 0.587, 0.114])
     np.testing.assert_allclose(views.grayscale(img), gray, atol=1e-6)
-    np.testing.assert_allclose(views.adjust_brightness(img, 1.3), np.clip(img * 1.3, 0, 1),
-                               atol=1e-6)
-    np.testing.assert_allclose(views.adjust_contrast(img, 0.7),
-                               np.clip(0.7 * img + 0.3 * gray.mean(), 0, 1), atol=1e-6)
-    np.testing.assert_allclose(views.adjust_saturation(img, 1.5),
-                               np.clip(1.5 * img - 0.5 * gray[..., None], 0, 1), atol=1e-6)
-    np.testing.assert_allclose(views.adjust_saturation(img, 0.0),
-                               np.repeat(gray[..., None], 3, -1), atol=1e-6)
+    np.testing.assert_allclose(
+        views.adjust_brightness(img, 1.3), np.clip(img * 1.3, 0, 1), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        views.adjust_contrast(img, 0.7), np.clip(0.7 * img + 0.3 * gray.mean(), 0, 1), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        views.adjust_saturation(img, 1.5),
+        np.clip(1.5 * img - 0.5 * gray[..., None], 0, 1),
+        atol=1e-6,
+    )
+    np.testing.assert_allclose(
+        views.adjust_saturation(img, 0.0), np.repeat(gray[..., None], 3, -1), atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("shift", [0.07, -0.1, 0.5])
@@ -147,23 +161,30 @@ def test_blur_matches_numpy_reflect_convolution():
 
     ref = conv1d(conv1d(img, 0), 1)
     g = views.blur_matrix(jnp.float32(sigma), 32, k)
-    np.testing.assert_allclose(jnp.einsum("oh,hwc,pw->opc", g, img, g, precision="highest"),
-                               ref, atol=1e-5)
-    cfg = ViewConfig(**IDENTITY, blur_p=1.0, blur_sigma=(sigma, sigma), blur_kernel=k,
-                     normalize=False)
+    np.testing.assert_allclose(
+        jnp.einsum("oh,hwc,pw->opc", g, img, g, precision="highest"), ref, atol=1e-5
+    )
+    cfg = ViewConfig(
+        **IDENTITY, blur_p=1.0, blur_sigma=(sigma, sigma), blur_kernel=k, normalize=False
+    )
     imgs = (img * 255).astype(np.uint8)[None]
-    np.testing.assert_allclose(views.one_view(jax.random.key(0), imgs, cfg)[0],
-                               conv1d(conv1d(imgs[0] / 255.0, 0), 1), atol=1e-5)
+    np.testing.assert_allclose(
+        views.one_view(jax.random.key(0), imgs, cfg)[0],
+        conv1d(conv1d(imgs[0] / 255.0, 0), 1),
+        atol=1e-5,
+    )
 
 
 def test_grayscale_and_solarize_with_probability_one():
     imgs = _images(4)
-    out = views.one_view(jax.random.key(8), imgs,
-                         ViewConfig(**{**IDENTITY, "grayscale_p": 1.0}, normalize=False))
+    out = views.one_view(
+        jax.random.key(8), imgs, ViewConfig(**{**IDENTITY, "grayscale_p": 1.0}, normalize=False)
+    )
     luma = (imgs / 255.0) @ np.array([0.299, 0.587, 0.114])
     np.testing.assert_allclose(out, np.repeat(luma[..., None], 3, -1), atol=1e-5)
-    out = views.one_view(jax.random.key(8), imgs,
-                         ViewConfig(**IDENTITY, solarize_p=1.0, normalize=False))
+    out = views.one_view(
+        jax.random.key(8), imgs, ViewConfig(**IDENTITY, solarize_p=1.0, normalize=False)
+    )
     x = imgs / 255.0
     np.testing.assert_allclose(out, np.where(x >= 0.5, 1 - x, x), atol=1e-5)
 
@@ -171,14 +192,21 @@ def test_grayscale_and_solarize_with_probability_one():
 def test_stage_probabilities_are_per_example():
     imgs = _images(200, seed=9)
     x = imgs / 255.0
-    out = np.asarray(views.one_view(jax.random.key(10), imgs,
-                                    ViewConfig(**{**IDENTITY, "flip_p": 0.5}, normalize=False)))
+    out = np.asarray(
+        views.one_view(
+            jax.random.key(10), imgs, ViewConfig(**{**IDENTITY, "flip_p": 0.5}, normalize=False)
+        )
+    )
     flipped = np.all(np.abs(out - x[:, :, ::-1]) < 1e-5, axis=(1, 2, 3))
     kept = np.all(np.abs(out - x) < 1e-5, axis=(1, 2, 3))
     assert (flipped ^ kept).all() and 70 < flipped.sum() < 130
-    out = np.asarray(views.one_view(jax.random.key(11), imgs,
-                                    ViewConfig(**{**IDENTITY, "grayscale_p": 0.2},
-                                               normalize=False)))
+    out = np.asarray(
+        views.one_view(
+            jax.random.key(11),
+            imgs,
+            ViewConfig(**{**IDENTITY, "grayscale_p": 0.2}, normalize=False),
+        )
+    )
     gray = np.all(np.abs(out[..., 0] - out[..., 2]) < 1e-6, axis=(1, 2))
     assert 20 < gray.sum() < 60
     cfg = ViewConfig(**{**IDENTITY, "jitter_p": 0.8}, normalize=False)
@@ -238,10 +266,17 @@ def test_byol_pair_and_per_view_configs():
 def test_config_lists_become_tuples_and_bad_values_raise():
     cfg = ViewConfig(crop_scale=[0.2, 1.0])
     assert cfg.crop_scale == (0.2, 1.0) and hash(cfg)
-    for bad in (dict(crop_scale=(0.0, 1.0)), dict(crop_scale=(0.5, 1.2)),
-                dict(crop_ratio=(2.0, 1.0)), dict(flip_p=1.5), dict(brightness=-0.1),
-                dict(hue=0.7), dict(blur_kernel=4), dict(blur_sigma=(0.0, 1.0)),
-                dict(out_size=0)):
+    for bad in (
+        dict(crop_scale=(0.0, 1.0)),
+        dict(crop_scale=(0.5, 1.2)),
+        dict(crop_ratio=(2.0, 1.0)),
+        dict(flip_p=1.5),
+        dict(brightness=-0.1),
+        dict(hue=0.7),
+        dict(blur_kernel=4),
+        dict(blur_sigma=(0.0, 1.0)),
+        dict(out_size=0),
+    ):
         with pytest.raises(JaxdivError):
             ViewConfig(**bad)
     with pytest.raises(JaxdivError, match="uint8 RGB batch"):

@@ -12,20 +12,31 @@ import pytest
 from jaxdiv import xla_defaults
 from tests.support import ROOT
 
-PROBE = ("import json, os, jaxdiv, jax.numpy as jnp; jnp.ones(2).sum(); "
-         "print(json.dumps(os.environ.get('XLA_FLAGS')))")
+PROBE = (
+    "import json, os, jaxdiv, jax.numpy as jnp; jnp.ones(2).sum(); "
+    "print(json.dumps(os.environ.get('XLA_FLAGS')))"
+)
 
 
 def _flags_after_import(**env) -> str | None:
     full = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAXDIV_XLA_DEFAULTS")}
     full.update(env)
-    out = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=full, check=True,
-                         capture_output=True, text=True, timeout=120).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=ROOT,
+        env=full,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-@pytest.mark.skipif(xla_defaults._jaxlib_version() not in xla_defaults.CHECKED_JAXLIB,
-                    reason="the flag is only added on jaxlib versions where it was checked")
+@pytest.mark.skipif(
+    xla_defaults._jaxlib_version() not in xla_defaults.CHECKED_JAXLIB,
+    reason="the flag is only added on jaxlib versions where it was checked",
+)
 def test_flag_added_at_import_and_a_computation_runs():
     assert _flags_after_import() == xla_defaults.CPU_FLAGS
     kept = "--xla_force_host_platform_device_count=2"

@@ -32,10 +32,17 @@ def get_config():
     c.method.predictor = ml_collections.ConfigDict({"hidden": (4096,), "out": 256})
     c.data.view1 = ml_collections.ConfigDict({"blur_p": 1.0, "solarize_p": 0.0})
     c.data.view2 = ml_collections.ConfigDict({"blur_p": 0.1, "solarize_p": 0.2})
-    c.optimizer = ml_collections.ConfigDict({
-        "name": "sgd", "learning_rate": 0.8, "momentum": 0.9, "nesterov": False,
-        "weight_decay": 1.5e-6, "warmup_epochs": 10.0, "schedule": "cosine",
-    })
+    c.optimizer = ml_collections.ConfigDict(
+        {
+            "name": "sgd",
+            "learning_rate": 0.8,
+            "momentum": 0.9,
+            "nesterov": False,
+            "weight_decay": 1.5e-6,
+            "warmup_epochs": 10.0,
+            "schedule": "cosine",
+        }
+    )
     c.num_epochs = 100.0
     # The EMA schedule needs the run length when the method is built; giving it as steps
     # (100 epochs x 1,238 steps of 1024 of the 1,268,355 images) avoids reading the split.

@@ -92,8 +92,11 @@ def overrides(base: ml_collections.ConfigDict, other: ml_collections.ConfigDict)
     for key in b:
         if key == "name" or a.get(key) == b[key]:
             continue
-        if isinstance(b[key], dict) and isinstance(a.get(key), dict) and (
-                set(_flat(a[key])) == set(_flat(b[key]))):
+        if (
+            isinstance(b[key], dict)
+            and isinstance(a.get(key), dict)
+            and (set(_flat(a[key])) == set(_flat(b[key])))
+        ):
             fa, fb = _flat(a[key]), _flat(b[key])
             out.update({f"{key}.{k}": v for k, v in fb.items() if fa[k] != v})
         else:
@@ -108,11 +111,11 @@ def get_config() -> ml_collections.ConfigDict:
     pop.base = member_config("base")
     pop.splits = [MINIVAL_SPLIT, TEST_SPLIT]
     pop.analysis = ml_collections.ConfigDict(
-        {"split": TEST_SPLIT, "calibration_split": MINIVAL_SPLIT, "bootstrap": 1000})
+        {"split": TEST_SPLIT, "calibration_split": MINIVAL_SPLIT, "bootstrap": 1000}
+    )
     pop.report = True
     pop.variations = [
-        {"name": name, "category": category,
-         "overrides": overrides(pop.base, member_config(name))}
+        {"name": name, "category": category, "overrides": overrides(pop.base, member_config(name))}
         for name, category, _ in MEMBERS[1:]
     ]
     return pop

@@ -33,8 +33,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from configs.imagenet.common import data_config, supervised_base  # noqa: E402
 
-VARIANTS = ("", "seed1", "seed2", "lr0.8", "lr0.2", "wd5e-5", "smooth0.1", "ra3-10", "noaug",
-            "half_a", "half_b")
+VARIANTS = (
+    "",
+    "seed1",
+    "seed2",
+    "lr0.8",
+    "lr0.2",
+    "wd5e-5",
+    "smooth0.1",
+    "ra3-10",
+    "noaug",
+    "half_a",
+    "half_b",
+)
 
 
 def get_config(variant: str = ""):
@@ -59,6 +70,7 @@ def get_config(variant: str = ""):
     elif variant == "half_b":
         c.data = data_config(train_split="train[49.5%:99%]", num_train=634_177)
     elif variant:
-        raise ValueError(f"unknown variant {variant!r}; valid variants: "
-                         + ", ".join(v for v in VARIANTS if v))
+        raise ValueError(
+            f"unknown variant {variant!r}; valid variants: " + ", ".join(v for v in VARIANTS if v)
+        )
     return c

@@ -29,11 +29,19 @@ def get_config():
     c = ssl_base("simclr_resnet50", "simclr")
     c.method.temperature = 0.1
     c.method.projector = ml_collections.ConfigDict({"hidden": (2048,), "out": 128})
-    c.data.views.update({"brightness": 0.8, "contrast": 0.8, "saturation": 0.8, "hue": 0.2,
-                         "blur_p": 0.5})
-    c.optimizer = ml_collections.ConfigDict({
-        "name": "sgd", "learning_rate": 1.2, "momentum": 0.9, "nesterov": False,
-        "weight_decay": 1e-6, "warmup_epochs": 10.0, "schedule": "cosine",
-    })
+    c.data.views.update(
+        {"brightness": 0.8, "contrast": 0.8, "saturation": 0.8, "hue": 0.2, "blur_p": 0.5}
+    )
+    c.optimizer = ml_collections.ConfigDict(
+        {
+            "name": "sgd",
+            "learning_rate": 1.2,
+            "momentum": 0.9,
+            "nesterov": False,
+            "weight_decay": 1e-6,
+            "warmup_epochs": 10.0,
+            "schedule": "cosine",
+        }
+    )
     c.num_epochs = 100.0
     return c

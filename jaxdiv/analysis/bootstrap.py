@@ -103,8 +103,9 @@ def _divergence_sums(logits, inv_t, weights, offsets, *, chunk: int):
         start = jnp.minimum(nominal, m - chunk)
         keep = (start + jnp.arange(chunk)) >= nominal
         w = lax.dynamic_slice_in_dim(weights, start, chunk, axis=1) * keep
-        js, skl = divergence_tile_terms(logits, inv_t, start, chunk, offsets, keep,
-                                        per_example=True)
+        js, skl = divergence_tile_terms(
+            logits, inv_t, start, chunk, offsets, keep, per_example=True
+        )
         return (carry[0] + _contract(w, js), carry[1] + _contract(w, skl)), None
 
     shape = (weights.shape[0], offsets.shape[0], logits.shape[0])
@@ -165,8 +166,9 @@ def bootstrap_pairwise(
             f"weights, over half of memory_budget={memory_budget}; raise the "
             "budget or use fewer resamples"
         )
-    weights = jnp.concatenate([jnp.ones((1, m), jnp.float32),
-                               resample_counts(key, num_resamples=b - 1, m=m)])
+    weights = jnp.concatenate(
+        [jnp.ones((1, m), jnp.float32), resample_counts(key, num_resamples=b - 1, m=m)]
+    )
     f = member_features(logits, labels, inv_t, combine, memory_budget)
     correct, pred = f["correct"], f["pred"]
     a = jnp.dot(weights, correct.T.astype(jnp.float32), precision=_HP)  # [B, N]
@@ -180,24 +182,26 @@ def bootstrap_pairwise(
     offsets = np.concatenate([[0], pair_offsets(n)]).astype(np.int32)
     per_offset = 4 * b * n * (n_terms + len(stats) + 2)
     group = int(max(1, min(len(offsets), (memory_budget // 2) // per_offset)))
-    kernel = (PairEnsembleKernel(logits, labels, inv_t, combine, memory_budget, f)
-              if want_ens else None)
+    kernel = (
+        PairEnsembleKernel(logits, labels, inv_t, combine, memory_budget, f) if want_ens else None
+    )
     q = (0.5 * (1.0 - confidence), 0.5 * (1.0 + confidence))
     ind_chunk = lambda d: example_tile(  # noqa: E731
-        d * n, m, 4, memory_budget // 4, copies=4, cpu_tile_bytes=None)
+        d * n, m, 4, memory_budget // 4, copies=4, cpu_tile_bytes=None
+    )
 
     pieces: dict[str, list] = {s: [] for s in stats}
     for g in range(0, len(offsets), group):
-        off = offsets[g:g + group]
+        off = offsets[g : g + group]
         off_j = jnp.asarray(off)
         sums = {}
         if want_ind or want_ens:
-            sums["both"], sums["same"] = _indicator_sums(correct, pred, weights, off_j,
-                                                         chunk=ind_chunk(len(off)))
+            sums["both"], sums["same"] = _indicator_sums(
+                correct, pred, weights, off_j, chunk=ind_chunk(len(off))
+            )
         if want_div:
             chunk = divergence_tile(n, m, c, memory_budget // 4)
-            sums["js"], sums["skl"] = _divergence_sums(logits, inv_t, weights, off_j,
-                                                       chunk=chunk)
+            sums["js"], sums["skl"] = _divergence_sums(logits, inv_t, weights, off_j, chunk=chunk)
         if want_ens:
             sums["right"], sums["right_xor"] = _ensemble_sums(kernel, weights, off)
         group_stats = _group_intervals(total, a, off_j, sums, stats=tuple(stats), q=q)
@@ -215,14 +219,16 @@ def _group_intervals(total, a, offsets, sums, *, stats, q):
     tot = total[:, None, None]
     values = {}
     if "both" in sums:
-        values.update(error_stats_from_counts(tot, a_i, a_j, sums["both"],
-                                              tot - sums["same"]))
+        values.update(error_stats_from_counts(tot, a_i, a_j, sums["both"], tot - sums["same"]))
     if "js" in sums:
         values["js"] = jnp.maximum(sums["js"] / tot, 0.0)
         values["symmetric_kl"] = jnp.maximum(sums["skl"] / tot, 0.0)
     if "right" in sums:
-        values.update(ensemble_stats_from_counts(tot, a_i, a_j, sums["both"], sums["right"],
-                                                 sums["right_xor"]))
+        values.update(
+            ensemble_stats_from_counts(
+                tot, a_i, a_j, sums["both"], sums["right"], sums["right_xor"]
+            )
+        )
     out = {}
     for s in stats:
         v = values[s]  # [B, D, N]; row 0 is the estimate
@@ -259,7 +265,7 @@ def _ensemble_sums(kernel: PairEnsembleKernel, weights, offsets):
     for start, n_sub in kernel.blocks(len(offsets), per_example=True):
         span = n_sub * kernel.sub
         r, rx = kernel.masks(offsets, start, n_sub)
-        w = weights[:, start:start + span]
+        w = weights[:, start : start + span]
         w = jnp.pad(w, ((0, 0), (0, span - w.shape[1])))  # padded examples: weight 0
         cr, cx = _contract_masks(w, jnp.asarray(r), jnp.asarray(rx))
         right, right_xor = right + cr, right_xor + cx

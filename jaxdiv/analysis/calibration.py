@@ -50,8 +50,9 @@ def _nll_derivatives(logits, labels, u, *, chunk: int):
         z = slice_examples(logits, start, chunk).astype(jnp.float32)
         y = lax.dynamic_slice_in_dim(labels, start, chunk)
         p = jax.nn.softmax(z * beta[:, None, None], axis=-1)
-        z_y = jnp.take_along_axis(z, jnp.broadcast_to(y[None, :, None], z.shape[:2] + (1,)),
-                                  axis=-1)
+        z_y = jnp.take_along_axis(
+            z, jnp.broadcast_to(y[None, :, None], z.shape[:2] + (1,)), axis=-1
+        )
         # E_p[z] - z_y summed as E_p[z - z_y]: no cancellation when p_y is close to 1
         grad = jnp.sum(p * (z - z_y), axis=-1)
         mean_z = z_y[..., 0] + grad
@@ -119,8 +120,13 @@ def fit_temperatures(
     lo = jnp.full(n, -np.log(t_max), jnp.float32)
     hi = jnp.full(n, -np.log(t_min), jnp.float32)
     u, _, _ = _fit_log_beta(
-        jnp.asarray(logits), jnp.asarray(labels, jnp.int32), lo, hi, jnp.float32(tol),
-        chunk=chunk, max_iter=int(max_iter),
+        jnp.asarray(logits),
+        jnp.asarray(labels, jnp.int32),
+        lo,
+        hi,
+        jnp.float32(tol),
+        chunk=chunk,
+        max_iter=int(max_iter),
     )
     return np.clip(np.exp(-np.asarray(u, np.float64)), t_min, t_max)
 
@@ -145,10 +151,15 @@ def calibration_report(
     Returns ``{"temperature", "nll_before", "nll_after", "ece_before", "ece_after"}``, each
     [N]. Evaluate on the calibration split to see the fit, on another split to see transfer.
     """
-    before = member_metrics(logits, labels, n_bins=n_bins, memory_budget=memory_budget,
-                            names=names)
-    after = member_metrics(logits, labels, temperatures=temperatures, n_bins=n_bins,
-                           memory_budget=memory_budget, names=names)
+    before = member_metrics(logits, labels, n_bins=n_bins, memory_budget=memory_budget, names=names)
+    after = member_metrics(
+        logits,
+        labels,
+        temperatures=temperatures,
+        n_bins=n_bins,
+        memory_budget=memory_budget,
+        names=names,
+    )
     return {
         "temperature": np.asarray(temperatures, np.float64),
         "nll_before": before["nll"],

@@ -100,16 +100,19 @@ def base_pairs(
         )
     for key, mat in stats.items():
         if np.shape(mat) != (n, n):
-            raise JaxdivError(f"statistic {key!r} must be an [{n}, {n}] matrix; got "
-                              f"{np.shape(mat)}")
+            raise JaxdivError(
+                f"statistic {key!r} must be an [{n}, {n}] matrix; got {np.shape(mat)}"
+            )
     if accuracy_band is not None:
         low, high = (float(v) for v in accuracy_band)
         if not low <= high:
-            raise JaxdivError(f"accuracy band must be (low, high) with low <= high; got "
-                              f"{accuracy_band}")
+            raise JaxdivError(
+                f"accuracy band must be (low, high) with low <= high; got {accuracy_band}"
+            )
     b = _resolve_base(base, names)
-    cats = [None if (i == b or c is None) else normalise_category(c)
-            for i, c in enumerate(categories)]
+    cats = [
+        None if (i == b or c is None) else normalise_category(c) for i, c in enumerate(categories)
+    ]
     others = np.array([i for i in range(n) if i != b], dtype=int)
     has_cat = np.array([cats[i] is not None for i in others], dtype=bool)
     in_band = np.ones(len(others), bool)
@@ -118,8 +121,12 @@ def base_pairs(
     keep = others[has_cat & in_band]
     columns = {key: np.asarray(mat, np.float64)[b, keep] for key, mat in stats.items()}
     rows = [
-        {"member": names[j], "category": cats[j], "accuracy": float(acc[j]),
-         **{key: float(col[r]) for key, col in columns.items()}}
+        {
+            "member": names[j],
+            "category": cats[j],
+            "accuracy": float(acc[j]),
+            **{key: float(col[r]) for key, col in columns.items()},
+        }
         for r, j in enumerate(keep)
     ]
     return {
@@ -160,11 +167,21 @@ def category_aggregates(
             v = v[np.isfinite(v)]
             mean[key] = float(v.mean()) if v.size else float("nan")
             std[key] = float(v.std(ddof=1)) if v.size >= 2 else float("nan")
-        per_cat[cat] = {"count": len(mine), "members": [r["member"] for r in mine],
-                        "mean": mean, "std": std}
-    out = {**table, "accuracy_band": None if accuracy_band is None else list(accuracy_band),
-           "categories": per_cat}
+        per_cat[cat] = {
+            "count": len(mine),
+            "members": [r["member"] for r in mine],
+            "mean": mean,
+            "std": std,
+        }
+    out = {
+        **table,
+        "accuracy_band": None if accuracy_band is None else list(accuracy_band),
+        "categories": per_cat,
+    }
     if fit is not None and fit[0] in stats and fit[1] in stats:
-        out["fit"] = {"x": fit[0], "y": fit[1],
-                      **fit_line([r[fit[0]] for r in rows], [r[fit[1]] for r in rows])}
+        out["fit"] = {
+            "x": fit[0],
+            "y": fit[1],
+            **fit_line([r[fit[0]] for r in rows], [r[fit[1]] for r in rows]),
+        }
     return out

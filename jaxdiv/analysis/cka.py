@@ -52,15 +52,18 @@ def check_embeddings(embeddings, names=None) -> list[np.ndarray]:
         who = names[i] if names is not None else str(i)
         e = np.asarray(e, np.float32)
         if e.ndim != 2:
-            raise JaxdivError(f"embeddings of member {who} must be [examples, dims]; got "
-                              f"shape {e.shape}")
+            raise JaxdivError(
+                f"embeddings of member {who} must be [examples, dims]; got shape {e.shape}"
+            )
         if out and e.shape[0] != out[0].shape[0]:
             raise JaxdivError(
                 f"member {who} has embeddings for {e.shape[0]} examples but the first member "
-                f"has {out[0].shape[0]}; all members must cover the same examples")
+                f"has {out[0].shape[0]}; all members must cover the same examples"
+            )
         if not np.isfinite(e).all():
-            raise JaxdivError(f"NaN or inf embeddings in member {who}; re-run its predictions "
-                              "or leave it out")
+            raise JaxdivError(
+                f"NaN or inf embeddings in member {who}; re-run its predictions or leave it out"
+            )
         out.append(e)
     if not out:
         raise JaxdivError("no embeddings given")
@@ -92,19 +95,34 @@ def _block_sums(xi, xj, *, batch: int):
             u + jnp.einsum("imd,jm->ijd", a, qb),  # X' q_Y
             v + jnp.einsum("jme,im->ije", b, qa),  # Y' q_X
             qq + qa @ qb.T,
-            si + a.sum(1), sj + b.sum(1), qi_sum + qa.sum(1), qj_sum + qb.sum(1),
+            si + a.sum(1),
+            sj + b.sum(1),
+            qi_sum + qa.sum(1),
+            qj_sum + qb.sum(1),
         ), None
 
     z = jnp.zeros
-    init = (z((bi, bj, d, d)), z((bi, bj, d)), z((bi, bj, d)), z((bi, bj)),
-            z((bi, d)), z((bj, d)), z(bi), z(bj))
+    init = (
+        z((bi, bj, d, d)),
+        z((bi, bj, d)),
+        z((bi, bj, d)),
+        z((bi, bj)),
+        z((bi, d)),
+        z((bj, d)),
+        z(bi),
+        z(bj),
+    )
     (cross, u, v, qq, si, sj, qi, qj), _ = lax.scan(step, init, jnp.arange(n_tiles))
     return {
         "fro2": jnp.sum(cross * cross, axis=(2, 3)),
         "scs": jnp.einsum("ijde,id,je->ij", cross, si, sj),
         "su": jnp.einsum("id,ijd->ij", si, u),
         "sv": jnp.einsum("je,ije->ij", sj, v),
-        "qq": qq, "si": si, "sj": sj, "qi": qi, "qj": qj,
+        "qq": qq,
+        "si": si,
+        "sj": sj,
+        "qi": qi,
+        "qj": qj,
     }
 
 
@@ -134,8 +152,12 @@ def _hsic_exact(embs, estimator, batch, memory_budget) -> np.ndarray:
     batch = int(min(batch, m))
     # block size b: b^2 D^2 accumulators and 2 b M D inputs within the budget
     per = max(1, memory_budget // 4)
-    b = int(max(1, min(n, np.sqrt(per / 2 / (dmax * dmax + 4 * dmax + 4)),
-                       per / 2 / max(1, 2 * m * dmax))))
+    b = int(
+        max(
+            1,
+            min(n, np.sqrt(per / 2 / (dmax * dmax + 4 * dmax + 4)), per / 2 / max(1, 2 * m * dmax)),
+        )
+    )
     hsic = np.zeros((n, n))
     blocks = [np.arange(s, min(s + b, n)) for s in range(0, n, b)]
     for bi, rows in enumerate(blocks):
@@ -160,8 +182,7 @@ def _batch_hsic(x):
     row = gram.sum(-1)  # K~1 [N, b]
     tot = row.sum(-1)
     kl1 = row @ row.T
-    return (trace + jnp.outer(tot, tot) / ((b - 1) * (b - 2)) - 2.0 * kl1 / (b - 2)) / (
-        b * (b - 3))
+    return (trace + jnp.outer(tot, tot) / ((b - 1) * (b - 2)) - 2.0 * kl1 / (b - 2)) / (b * (b - 3))
 
 
 def _hsic_minibatch(embs, batch) -> np.ndarray:
@@ -169,13 +190,14 @@ def _hsic_minibatch(embs, batch) -> np.ndarray:
     dmax = max(e.shape[1] for e in embs)
     b = int(min(batch, m))
     if b < 4:
-        raise JaxdivError(f"the minibatch CKA estimator needs batches of at least 4 examples; "
-                          f"got {b}")
+        raise JaxdivError(
+            f"the minibatch CKA estimator needs batches of at least 4 examples; got {b}"
+        )
     x = _stack([e - e.mean(0) for e in embs], np.arange(len(embs)), dmax)
     total = np.zeros((len(embs), len(embs)))
     n_batches = m // b
     for k in range(n_batches):
-        total += np.asarray(_batch_hsic(jnp.asarray(x[:, k * b:(k + 1) * b])), np.float64)
+        total += np.asarray(_batch_hsic(jnp.asarray(x[:, k * b : (k + 1) * b])), np.float64)
     total /= n_batches
     return 0.5 * (total + total.T)
 

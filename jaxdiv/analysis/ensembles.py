@@ -145,8 +145,10 @@ def _features(logits, labels, inv_t, *, combine: str, chunk: int):
 
     def step(i, out):
         start = jnp.minimum(i * chunk, m - chunk)
-        return tuple(lax.dynamic_update_slice_in_dim(o, t.astype(o.dtype), start, axis=1)
-                     for o, t in zip(out, tile(start), strict=True))
+        return tuple(
+            lax.dynamic_update_slice_in_dim(o, t.astype(o.dtype), start, axis=1)
+            for o, t in zip(out, tile(start), strict=True)
+        )
 
     dtypes = (jnp.float32,) * 3 + (jnp.int32,) + (jnp.float32,) * 3 + (jnp.int32, bool)
     out = tuple(jnp.zeros((n, m), d) for d in dtypes)
@@ -168,8 +170,11 @@ def _pad_features(f, *, chunk: int):
     n, m = f["L"].shape
     extra = -(-m // chunk) * chunk - m
     fill = {"L": -jnp.inf, "correct": False}
-    return {k: jnp.pad(v, ((0, 0), (0, extra)), constant_values=fill.get(k, 0))
-            for k, v in f.items() if k in ("L", "W1", "W2", "w1", "lo", "correct")}
+    return {
+        k: jnp.pad(v, ((0, 0), (0, extra)), constant_values=fill.get(k, 0))
+        for k, v in f.items()
+        if k in ("L", "W1", "W2", "w1", "lo", "correct")
+    }
 
 
 # ---------------------------------------------------------------------------- pair kernel
@@ -189,8 +194,9 @@ def _level1(f, start, offsets, *, sub: int, n_sub: int, per_example: bool, use_l
     score.
     """
     n = f["L"].shape[0]
-    cols = ("L", "W1", "W2", "w1", "lo", "correct") if use_lo else ("L", "W1", "W2", "w1",
-                                                                     "correct")
+    cols = (
+        ("L", "W1", "W2", "w1", "lo", "correct") if use_lo else ("L", "W1", "W2", "w1", "correct")
+    )
 
     def tile_fn(k):
         tile = [lax.dynamic_slice_in_dim(f[c], start + k * sub, sub, axis=1) for c in cols]
@@ -215,8 +221,11 @@ def _level1(f, start, offsets, *, sub: int, n_sub: int, per_example: bool, use_l
             right_xor = right & (c != cj)
             if per_example:
                 return right, right_xor, undecided
-            return (jnp.sum(right, -1, dtype=jnp.int32),
-                    jnp.sum(right_xor, -1, dtype=jnp.int32), undecided)
+            return (
+                jnp.sum(right, -1, dtype=jnp.int32),
+                jnp.sum(right_xor, -1, dtype=jnp.int32),
+                undecided,
+            )
 
         return lax.map(one, offsets)
 
@@ -267,8 +276,13 @@ def _level2(packed, i, j, x, at_i, at_j):
 def _level3_rows(logits, inv_t, packed, member, example, *, combine: str):
     """Dense score rows ``[U, C]`` of (member, example) pairs."""
     f = packed[member, example]
-    return score_values(logits[member, example].astype(jnp.float32), f[:, 4:5],
-                        inv_t[member][:, None], f[:, 5:6], combine)
+    return score_values(
+        logits[member, example].astype(jnp.float32),
+        f[:, 4:5],
+        inv_t[member][:, None],
+        f[:, 5:6],
+        combine,
+    )
 
 
 @jax.jit
@@ -301,8 +315,7 @@ class PairEnsembleKernel:
     batches that fit the budget.
     """
 
-    def __init__(self, logits, labels, inv_t, combine: str, memory_budget: int,
-                 features: dict):
+    def __init__(self, logits, labels, inv_t, combine: str, memory_budget: int, features: dict):
         self.n, self.m, self.c = logits.shape
         self.combine = combine
         self.budget = memory_budget
@@ -335,8 +348,15 @@ class PairEnsembleKernel:
         return int(min(n_sub, -(-self.m // self.sub)))
 
     def _level1(self, offsets, start, n_sub, per_example):
-        return _level1(self.fp, start, jnp.asarray(offsets), sub=self.sub, n_sub=n_sub,
-                       per_example=per_example, use_lo=self.combine == "logit")
+        return _level1(
+            self.fp,
+            start,
+            jnp.asarray(offsets),
+            sub=self.sub,
+            n_sub=n_sub,
+            per_example=per_example,
+            use_lo=self.combine == "logit",
+        )
 
     def _decide(self, i, j, x):
         """Levels 2 and 3 for entries (i, j, x): ``(ensemble right, exactly one member
@@ -344,7 +364,7 @@ class PairEnsembleKernel:
         logits, labels, inv_t = self.args[:3]
         ok = np.empty(len(i), bool)
         for s in range(0, len(i), self.batch2):
-            ii, jj, xx = i[s:s + self.batch2], j[s:s + self.batch2], x[s:s + self.batch2]
+            ii, jj, xx = i[s : s + self.batch2], j[s : s + self.batch2], x[s : s + self.batch2]
             k = len(ii)
             idx = [_padded(a) for a in (ii, jj, xx)]
             at = _level2_scores(logits, inv_t, self.packed, *idx, combine=self.combine)
@@ -352,16 +372,25 @@ class PairEnsembleKernel:
             right, still = np.array(right[:k]), np.asarray(still[:k])
             todo = np.flatnonzero(still)
             for t in range(0, len(todo), self.batch3):
-                e = todo[t:t + self.batch3]
+                e = todo[t : t + self.batch3]
                 keys = np.concatenate([ii[e], jj[e]]).astype(np.int64) * self.m + np.tile(
-                    xx[e], 2)  # (member, example) rows; computed once each
+                    xx[e], 2
+                )  # (member, example) rows; computed once each
                 uniq, where = np.unique(keys, return_inverse=True)
                 rm, rx = np.divmod(uniq, self.m)
-                rows = _level3_rows(logits, inv_t, self.packed, _padded(rm), _padded(rx),
-                                    combine=self.combine)
-                right[e] = np.asarray(_level3(labels, rows, _padded(where[:len(e)]),
-                                              _padded(where[len(e):]), _padded(xx[e])))[:len(e)]
-            ok[s:s + k] = right
+                rows = _level3_rows(
+                    logits, inv_t, self.packed, _padded(rm), _padded(rx), combine=self.combine
+                )
+                right[e] = np.asarray(
+                    _level3(
+                        labels,
+                        rows,
+                        _padded(where[: len(e)]),
+                        _padded(where[len(e) :]),
+                        _padded(xx[e]),
+                    )
+                )[: len(e)]
+            ok[s : s + k] = right
         return ok, self.correct_np[i, x] != self.correct_np[j, x]
 
     def blocks(self, n_offsets: int, per_example: bool):
@@ -379,7 +408,7 @@ class PairEnsembleKernel:
         n, sub, size = self.n, self.sub, len(offsets) * self.n
         offsets = offsets.astype(np.int32)
         for s in range(0, mask.size, self.decode):
-            flat = np.flatnonzero(mask[s:s + self.decode])
+            flat = np.flatnonzero(mask[s : s + self.decode])
             if flat.size == 0:
                 continue
             flat += s
@@ -405,8 +434,10 @@ class PairEnsembleKernel:
                 ok, xor = self._decide(i, j, x)
                 right += np.bincount(k, ok, size).astype(np.int64)
                 right_xor += np.bincount(k, ok & xor, size).astype(np.int64)
-        return (right.reshape(-1, self.n).astype(np.int32),
-                right_xor.reshape(-1, self.n).astype(np.int32))
+        return (
+            right.reshape(-1, self.n).astype(np.int32),
+            right_xor.reshape(-1, self.n).astype(np.int32),
+        )
 
     def masks(self, offsets, start: int, n_sub: int) -> tuple[np.ndarray, np.ndarray]:
         """Per-example ensemble-right and right-on-EI masks ``[D, N, n_sub sub]`` (NumPy bool)
@@ -423,8 +454,9 @@ class PairEnsembleKernel:
         return to_pairs(right), to_pairs(right_xor)
 
 
-def check_ensemble_inputs(logits, labels, temperatures, combine, memory_budget, names,
-                          min_members=2):
+def check_ensemble_inputs(
+    logits, labels, temperatures, combine, memory_budget, names, min_members=2
+):
     """Validate a population, combine rule, budget and temperatures; ``1 / T`` [N] as a
     device array."""
     check_population(logits, labels, min_members=min_members, names=names)
@@ -526,8 +558,7 @@ def pairwise_table(
     logits, labels = jnp.asarray(logits), jnp.asarray(labels, jnp.int32)
     f = member_features(logits, labels, inv_t, combine, memory_budget)
     out = {"accuracy": jnp.mean(f["correct"], axis=1, dtype=jnp.float32)}
-    out.update(pairwise_error_stats(f["correct"], f["pred"],
-                                    memory_budget=memory_budget))
+    out.update(pairwise_error_stats(f["correct"], f["pred"], memory_budget=memory_budget))
     if divergences:
         out.update(divergences_checked(logits, inv_t, memory_budget))
     out.update(pair_ensembles_checked(logits, labels, inv_t, combine, memory_budget, f))
@@ -542,9 +573,7 @@ def _check_subsets(subsets, n: int) -> list[list[int]]:
     for k, s in enumerate(subsets):
         idx = np.asarray(s)
         if idx.ndim != 1 or idx.size == 0 or not np.issubdtype(idx.dtype, np.integer):
-            raise JaxdivError(
-                f"subset {k} must be a non-empty list of member indices; got {s!r}"
-            )
+            raise JaxdivError(f"subset {k} must be a non-empty list of member indices; got {s!r}")
         if idx.min() < 0 or idx.max() >= n:
             raise JaxdivError(f"subset {k} has member indices outside [0, {n}): {s!r}")
         if len(np.unique(idx)) != idx.size:
@@ -566,13 +595,11 @@ def _subset_correct_counts(logits, labels, inv_t, membership, *, combine: str, c
         z = lax.dynamic_slice_in_dim(logits, start, chunk, axis=1)
         y = lax.dynamic_slice_in_dim(labels, start, chunk)
         scores = member_scores(z, inv_t[:, None, None], combine)  # [N, T, C]
-        summed = jnp.einsum("sn,ntc->stc", membership, scores,
-                            precision=lax.Precision.HIGHEST)
+        summed = jnp.einsum("sn,ntc->stc", membership, scores, precision=lax.Precision.HIGHEST)
         right = (first_argmax(summed) == y[None, :]) & ((start + jnp.arange(chunk)) >= nominal)
         return carry + jnp.sum(right, axis=1, dtype=jnp.int32), None
 
-    out, _ = lax.scan(step, jnp.zeros(membership.shape[0], jnp.int32),
-                      jnp.arange(-(-m // chunk)))
+    out, _ = lax.scan(step, jnp.zeros(membership.shape[0], jnp.int32), jnp.arange(-(-m // chunk)))
     return out
 
 
@@ -592,8 +619,9 @@ def subset_ensemble_accuracy(
     ensemble sums its members' scores (same argmax as the average; module docstring) and
     predicts the argmax, ties to the lowest class. A one-member subset is that member.
     """
-    check_ensemble_inputs(logits, labels, temperatures, combine, memory_budget, names,
-                  min_members=1)
+    check_ensemble_inputs(
+        logits, labels, temperatures, combine, memory_budget, names, min_members=1
+    )
     n, m, c = np.shape(logits)
     subsets = _check_subsets(subsets, n)
     membership = np.zeros((len(subsets), n), np.float32)
@@ -602,9 +630,12 @@ def subset_ensemble_accuracy(
     # [N, T, C] scores + [S, T, C] sums, float32
     chunk = example_tile(n + len(subsets), m, 4 * c, memory_budget, copies=3)
     counts = _subset_correct_counts(
-        jnp.asarray(logits), jnp.asarray(labels, jnp.int32),
-        jnp.asarray(inverse_temperatures(temperatures, n)), jnp.asarray(membership),
-        combine=combine, chunk=chunk,
+        jnp.asarray(logits),
+        jnp.asarray(labels, jnp.int32),
+        jnp.asarray(inverse_temperatures(temperatures, n)),
+        jnp.asarray(membership),
+        combine=combine,
+        chunk=chunk,
     )
     return counts.astype(jnp.float32) / m
 
@@ -627,8 +658,7 @@ def _candidate_counts(logits, labels, inv_t, current, candidates, *, combine: st
         right = (first_argmax(summed) == y[None, :]) & ((start + jnp.arange(chunk)) >= nominal)
         return carry + jnp.sum(right, axis=1, dtype=jnp.int32), None
 
-    out, _ = lax.scan(step, jnp.zeros(candidates.shape[0], jnp.int32),
-                      jnp.arange(-(-m // chunk)))
+    out, _ = lax.scan(step, jnp.zeros(candidates.shape[0], jnp.int32), jnp.arange(-(-m // chunk)))
     return out
 
 
@@ -663,8 +693,7 @@ def greedy_selection(
     (one entry per ensemble size, starting with ``start`` alone).
     """
     for lg, lb in ((select_logits, select_labels), (report_logits, report_labels)):
-        check_ensemble_inputs(lg, lb, temperatures, combine, memory_budget, names,
-                      min_members=1)
+        check_ensemble_inputs(lg, lb, temperatures, combine, memory_budget, names, min_members=1)
     n, m_sel, c = np.shape(select_logits)
     if np.shape(report_logits)[0] != n or np.shape(report_logits)[2] != c:
         raise JaxdivError(
@@ -700,8 +729,9 @@ def greedy_selection(
         cand_idx = np.full(padded, cands[0], np.int32)
         cand_idx[: len(cands)] = cands
         chunk = example_tile(n + 2 * padded, lg.shape[1], 4 * c, memory_budget, copies=3)
-        out = _candidate_counts(lg, lb, inv_t, jnp.asarray(current), jnp.asarray(cand_idx),
-                                combine=combine, chunk=chunk)
+        out = _candidate_counts(
+            lg, lb, inv_t, jnp.asarray(current), jnp.asarray(cand_idx), combine=combine, chunk=chunk
+        )
         return np.asarray(out)[: len(cands)]
 
     def accuracy(split, members):

@@ -139,8 +139,9 @@ def _tile_outputs(logits, labels, inv_t, start, chunk):
     logp = jax.nn.log_softmax(z, axis=-1)
     pred = jnp.argmax(z, axis=-1).astype(jnp.int32)
     conf = jnp.exp(jnp.max(logp, axis=-1))
-    nll = -jnp.take_along_axis(logp, jnp.broadcast_to(y[None, :, None], z.shape[:2] + (1,)),
-                               axis=-1)[..., 0]
+    nll = -jnp.take_along_axis(
+        logp, jnp.broadcast_to(y[None, :, None], z.shape[:2] + (1,)), axis=-1
+    )[..., 0]
     return pred, pred == y[None, :], conf, nll
 
 
@@ -181,9 +182,7 @@ def _member_outputs(logits, labels, inv_t, *, chunk: int):
         jnp.zeros((n, m), bool),
         jnp.zeros((n, m), jnp.float32),
     )
-    return map_examples(
-        lambda s: _tile_outputs(logits, labels, inv_t, s, chunk)[:3], out, m, chunk
-    )
+    return map_examples(lambda s: _tile_outputs(logits, labels, inv_t, s, chunk)[:3], out, m, chunk)
 
 
 # ---------------------------------------------------------------------------- public
@@ -209,8 +208,11 @@ def member_metrics(
     inv_t = inverse_temperatures(temperatures, n)
     chunk = logits_tile_size(np.shape(logits), memory_budget)
     n_correct, nll_sum, gap = _member_sums(
-        jnp.asarray(logits), jnp.asarray(labels, jnp.int32), jnp.asarray(inv_t),
-        n_bins=int(n_bins), chunk=chunk,
+        jnp.asarray(logits),
+        jnp.asarray(labels, jnp.int32),
+        jnp.asarray(inv_t),
+        n_bins=int(n_bins),
+        chunk=chunk,
     )
     return {
         "accuracy": np.asarray(n_correct, np.float64) / m,
@@ -234,8 +236,11 @@ def member_outputs(
     inv_t = inverse_temperatures(temperatures, n)
     if np.shape(logits)[1] == 0:
         m0 = np.zeros((n, 0))
-        return {"pred": m0.astype(np.int32), "correct": m0.astype(bool),
-                "conf": m0.astype(np.float32)}
+        return {
+            "pred": m0.astype(np.int32),
+            "correct": m0.astype(bool),
+            "conf": m0.astype(np.float32),
+        }
     chunk = logits_tile_size(np.shape(logits), memory_budget)
     pred, correct, conf = _member_outputs(
         jnp.asarray(logits), jnp.asarray(labels, jnp.int32), jnp.asarray(inv_t), chunk=chunk

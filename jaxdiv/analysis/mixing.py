@@ -59,8 +59,10 @@ def base_pairs(n: int, base: int) -> np.ndarray:
 def check_pairs(pairs, n: int) -> np.ndarray:
     pairs = np.asarray(pairs)
     if pairs.ndim != 2 or pairs.shape[1] != 2 or not np.issubdtype(pairs.dtype, np.integer):
-        raise JaxdivError(f"pairs must be an integer array [P, 2] of member indices; got "
-                          f"{pairs.dtype} {pairs.shape}")
+        raise JaxdivError(
+            f"pairs must be an integer array [P, 2] of member indices; got "
+            f"{pairs.dtype} {pairs.shape}"
+        )
     if pairs.size and (pairs.min() < 0 or pairs.max() >= n):
         raise JaxdivError(f"pairs index members outside [0, {n})")
     if (pairs[:, 0] == pairs[:, 1]).any():
@@ -78,17 +80,22 @@ def check_aligned(ids: Sequence, names: Sequence[str] | None = None) -> None:
         if other.shape != first.shape or not np.array_equal(other, first):
             who = names[i] if names is not None else str(i)
             ref = names[0] if names is not None else "0"
-            detail = (f"{len(other)} ids vs {len(first)}" if other.shape != first.shape else
-                      f"first difference at row {int(np.flatnonzero(other != first)[0])}")
+            detail = (
+                f"{len(other)} ids vs {len(first)}"
+                if other.shape != first.shape
+                else f"first difference at row {int(np.flatnonzero(other != first)[0])}"
+            )
             raise JaxdivError(
                 f"member {who}'s example ids do not match member {ref}'s ({detail}); "
-                "embeddings must be aligned on the same examples in the same order")
+                "embeddings must be aligned on the same examples in the same order"
+            )
 
 
 def _check_inputs(train, evals, pairs):
     if len(train) != len(evals):
-        raise JaxdivError(f"train and eval embeddings must list the same members "
-                          f"({len(train)} vs {len(evals)})")
+        raise JaxdivError(
+            f"train and eval embeddings must list the same members ({len(train)} vs {len(evals)})"
+        )
     return check_pairs(pairs, len(train))
 
 
@@ -120,12 +127,14 @@ def check_ratios(ratios) -> np.ndarray:
     if bad.size:
         raise JaxdivError(
             f"mixing ratio {bad[0]:g} is outside [0, 1]; a ratio is the share of the first "
-            "member's dimensions (e.g. 0.75 for 75/25)")
+            "member's dimensions (e.g. 0.75 for 75/25)"
+        )
     return r
 
 
-def mixing_masks(dims, pairs, ratios=RATIOS, n_seeds: int = 3, *, total_dim=None,
-                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def mixing_masks(
+    dims, pairs, ratios=RATIOS, n_seeds: int = 3, *, total_dim=None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Feature masks of the random-subset mixes of each pair.
 
     Returns ``masks`` bool [P, R * S, 2 * Dmax] (ratio-major: probe ``r * S + s``) over the
@@ -145,7 +154,8 @@ def mixing_masks(dims, pairs, ratios=RATIOS, n_seeds: int = 3, *, total_dim=None
         if int(total_dim) < 1 or int(total_dim) > totals.min():
             raise JaxdivError(
                 f"total_dim must lie in [1, {int(totals.min())}] (the smaller embedding width "
-                f"of the pairs); got {total_dim}")
+                f"of the pairs); got {total_dim}"
+            )
         totals = np.full_like(totals, int(total_dim))
     masks = np.zeros((len(pairs), ratios.size * int(n_seeds), 2 * dmax), bool)
     for p, (a, b) in enumerate(pairs):
@@ -187,12 +197,19 @@ def mix_pairs(
     ratios = check_ratios(ratios)
     dims = embedding_dims(train)
     masks, totals = mixing_masks(dims, pairs, ratios, n_seeds, total_dim=total_dim, seed=seed)
-    res = evaluate_probes(train, train_labels, evals, eval_labels, pairs, masks, seed=seed,
-                          **probe_options)
+    res = evaluate_probes(
+        train, train_labels, evals, eval_labels, pairs, masks, seed=seed, **probe_options
+    )
     acc = res.accuracy.reshape(len(pairs), ratios.size, int(n_seeds))
-    out = {"pairs": pairs, "ratios": ratios, "total_dim": totals, "accuracy": acc,
-           **seed_intervals(acc, confidence), "c": res.c[:, 0],
-           "converged": res.converged.reshape(acc.shape)}
+    out = {
+        "pairs": pairs,
+        "ratios": ratios,
+        "total_dim": totals,
+        "accuracy": acc,
+        **seed_intervals(acc, confidence),
+        "c": res.c[:, 0],
+        "converged": res.converged.reshape(acc.shape),
+    }
     out["gain"] = mixing_gain(out["mean"], ratios)
     return out
 
@@ -235,8 +252,7 @@ def default_keep_grid(total: int) -> np.ndarray:
     return grid[(grid >= 1) & (grid <= total)]
 
 
-def compression_masks(scores: Sequence[np.ndarray], pairs, keep) -> tuple[np.ndarray,
-                                                                         np.ndarray]:
+def compression_masks(scores: Sequence[np.ndarray], pairs, keep) -> tuple[np.ndarray, np.ndarray]:
     """Masks [P, L, 2 * Dmax] keeping each pair's top-``keep[l]`` dimensions by score.
 
     Ties rank the first member's dimensions first, then by position. Also returns ``valid``
@@ -299,14 +315,14 @@ def compress_pairs(
     full = np.zeros_like(masks[:, :1])
     dmax = int(dims.max())
     for p, (a, b) in enumerate(pairs):
-        full[p, 0, :dims[a]] = True
-        full[p, 0, dmax:dmax + dims[b]] = True
+        full[p, 0, : dims[a]] = True
+        full[p, 0, dmax : dmax + dims[b]] = True
     masks = np.where(valid[..., None], masks, full)
-    res = evaluate_probes(train, train_labels, evals, eval_labels, pairs, masks, seed=seed,
-                          **probe_options)
+    res = evaluate_probes(
+        train, train_labels, evals, eval_labels, pairs, masks, seed=seed, **probe_options
+    )
     acc = np.where(valid, res.accuracy, np.nan).reshape(len(pairs), len(criteria), keep.size)
-    return {"pairs": pairs, "criteria": criteria, "keep": keep, "accuracy": acc,
-            "c": res.c[:, 0]}
+    return {"pairs": pairs, "criteria": criteria, "keep": keep, "accuracy": acc, "c": res.c[:, 0]}
 
 
 def dims_to_target(accuracy, keep, target) -> np.ndarray:
@@ -335,8 +351,10 @@ def coarse_labels(labels, groups: Sequence[Sequence[int]] = CIFAR10_VEHICLES_VS_
             table[int(c)] = g
     missing = sorted(set(np.unique(labels).tolist()) - set(table))
     if missing:
-        raise JaxdivError(f"classes {missing} belong to no coarse group; the coarse task "
-                          f"covers classes {sorted(table)}")
+        raise JaxdivError(
+            f"classes {missing} belong to no coarse group; the coarse task "
+            f"covers classes {sorted(table)}"
+        )
     lut = np.full(max(table) + 1, -1, np.int32)
     for c, g in table.items():
         lut[c] = g
@@ -353,8 +371,7 @@ def few_shot_rows(labels, shots: int, seed: int = 0) -> np.ndarray:
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         if len(idx) < int(shots):
-            raise JaxdivError(f"class {c} has only {len(idx)} examples, fewer than "
-                              f"shots={shots}")
+            raise JaxdivError(f"class {c} has only {len(idx)} examples, fewer than shots={shots}")
         rows.append(rng.choice(idx, int(shots), replace=False))
     return np.sort(np.concatenate(rows))
 
@@ -381,11 +398,15 @@ def stacked_pairs(
     pairs = _check_inputs(train, evals, pairs)
     n = len(train)
     kw = dict(fit_rows=fit_rows, holdout_rows=holdout_rows, seed=seed, **probe_options)
-    single = evaluate_probes(train, train_labels, evals, eval_labels, np.arange(n)[:, None],
-                             **kw)
+    single = evaluate_probes(train, train_labels, evals, eval_labels, np.arange(n)[:, None], **kw)
     pair = evaluate_probes(train, train_labels, evals, eval_labels, pairs, **kw)
     s = single.accuracy[:, 0]
     pa = pair.accuracy[:, 0]
-    return {"pairs": pairs, "single": s, "pair": pa,
-            "gain": pa - np.maximum(s[pairs[:, 0]], s[pairs[:, 1]]),
-            "single_c": single.c[:, 0], "pair_c": pair.c[:, 0]}
+    return {
+        "pairs": pairs,
+        "single": s,
+        "pair": pa,
+        "gain": pa - np.maximum(s[pairs[:, 0]], s[pairs[:, 1]]),
+        "single_c": single.c[:, 0],
+        "pair_c": pair.c[:, 0],
+    }

@@ -90,8 +90,15 @@ def roll_rows(doubled, d, n: int):
     return lax.dynamic_slice_in_dim(doubled, d, n, axis=0)
 
 
-def example_tile(n_members: int, n_examples: int, row_bytes: int, memory_budget: int,
-                 *, copies: int = 1, cpu_tile_bytes: int | None = CPU_TILE_BYTES) -> int:
+def example_tile(
+    n_members: int,
+    n_examples: int,
+    row_bytes: int,
+    memory_budget: int,
+    *,
+    copies: int = 1,
+    cpu_tile_bytes: int | None = CPU_TILE_BYTES,
+) -> int:
     """Examples per tile for kernels that hold ``copies`` arrays of ``[N, tile]`` rows of
     ``row_bytes`` each: all copies fit the budget, and on CPU one array also stays within
     ``cpu_tile_bytes`` (cache-sized tiles ran these kernels several times faster)."""
@@ -105,9 +112,7 @@ def example_tile(n_members: int, n_examples: int, row_bytes: int, memory_budget:
 
 def check_budget(memory_budget) -> None:
     if not isinstance(memory_budget, int | np.integer) or memory_budget <= 0:
-        raise JaxdivError(
-            f"memory_budget must be a positive integer; got {memory_budget!r}"
-        )
+        raise JaxdivError(f"memory_budget must be a positive integer; got {memory_budget!r}")
 
 
 # ---------------------------------------------------------------------------- predictions
@@ -128,8 +133,9 @@ def _predictions(logits, labels, *, chunk: int):
     return pred, pred == labels[None, :]
 
 
-def member_predictions(logits, labels, *, memory_budget: int = DEFAULT_MEMORY_BUDGET_BYTES,
-                       names=None) -> tuple[jax.Array, jax.Array]:
+def member_predictions(
+    logits, labels, *, memory_budget: int = DEFAULT_MEMORY_BUDGET_BYTES, names=None
+) -> tuple[jax.Array, jax.Array]:
     """Each member's predicted class and correctness: ``(pred int32 [N, M], correct bool [N, M])``.
 
     ``pred = argmax`` of the logits with ties to the lowest class index.
@@ -189,7 +195,8 @@ def error_stats_from_counts(n, a_i, a_j, n11, n_disagree=None) -> dict[str, jax.
         ),
         "double_fault": p00,
         "error_correlation": jnp.where(
-            const_i | const_j, nan,
+            const_i | const_j,
+            nan,
             cov / jnp.sqrt(jnp.where(const_i | const_j, 1.0, var)),
         ),
         "yules_q": jnp.where(q_undefined, nan, cov / jnp.where(q_undefined, 1.0, q_den)),
@@ -225,8 +232,9 @@ COUNT_GROUP_BYTES = 2 * 2**20
 
 
 @partial(jax.jit, static_argnames=("n_bits", "group_bytes"))
-def _error_counts(correct, preds, offsets, *, n_bits: int = 1,
-                  group_bytes: int = COUNT_GROUP_BYTES):
+def _error_counts(
+    correct, preds, offsets, *, n_bits: int = 1, group_bytes: int = COUNT_GROUP_BYTES
+):
     """Counts over examples: a [N], n11 [D, N], n_disagree [D, N] or None (int32).
 
     Offsets go in equal groups (the last padded with a repeated offset, dropped after);
@@ -332,12 +340,12 @@ def pairwise_error_stats(
     n, m = correct.shape
     if preds is not None:
         preds = jnp.asarray(preds, jnp.int32)
-    budget_fits = (_counts_bytes(n, m, n_bits, preds is not None) + COUNT_GROUP_BYTES
-                   <= memory_budget)
+    budget_fits = (
+        _counts_bytes(n, m, n_bits, preds is not None) + COUNT_GROUP_BYTES <= memory_budget
+    )
     if budget_fits:
         return _error_stats_kernel(jnp.asarray(correct), preds, n_bits=n_bits)
-    a, n11, dis = error_counts(correct, preds, pair_offsets(n), memory_budget,
-                               n_bits=n_bits)
+    a, n11, dis = error_counts(correct, preds, pair_offsets(n), memory_budget, n_bits=n_bits)
     return _assemble_error_stats(m, a, n11, dis)
 
 
@@ -359,8 +367,11 @@ def error_counts(correct, preds, offsets, memory_budget: int, *, n_bits: int = 1
     dis = jnp.zeros_like(n11) if has_preds else None
     for s in range(0, m, chunk):
         pa, p11, pdis = _error_counts(
-            correct[:, s:s + chunk], preds[:, s:s + chunk] if has_preds else None, offsets,
-            n_bits=n_bits, group_bytes=group,
+            correct[:, s : s + chunk],
+            preds[:, s : s + chunk] if has_preds else None,
+            offsets,
+            n_bits=n_bits,
+            group_bytes=group,
         )
         a, n11 = a + pa, n11 + p11
         if has_preds:
@@ -376,7 +387,10 @@ def _assemble_error_stats(m, a, n11, dis) -> dict[str, jax.Array]:
     af = a.astype(jnp.float32)
     partner = (np.arange(n)[None, :] + np.asarray(offsets)[:, None]) % n
     pair = error_stats_from_counts(
-        m, af[None, :], af[partner], n11.astype(jnp.float32),
+        m,
+        af[None, :],
+        af[partner],
+        n11.astype(jnp.float32),
         None if dis is None else dis.astype(jnp.float32),
     )
     diag = error_stats_from_counts(m, af, af, af, None if dis is None else jnp.zeros_like(af))
@@ -401,8 +415,7 @@ def _xlogx(x):
     return x * jnp.log(jnp.maximum(x, _TINY))  # 0 log 0 = 0
 
 
-def divergence_tile_terms(logits, inv_t, start, chunk: int, offsets, keep, *,
-                          per_example: bool):
+def divergence_tile_terms(logits, inv_t, start, chunk: int, offsets, keep, *, per_example: bool):
     """JS and symmetric KL of the pairs of ``offsets`` on examples ``[start, start + chunk)``.
 
     Returns ``(js, skl)``, each ``[D, N, chunk]`` per example (``per_example``) or summed over
@@ -461,8 +474,9 @@ def _divergence_sums(logits, inv_t, offsets, *, chunk: int):
         nominal = k * chunk
         start = jnp.minimum(nominal, m - chunk)
         keep = (start + jnp.arange(chunk)) >= nominal
-        js, skl = divergence_tile_terms(logits, inv_t, start, chunk, offsets, keep,
-                                        per_example=False)
+        js, skl = divergence_tile_terms(
+            logits, inv_t, start, chunk, offsets, keep, per_example=False
+        )
         return (carry[0] + js, carry[1] + skl), None
 
     z = jnp.zeros((offsets.shape[0], logits.shape[0]), jnp.float32)
@@ -472,8 +486,7 @@ def _divergence_sums(logits, inv_t, offsets, *, chunk: int):
 
 def divergence_tile(n: int, m: int, c: int, memory_budget: int) -> int:
     """Examples per tile of the divergence kernel: about eight [N, T, C] float32 arrays."""
-    t = example_tile(n, m, 4 * c, memory_budget, copies=8,
-                     cpu_tile_bytes=DIVERGENCE_TILE_BYTES)
+    t = example_tile(n, m, 4 * c, memory_budget, copies=8, cpu_tile_bytes=DIVERGENCE_TILE_BYTES)
     # at least 8 examples: smaller tiles spend more on per-tile work (softmax, the KL matrix
     # product) than they gain in cache
     return int(min(m, max(t, min(8, memory_budget // (8 * 4 * c * n)))))

@@ -157,12 +157,19 @@ def _lbfgs(xt, y1h, fmask, lam, tol, *, max_iter: int, history: int):
     g0 = _grad(z0, xt, zeros[0], y1h, fmask, lam)
     hist = (jnp.zeros((history,) + zeros[0].shape, dt), jnp.zeros((history,) + zeros[1].shape, dt))
     init = {
-        "params": zeros, "z": z0, "f": _loss(z0, zeros[0], labels, lam), "g": g0,
-        "s": hist, "y": hist, "rho": jnp.zeros((history, p, k_dim), dt),
+        "params": zeros,
+        "z": z0,
+        "f": _loss(z0, zeros[0], labels, lam),
+        "g": g0,
+        "s": hist,
+        "y": hist,
+        "rho": jnp.zeros((history, p, k_dim), dt),
         "gamma": 1.0 / jnp.maximum(jnp.sqrt(_vdot(g0, g0)), 1e-12),
-        "active": _gmax(g0) > tol, "flat": jnp.zeros((p, k_dim), bool),
+        "active": _gmax(g0) > tol,
+        "flat": jnp.zeros((p, k_dim), bool),
         "iters": jnp.zeros((p, k_dim), jnp.int32),
-        "k": jnp.zeros((), jnp.int32), "passes": jnp.ones((), jnp.int32),
+        "k": jnp.zeros((), jnp.int32),
+        "passes": jnp.ones((), jnp.int32),
     }
 
     def direction(st):
@@ -205,8 +212,11 @@ def _lbfgs(xt, y1h, fmask, lam, tol, *, max_iter: int, history: int):
 
         def ls_body(ls):
             a = ls["alpha"]
-            fn = (_lse_mean(z + a[..., None, None] * zd) - (zy + a * zdy)
-                  + 0.5 * lam * (ww + 2 * a * wd + a * a * dd))
+            fn = (
+                _lse_mean(z + a[..., None, None] * zd)
+                - (zy + a * zdy)
+                + 0.5 * lam * (ww + 2 * a * wd + a * a * dd)
+            )
             ok = (fn <= f + ARMIJO * a * slope) & jnp.isfinite(fn) & ~ls["done"]
             # the next trial's predicted decrease is below float32 resolution: give up
             flat = ~ok & ~ls["done"] & (0.5 * a * -slope <= RESOLUTION * jnp.abs(f))
@@ -221,8 +231,15 @@ def _lbfgs(xt, y1h, fmask, lam, tol, *, max_iter: int, history: int):
             }
 
         no = jnp.zeros_like(st["active"])
-        ls0 = {"f": f, "step": jnp.zeros_like(f), "done": ~st["active"], "ok": no, "flat": no,
-               "alpha": jnp.ones_like(f), "trial": jnp.zeros((), jnp.int32)}
+        ls0 = {
+            "f": f,
+            "step": jnp.zeros_like(f),
+            "done": ~st["active"],
+            "ok": no,
+            "flat": no,
+            "alpha": jnp.ones_like(f),
+            "trial": jnp.zeros((), jnp.int32),
+        }
         ls = lax.while_loop(ls_cond, ls_body, ls0)
         moved = ls["ok"] & st["active"]
         step = jnp.where(moved, ls["step"], 0.0)
@@ -240,13 +257,19 @@ def _lbfgs(xt, y1h, fmask, lam, tol, *, max_iter: int, history: int):
         st_s = (st["s"][0].at[head].set(s[0] * gk), st["s"][1].at[head].set(s[1] * gb))
         st_y = (st["y"][0].at[head].set(yv[0] * gk), st["y"][1].at[head].set(yv[1] * gb))
         return {
-            "params": new_params, "z": z_new, "f": ls["f"], "g": g_new,
-            "s": st_s, "y": st_y, "rho": st["rho"].at[head].set(rho),
+            "params": new_params,
+            "z": z_new,
+            "f": ls["f"],
+            "g": g_new,
+            "s": st_s,
+            "y": st_y,
+            "rho": st["rho"].at[head].set(rho),
             "gamma": jnp.where(good, sy / jnp.where(good, yy, 1.0), st["gamma"]),
             "active": moved & (_gmax(g_new) > tol),
             "flat": st["flat"] | (ls["flat"] & st["active"]),
             "iters": st["iters"] + st["active"].astype(jnp.int32),
-            "k": st["k"] + 1, "passes": st["passes"] + 1,
+            "k": st["k"] + 1,
+            "passes": st["passes"] + 1,
         }
 
     def cond(st):
@@ -283,16 +306,16 @@ def _as_batch(x) -> tuple[np.ndarray, bool]:
     if x.ndim == 2:
         return x[None], True
     if x.ndim != 3:
-        raise JaxdivError(f"features must be [examples, dims] or [sets, examples, dims]; got "
-                          f"shape {x.shape}")
+        raise JaxdivError(
+            f"features must be [examples, dims] or [sets, examples, dims]; got shape {x.shape}"
+        )
     return x, False
 
 
 def _check_labels(labels, m: int, num_classes: int | None) -> tuple[np.ndarray, int]:
     labels = np.asarray(labels)
     if labels.shape != (m,):
-        raise JaxdivError(f"labels must have shape [{m}] to match the features; got "
-                          f"{labels.shape}")
+        raise JaxdivError(f"labels must have shape [{m}] to match the features; got {labels.shape}")
     if not np.issubdtype(labels.dtype, np.integer):
         raise JaxdivError(f"labels must be integers; got dtype {labels.dtype}")
     c = int(num_classes) if num_classes is not None else int(labels.max()) + 1 if m else 0
@@ -310,8 +333,7 @@ def _check_masks(masks, p: int, f: int) -> np.ndarray:
     if masks.ndim == 2:
         masks = masks[None]
     if masks.ndim != 3 or masks.shape[2] != f or masks.shape[0] not in (1, p):
-        raise JaxdivError(f"masks must have shape [{p}, K, {f}] (or [K, {f}]); got "
-                          f"{masks.shape}")
+        raise JaxdivError(f"masks must have shape [{p}, K, {f}] (or [K, {f}]); got {masks.shape}")
     return np.broadcast_to(masks.astype(bool), (p,) + masks.shape[1:])
 
 
@@ -322,8 +344,9 @@ def _check_c(c, p: int, k: int) -> np.ndarray:
     try:
         c = np.broadcast_to(c, (p, k))
     except ValueError:
-        raise JaxdivError(f"c must be a scalar, [K]={k} or [P, K]=[{p}, {k}]; got shape "
-                          f"{c.shape}") from None
+        raise JaxdivError(
+            f"c must be a scalar, [K]={k} or [P, K]=[{p}, {k}]; got shape {c.shape}"
+        ) from None
     if not (np.isfinite(c).all() and (c > 0).all()):
         raise JaxdivError("c (inverse L2 strength) must be finite and positive")
     return c
@@ -355,12 +378,24 @@ def fit_probes(
     y1h = jax.nn.one_hot(labels, n_classes, dtype=jnp.float32).T
     fmask = jnp.asarray(np.swapaxes(mk, 1, 2), jnp.float32)
     (w, b), obj, gmax, iters, conv, passes = _lbfgs(
-        jnp.asarray(np.swapaxes(xb, 1, 2)), y1h, fmask, jnp.asarray(lam), jnp.float32(tol),
-        max_iter=int(max_iter), history=HISTORY)
+        jnp.asarray(np.swapaxes(xb, 1, 2)),
+        y1h,
+        fmask,
+        jnp.asarray(lam),
+        jnp.float32(tol),
+        max_iter=int(max_iter),
+        history=HISTORY,
+    )
     w = np.asarray(jnp.transpose(w * fmask[..., None], (0, 2, 1, 3)))
-    return ProbeFit(weights=w, bias=np.asarray(b), objective=np.asarray(obj),
-                    grad_max=np.asarray(gmax), iterations=np.asarray(iters),
-                    converged=np.asarray(conv), passes=int(passes))
+    return ProbeFit(
+        weights=w,
+        bias=np.asarray(b),
+        objective=np.asarray(obj),
+        grad_max=np.asarray(gmax),
+        iterations=np.asarray(iters),
+        converged=np.asarray(conv),
+        passes=int(passes),
+    )
 
 
 def probe_logits(x, fit: ProbeFit) -> np.ndarray:
@@ -375,8 +410,18 @@ def probe_accuracy(x, labels, fit: ProbeFit) -> np.ndarray:
     labels, _ = _check_labels(labels, xb.shape[1], fit.bias.shape[-1])
     w = jnp.transpose(jnp.asarray(fit.weights), (0, 2, 1, 3))
     ones = jnp.ones(w.shape[:3], jnp.float32)
-    return np.asarray(_correct_counts(jnp.asarray(np.swapaxes(xb, 1, 2)), jnp.asarray(labels),
-                                      w, jnp.asarray(fit.bias), ones)) / xb.shape[1]
+    return (
+        np.asarray(
+            _correct_counts(
+                jnp.asarray(np.swapaxes(xb, 1, 2)),
+                jnp.asarray(labels),
+                w,
+                jnp.asarray(fit.bias),
+                ones,
+            )
+        )
+        / xb.shape[1]
+    )
 
 
 # ---------------------------------------------------------------------------- driver
@@ -401,8 +446,9 @@ def _check_sets(sets, n: int) -> np.ndarray:
     if sets.ndim == 1:
         sets = sets[:, None]
     if sets.ndim != 2 or not np.issubdtype(sets.dtype, np.integer):
-        raise JaxdivError(f"sets must be an integer array [P, G] of member indices; got "
-                          f"{sets.dtype} {sets.shape}")
+        raise JaxdivError(
+            f"sets must be an integer array [P, G] of member indices; got {sets.dtype} {sets.shape}"
+        )
     if sets.size and (sets.min() < 0 or sets.max() >= n):
         raise JaxdivError(f"sets index members outside [0, {n})")
     return sets.astype(np.int64)
@@ -414,8 +460,9 @@ def set_masks_all(sets, dims) -> np.ndarray:
     dims = np.asarray(dims)
     dmax = int(dims.max())
     pos = np.arange(dmax)
-    return np.concatenate([pos[None, :] < dims[sets[:, g]][:, None]
-                           for g in range(sets.shape[1])], axis=1)[:, None, :]
+    return np.concatenate(
+        [pos[None, :] < dims[sets[:, g]][:, None] for g in range(sets.shape[1])], axis=1
+    )[:, None, :]
 
 
 class _Features:
@@ -430,7 +477,8 @@ class _Features:
             if np.shape(ev)[1] != self.dims[i]:
                 raise JaxdivError(
                     f"member {i}: train and eval embeddings differ in dimension "
-                    f"({self.dims[i]} vs {np.shape(ev)[1]})")
+                    f"({self.dims[i]} vs {np.shape(ev)[1]})"
+                )
             tr_s, ev_s = standardise(tr, ev)
             pad = ((0, 0), (0, self.dmax - self.dims[i]))
             self.train.append(np.ascontiguousarray(np.pad(tr_s, pad).T))
@@ -455,8 +503,20 @@ def _chunk_size(p: int, m: int, f: int, k: int, c: int, budget: int) -> int:
     return -(-p // n_chunks)
 
 
-def _solve_chunks(x_fn, n_sets, labels, fmask_fn, c_fn, n_classes, *, max_iter, tol, budget,
-                  eval_fn=None, eval_labels=None):
+def _solve_chunks(
+    x_fn,
+    n_sets,
+    labels,
+    fmask_fn,
+    c_fn,
+    n_classes,
+    *,
+    max_iter,
+    tol,
+    budget,
+    eval_fn=None,
+    eval_labels=None,
+):
     """Fit (and optionally evaluate) problems chunk by chunk over the P feature sets.
 
     ``x_fn(idx)``: transposed training features [len(idx), F, M]; ``eval_fn(idx, rows)``:
@@ -466,12 +526,18 @@ def _solve_chunks(x_fn, n_sets, labels, fmask_fn, c_fn, n_classes, *, max_iter, 
     probe = fmask_fn(np.arange(1))
     k, f = probe.shape[1], probe.shape[2]
     if n_sets == 0:
-        return {"correct": np.zeros((0, k), np.int64), "conv": np.zeros((0, k), bool),
-                "iters": np.zeros((0, k), np.int32)}
+        return {
+            "correct": np.zeros((0, k), np.int64),
+            "conv": np.zeros((0, k), bool),
+            "iters": np.zeros((0, k), np.int32),
+        }
     chunk = _chunk_size(n_sets, m, f, k, n_classes, budget)
     y1h = jax.nn.one_hot(jnp.asarray(labels), n_classes, dtype=jnp.float32).T
-    out = {"correct": np.zeros((n_sets, k), np.int64), "conv": np.zeros((n_sets, k), bool),
-           "iters": np.zeros((n_sets, k), np.int32)}
+    out = {
+        "correct": np.zeros((n_sets, k), np.int64),
+        "conv": np.zeros((n_sets, k), bool),
+        "iters": np.zeros((n_sets, k), np.int32),
+    }
     for start in range(0, n_sets, chunk):
         idx = np.arange(start, min(start + chunk, n_sets))
         real = len(idx)
@@ -479,8 +545,9 @@ def _solve_chunks(x_fn, n_sets, labels, fmask_fn, c_fn, n_classes, *, max_iter, 
         x = jnp.asarray(x_fn(idx))
         fmask = jnp.asarray(np.swapaxes(fmask_fn(idx), 1, 2), jnp.float32)
         lam = jnp.asarray((1.0 / (c_fn(idx) * m)).astype(np.float32))
-        (w, b), _, _, iters, conv, _ = _lbfgs(x, y1h, fmask, lam, jnp.float32(tol),
-                                           max_iter=int(max_iter), history=HISTORY)
+        (w, b), _, _, iters, conv, _ = _lbfgs(
+            x, y1h, fmask, lam, jnp.float32(tol), max_iter=int(max_iter), history=HISTORY
+        )
         del x
         out["conv"][idx[:real]] = np.asarray(conv)[:real]
         out["iters"][idx[:real]] = np.asarray(iters)[:real]
@@ -535,8 +602,9 @@ def evaluate_probes(
     """
     n = len(train)
     if len(evals) != n:
-        raise JaxdivError(f"train and eval embeddings must list the same members ({n} vs "
-                          f"{len(evals)})")
+        raise JaxdivError(
+            f"train and eval embeddings must list the same members ({n} vs {len(evals)})"
+        )
     if select not in ("set", "config"):
         raise JaxdivError(f"select must be 'set' or 'config'; got {select!r}")
     sets = _check_sets(sets, n)
@@ -544,8 +612,10 @@ def evaluate_probes(
     m_train = np.shape(train[0])[0]
     for i, e in enumerate(train):
         if np.shape(e)[0] != m_train:
-            raise JaxdivError(f"member {i} has {np.shape(e)[0]} training rows, member 0 has "
-                              f"{m_train}; align the members' examples first")
+            raise JaxdivError(
+                f"member {i} has {np.shape(e)[0]} training rows, member 0 has "
+                f"{m_train}; align the members' examples first"
+            )
     ytr, n_classes = _check_labels(train_labels, m_train, num_classes)
     m_eval = np.shape(evals[0])[0]
     yev, _ = _check_labels(eval_labels, m_eval, n_classes)
@@ -592,11 +662,16 @@ def evaluate_probes(
             kk = k
         cs = np.tile(grid, kk)[None, :]
         res = _solve_chunks(
-            lambda idx: feats.build(feats.train, sets[idx], fit_rows), p, ytr[fit_rows],
-            lambda idx: sel_masks[idx], lambda idx: np.broadcast_to(cs, (len(idx), cs.shape[1])),
+            lambda idx: feats.build(feats.train, sets[idx], fit_rows),
+            p,
+            ytr[fit_rows],
+            lambda idx: sel_masks[idx],
+            lambda idx: np.broadcast_to(cs, (len(idx), cs.shape[1])),
             n_classes,
             eval_fn=lambda idx, rows: feats.build(feats.train, sets[idx], holdout_rows[rows]),
-            eval_labels=ytr[holdout_rows], **common)
+            eval_labels=ytr[holdout_rows],
+            **common,
+        )
         acc = (res["correct"] / max(len(holdout_rows), 1)).reshape(p, kk, grid.size)
         best = np.argmax(acc, axis=-1)  # first maximum: the smallest C
         chosen = np.broadcast_to(grid[best], (p, k)) if kk == 1 else grid[best]
@@ -604,9 +679,20 @@ def evaluate_probes(
         chosen, sel_acc = np.array(chosen), np.array(sel_acc)
 
     res = _solve_chunks(
-        lambda idx: feats.build(feats.train, sets[idx], final_rows), p, ytr[final_rows],
-        lambda idx: mk[idx], lambda idx: chosen[idx], n_classes,
-        eval_fn=lambda idx, rows: feats.build(feats.eval, sets[idx], rows), eval_labels=yev,
-        **common)
-    return ProbeResult(accuracy=res["correct"] / m_eval, c=chosen, selection_accuracy=sel_acc,
-                       converged=res["conv"], iterations=res["iters"])
+        lambda idx: feats.build(feats.train, sets[idx], final_rows),
+        p,
+        ytr[final_rows],
+        lambda idx: mk[idx],
+        lambda idx: chosen[idx],
+        n_classes,
+        eval_fn=lambda idx, rows: feats.build(feats.eval, sets[idx], rows),
+        eval_labels=yev,
+        **common,
+    )
+    return ProbeResult(
+        accuracy=res["correct"] / m_eval,
+        c=chosen,
+        selection_accuracy=sel_acc,
+        converged=res["conv"],
+        iterations=res["iters"],
+    )

@@ -46,8 +46,11 @@ def members_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
 def pad_members(array, mesh_or_multiple: Mesh | int) -> tuple[np.ndarray, int]:
     """``array`` with its leading axis padded (by repeating the last member) to a multiple of
     the member axis size, and the original member count (slice results back with it)."""
-    multiple = (mesh_or_multiple.shape[MEMBER_AXIS] if isinstance(mesh_or_multiple, Mesh)
-                else int(mesh_or_multiple))
+    multiple = (
+        mesh_or_multiple.shape[MEMBER_AXIS]
+        if isinstance(mesh_or_multiple, Mesh)
+        else int(mesh_or_multiple)
+    )
     array = np.asarray(array)
     n = array.shape[0]
     if n == 0:

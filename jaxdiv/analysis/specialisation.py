@@ -46,8 +46,9 @@ def check_pairs(pairs, n: int) -> np.ndarray:
             f"pairs must be an integer array of shape [P, 2] (member indices); got {p.shape}"
         )
     if p.size and (p.min() < 0 or p.max() >= n):
-        raise JaxdivError(f"pair indices must lie in [0, {n}) for {n} members; got {p.min()}.."
-                          f"{p.max()}")
+        raise JaxdivError(
+            f"pair indices must lie in [0, {n}) for {n} members; got {p.min()}..{p.max()}"
+        )
     return p.astype(np.int32)
 
 

@@ -44,8 +44,9 @@ def random_crop_flip(
         raise ValueError(f"unknown padding mode {mode!r}; valid choices: {', '.join(_PAD_MODES)}")
     if pad < 0:
         raise ValueError(f"pad must be >= 0, got {pad}")
-    return _crop_flip(rng, images, int(pad), bool(flip), mode,
-                      tuple(map(float, mean)), tuple(map(float, std)))
+    return _crop_flip(
+        rng, images, int(pad), bool(flip), mode, tuple(map(float, mean)), tuple(map(float, std))
+    )
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4, 5, 6))

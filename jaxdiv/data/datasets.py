@@ -43,11 +43,13 @@ class ArraySplit:
     def __post_init__(self):
         n = len(self.images)
         if self.images.dtype != np.uint8 or self.images.ndim != 4:
-            raise ValueError(f"images must be uint8 [N,H,W,C], got {self.images.dtype} "
-                             f"{self.images.shape}")
+            raise ValueError(
+                f"images must be uint8 [N,H,W,C], got {self.images.dtype} {self.images.shape}"
+            )
         if self.labels.shape != (n,) or self.ids.shape != (n,):
-            raise ValueError(f"labels {self.labels.shape} and ids {self.ids.shape} must be "
-                             f"[{n}] like the images")
+            raise ValueError(
+                f"labels {self.labels.shape} and ids {self.ids.shape} must be [{n}] like the images"
+            )
         if self.ids.dtype.kind != "U":
             raise ValueError(f"ids must be a unicode string array, got dtype {self.ids.dtype}")
 
@@ -106,15 +108,20 @@ def load_split(dataset: str, split: str, data_dir: str | None = None) -> ArraySp
         arrays = _decode(tfds, dataset, builder, instructions, data_dir)
         _write_cache(path, arrays)
     return ArraySplit(
-        images=arrays["images"], labels=arrays["labels"], ids=arrays["ids"],
-        num_classes=num_classes, class_names=class_names,
+        images=arrays["images"],
+        labels=arrays["labels"],
+        ids=arrays["ids"],
+        num_classes=num_classes,
+        class_names=class_names,
     )
 
 
 def _prepare_hint(dataset: str, data_dir: str) -> str:
-    return (f"prepare it with `tfds build {dataset} --file_format=array_record "
-            f"--data_dir={data_dir}` on a machine with network, or point data_dir (config "
-            f"`data_dir` or $TFDS_DATA_DIR) at a prepared copy")
+    return (
+        f"prepare it with `tfds build {dataset} --file_format=array_record "
+        f"--data_dir={data_dir}` on a machine with network, or point data_dir (config "
+        f"`data_dir` or $TFDS_DATA_DIR) at a prepared copy"
+    )
 
 
 def _prepared_builder(tfds, dataset: str, data_dir: str, source: str):
@@ -152,15 +159,15 @@ def _absolute_split(tfds, builder, dataset: str, split: str) -> list[tuple[str, 
     dataset itself defines wins over an alias of the same name."""
     splits = builder.info.splits
     spec = split if split in splits else SPLIT_ALIASES.get(split, split)
-    valid = (f"valid splits: {', '.join(sorted(splits))}; aliases: "
-             + ", ".join(f"{k} = {v}" for k, v in SPLIT_ALIASES.items())
-             + "; slices such as train[:1000] also work")
+    valid = (
+        f"valid splits: {', '.join(sorted(splits))}; aliases: "
+        + ", ".join(f"{k} = {v}" for k, v in SPLIT_ALIASES.items())
+        + "; slices such as train[:1000] also work"
+    )
     try:
         absolute = tfds.core.ReadInstruction.from_spec(spec).to_absolute(splits)
     except (ValueError, KeyError, AssertionError) as err:
-        raise JaxdivError(
-            f"bad split {split!r} for dataset {dataset!r} ({err}); {valid}"
-        ) from None
+        raise JaxdivError(f"bad split {split!r} for dataset {dataset!r} ({err}); {valid}") from None
     out = []
     for instr in absolute:
         n = splits[instr.splitname].num_examples
@@ -216,8 +223,14 @@ def _decode(tfds, dataset, builder, instructions, data_dir) -> dict[str, np.ndar
     has_ids = "id" in builder.info.features
     images = labels = None
     ids: list[str] = []
-    with tqdm(total=n, desc=f"decoding {dataset} {spec}", unit="img", file=sys.stderr,
-              delay=2.0, leave=False) as bar:
+    with tqdm(
+        total=n,
+        desc=f"decoding {dataset} {spec}",
+        unit="img",
+        file=sys.stderr,
+        delay=2.0,
+        leave=False,
+    ) as bar:
         for start in range(0, n, _CHUNK):
             chunk = source.__getitems__(range(start, min(start + _CHUNK, n)))
             if images is None:
@@ -225,12 +238,12 @@ def _decode(tfds, dataset, builder, instructions, data_dir) -> dict[str, np.ndar
                 images = np.empty((n, *shape), np.uint8)
                 labels = np.empty((n,), np.int32)
             try:
-                images[start:start + len(chunk)] = np.stack([ex["image"] for ex in chunk])
+                images[start : start + len(chunk)] = np.stack([ex["image"] for ex in chunk])
             except ValueError:
                 raise JaxdivError(
                     f"images of {dataset!r} differ in shape; load_split needs fixed-size images"
                 ) from None
-            labels[start:start + len(chunk)] = [ex["label"] for ex in chunk]
+            labels[start : start + len(chunk)] = [ex["label"] for ex in chunk]
             if has_ids:
                 ids.extend(_as_str(ex["id"]) for ex in chunk)
             bar.update(len(chunk))

@@ -84,7 +84,8 @@ class TrainLoader:
         order = self._order
         return np.fromiter(
             (order[start + j] % n for j in range(self.local_batch_size)),
-            dtype=np.int32, count=self.local_batch_size,
+            dtype=np.int32,
+            count=self.local_batch_size,
         )
 
     def batch(self, step: int) -> dict[str, np.ndarray]:

@@ -34,9 +34,13 @@ def decode(data, *, draft_size: int | None = None) -> Image.Image:
     return img.convert("RGB")
 
 
-def inception_box(width: int, height: int, rng: np.random.Generator,
-                  scale: tuple[float, float] = (0.08, 1.0),
-                  ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+def inception_box(
+    width: int,
+    height: int,
+    rng: np.random.Generator,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> tuple[int, int, int, int]:
     """(left, top, width, height) of a random crop covering ``scale`` of the area with aspect
     ``ratio`` (torchvision's RandomResizedCrop: 10 tries, then the central crop)."""
     area = width * height
@@ -67,9 +71,16 @@ def center_box(width: int, height: int, fraction: float) -> tuple[int, int, int,
     return (width - side) // 2, (height - side) // 2, side, side
 
 
-def preprocess(data, size: int, *, crop: str, rng: np.random.Generator | None = None,
-               crop_scale: tuple[float, float] = (0.08, 1.0), center_fraction: float = 0.875,
-               randaugment: tuple[int, int] | None = None) -> np.ndarray:
+def preprocess(
+    data,
+    size: int,
+    *,
+    crop: str,
+    rng: np.random.Generator | None = None,
+    crop_scale: tuple[float, float] = (0.08, 1.0),
+    center_fraction: float = 0.875,
+    randaugment: tuple[int, int] | None = None,
+) -> np.ndarray:
     """uint8 [size, size, 3] from an encoded image.
 
     ``crop``: ``"inception"`` (random area/aspect crop, training), ``"center"`` (central

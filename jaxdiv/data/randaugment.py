@@ -28,6 +28,7 @@ def _affine(img: Image.Image, matrix) -> Image.Image:
 def _enhance(cls):
     def op(img, level, rng):
         return cls(img).enhance(1.0 + _signed(level / MAX_LEVEL * 0.9, rng))
+
     return op
 
 
@@ -48,8 +49,9 @@ def _invert(img, level, rng):
 
 
 def _rotate(img, level, rng):
-    return img.rotate(_signed(level / MAX_LEVEL * 30.0, rng), resample=Image.BILINEAR,
-                      fillcolor=FILL)
+    return img.rotate(
+        _signed(level / MAX_LEVEL * 30.0, rng), resample=Image.BILINEAR, fillcolor=FILL
+    )
 
 
 def _posterize(img, level, rng):
@@ -104,8 +106,14 @@ OPS = {
 _NAMES = tuple(OPS)
 
 
-def rand_augment(img: Image.Image, rng: np.random.Generator, *, num_layers: int = 2,
-                 magnitude: float = 9.0, ops: tuple[str, ...] = _NAMES) -> Image.Image:
+def rand_augment(
+    img: Image.Image,
+    rng: np.random.Generator,
+    *,
+    num_layers: int = 2,
+    magnitude: float = 9.0,
+    ops: tuple[str, ...] = _NAMES,
+) -> Image.Image:
     """Apply ``num_layers`` random operations of ``ops`` at ``magnitude`` (0-10)."""
     if not 0 <= magnitude <= MAX_LEVEL:
         raise ValueError(f"RandAugment magnitude must be in [0, {MAX_LEVEL}], got {magnitude}")

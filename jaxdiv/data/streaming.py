@@ -85,7 +85,10 @@ def _source(data_cfg, split: str):
     instructions = _absolute_split(tfds, builder, data_cfg.dataset, split)
     spec = "+".join(f"{name}[{lo}:{hi}]" for name, lo, hi in instructions)
     source = tfds.data_source(
-        data_cfg.dataset, split=spec, data_dir=data_dir, download=False,
+        data_cfg.dataset,
+        split=spec,
+        data_dir=data_dir,
+        download=False,
         decoders={"image": tfds.decode.SkipDecoding()},
     )
     return builder, instructions, source, data_dir
@@ -110,8 +113,12 @@ def open_split(data_cfg: ml_collections.ConfigDict, split: str) -> StreamingSpli
     builder, _, source, _ = _source(data_cfg, split)
     label = builder.info.features["label"]
     return StreamingSplit(
-        dataset=data_cfg.dataset, split=split, source=source, num_examples=len(source),
-        num_classes=int(label.num_classes), class_names=tuple(label.names),
+        dataset=data_cfg.dataset,
+        split=split,
+        source=source,
+        num_examples=len(source),
+        num_classes=int(label.num_classes),
+        class_names=tuple(label.names),
         image_size=_image_size(data_cfg, builder),
     )
 
@@ -192,13 +199,23 @@ class _Reader:
     def __call__(self, i: int) -> dict[str, np.ndarray]:
         step, j = divmod(int(i), self.local_batch)
         epoch, k = divmod(step, self.steps_per_epoch)
-        pos = (epoch * self.num_examples + k * self.global_batch
-               + self.process_index * self.local_batch + j)
+        pos = (
+            epoch * self.num_examples
+            + k * self.global_batch
+            + self.process_index * self.local_batch
+            + j
+        )
         index = int(self.order[pos]) % self.num_examples
         record = self.source[index]
         rng = np.random.default_rng([self.seed, pos])
-        image = preprocess(record["image"], self.image_size, crop=self.crop, rng=rng,
-                           crop_scale=self.crop_scale, randaugment=self.randaugment)
+        image = preprocess(
+            record["image"],
+            self.image_size,
+            crop=self.crop,
+            rng=rng,
+            crop_scale=self.crop_scale,
+            randaugment=self.randaugment,
+        )
         return {"image": image, "label": np.int32(record["label"]), "index": np.int32(index)}
 
 
@@ -209,25 +226,46 @@ class StreamingLoader(TrainLoader):
     ``step`` otherwise (a resumed run), so there is no iterator state to checkpoint.
     """
 
-    def __init__(self, split: StreamingSplit, global_batch_size: int, seed: int, *,
-                 crop: str = "inception", crop_scale: tuple[float, float] = (0.08, 1.0),
-                 randaugment: tuple[int, float] | None = None, num_threads: int = 16,
-                 prefetch: int = 2, num_workers: int = 0, process_index: int | None = None,
-                 process_count: int | None = None):
+    def __init__(
+        self,
+        split: StreamingSplit,
+        global_batch_size: int,
+        seed: int,
+        *,
+        crop: str = "inception",
+        crop_scale: tuple[float, float] = (0.08, 1.0),
+        randaugment: tuple[int, float] | None = None,
+        num_threads: int = 16,
+        prefetch: int = 2,
+        num_workers: int = 0,
+        process_index: int | None = None,
+        process_count: int | None = None,
+    ):
         if split.source is None:
             raise JaxdivError("a placeholder split has no data to load (dry runs only)")
-        super().__init__(split, global_batch_size, seed, process_index=process_index,
-                         process_count=process_count)
+        super().__init__(
+            split, global_batch_size, seed, process_index=process_index, process_count=process_count
+        )
         self.crop, self.crop_scale, self.randaugment = crop, crop_scale, randaugment
         self.num_threads, self.prefetch, self.num_workers = num_threads, prefetch, num_workers
         self._iter = None
         self._next_step = -1
 
     def _reader(self) -> _Reader:
-        return _Reader(self.split.source, self._order, len(self.split), self.steps_per_epoch,
-                       self.global_batch_size, self.local_batch_size, self.process_index,
-                       self.seed, self.split.image_size, self.crop, self.crop_scale,
-                       self.randaugment)
+        return _Reader(
+            self.split.source,
+            self._order,
+            len(self.split),
+            self.steps_per_epoch,
+            self.global_batch_size,
+            self.local_batch_size,
+            self.process_index,
+            self.seed,
+            self.split.image_size,
+            self.crop,
+            self.crop_scale,
+            self.randaugment,
+        )
 
     def example(self, step: int, j: int) -> dict[str, np.ndarray]:
         """The ``j``-th example of this process's shard of ``step``, preprocessed."""
@@ -240,14 +278,16 @@ class StreamingLoader(TrainLoader):
             # Each worker process builds whole batches (grain interleaves workers' elements in
             # order), ``prefetch`` batches in flight per worker.
             ds = ds.batch(size, drop_remainder=True)
-            it = ds.to_iter_dataset(grain.ReadOptions(num_threads=self.prefetch,
-                                                      prefetch_buffer_size=self.prefetch))
+            it = ds.to_iter_dataset(
+                grain.ReadOptions(num_threads=self.prefetch, prefetch_buffer_size=self.prefetch)
+            )
             it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.num_workers))
         else:
             # Threads decode single examples (PIL releases the GIL); batches are cut after.
             buffer = max(self.num_threads, self.prefetch * size)
-            it = ds.to_iter_dataset(grain.ReadOptions(num_threads=self.num_threads,
-                                                      prefetch_buffer_size=buffer))
+            it = ds.to_iter_dataset(
+                grain.ReadOptions(num_threads=self.num_threads, prefetch_buffer_size=buffer)
+            )
             it = it.batch(size, drop_remainder=True)
         return iter(it)
 
@@ -261,14 +301,18 @@ class StreamingLoader(TrainLoader):
         return out
 
 
-def train_loader(split, global_batch_size: int, seed: int,
-                 data_cfg: ml_collections.ConfigDict | None = None) -> TrainLoader:
+def train_loader(
+    split, global_batch_size: int, seed: int, data_cfg: ml_collections.ConfigDict | None = None
+) -> TrainLoader:
     """``TrainLoader`` for an in-memory split, ``StreamingLoader`` for a streamed one."""
     if not isinstance(split, StreamingSplit):
         return TrainLoader(split, global_batch_size, seed=seed)
     data_cfg = data_cfg or ml_collections.ConfigDict()
     return StreamingLoader(
-        split, global_batch_size, seed, **_crop_settings(data_cfg),
+        split,
+        global_batch_size,
+        seed,
+        **_crop_settings(data_cfg),
         num_threads=int(data_cfg.get("num_threads", 16)),
         prefetch=int(data_cfg.get("prefetch", 2)),
         num_workers=int(data_cfg.get("num_workers", 0)),
@@ -282,8 +326,15 @@ class LazyImages:
     dtype = np.dtype(np.uint8)
     ndim = 4
 
-    def __init__(self, source, size: int, *, center_fraction: float = 0.875,
-                 num_threads: int = 16, rows: np.ndarray | None = None):
+    def __init__(
+        self,
+        source,
+        size: int,
+        *,
+        center_fraction: float = 0.875,
+        num_threads: int = 16,
+        rows: np.ndarray | None = None,
+    ):
         self.source, self.size = source, int(size)
         self.center_fraction, self.num_threads = float(center_fraction), int(num_threads)
         self.rows = np.arange(len(source)) if rows is None else rows
@@ -297,8 +348,9 @@ class LazyImages:
 
     def _one(self, i: int) -> np.ndarray:
         record = self.source[int(i)]
-        return preprocess(record["image"], self.size, crop="center",
-                          center_fraction=self.center_fraction)
+        return preprocess(
+            record["image"], self.size, crop="center", center_fraction=self.center_fraction
+        )
 
     def __getitem__(self, key) -> np.ndarray:
         if isinstance(key, int | np.integer):
@@ -321,12 +373,15 @@ def _labels_and_ids(source, dataset, version, split_key, data_dir) -> dict[str, 
     ids: list[str] = []
     for start in range(0, n, 1000):
         chunk = source.__getitems__(range(start, min(start + 1000, n)))
-        labels[start:start + len(chunk)] = [ex["label"] for ex in chunk]
+        labels[start : start + len(chunk)] = [ex["label"] for ex in chunk]
         for k, ex in enumerate(chunk):
             key = "id" if "id" in ex else "file_name" if "file_name" in ex else None
             ids.append(_as_str(ex[key]) if key else f"{split_key}_{start + k}")
-    arrays = {"images": np.zeros((0, 1, 1, 3), np.uint8), "labels": labels,
-              "ids": np.array(ids, dtype=np.str_)}
+    arrays = {
+        "images": np.zeros((0, 1, 1, 3), np.uint8),
+        "labels": labels,
+        "ids": np.array(ids, dtype=np.str_),
+    }
     _write_cache(path, arrays)
     return arrays
 
@@ -337,11 +392,18 @@ def eval_split(data_cfg: ml_collections.ConfigDict, split: str) -> ArraySplit:
         return load_split(data_cfg.dataset, split, data_cfg.get("data_dir"))
     builder, instructions, source, data_dir = _source(data_cfg, split)
     split_key = "+".join(f"{name}_{lo}_{hi}" for name, lo, hi in instructions)
-    meta = _labels_and_ids(source, data_cfg.dataset, str(builder.info.version), split_key,
-                           data_dir)
+    meta = _labels_and_ids(source, data_cfg.dataset, str(builder.info.version), split_key, data_dir)
     label = builder.info.features["label"]
-    images = LazyImages(source, _image_size(data_cfg, builder),
-                        center_fraction=float(data_cfg.get("center_fraction", 0.875)),
-                        num_threads=int(data_cfg.get("num_threads", 16)))
-    return ArraySplit(images=images, labels=meta["labels"], ids=meta["ids"],
-                      num_classes=int(label.num_classes), class_names=tuple(label.names))
+    images = LazyImages(
+        source,
+        _image_size(data_cfg, builder),
+        center_fraction=float(data_cfg.get("center_fraction", 0.875)),
+        num_threads=int(data_cfg.get("num_threads", 16)),
+    )
+    return ArraySplit(
+        images=images,
+        labels=meta["labels"],
+        ids=meta["ids"],
+        num_classes=int(label.num_classes),
+        class_names=tuple(label.names),
+    )

@@ -64,8 +64,17 @@ class ViewConfig:
         # Lists from ml_collections configs -> tuples, so the config stays hashable (static).
         for name in ("crop_scale", "crop_ratio", "blur_sigma", "mean", "std"):
             object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
-        for name in ("flip_p", "jitter_p", "brightness", "contrast", "saturation", "hue",
-                     "grayscale_p", "blur_p", "solarize_p"):  # ints (p=1) -> floats
+        for name in (
+            "flip_p",
+            "jitter_p",
+            "brightness",
+            "contrast",
+            "saturation",
+            "hue",
+            "grayscale_p",
+            "blur_p",
+            "solarize_p",
+        ):  # ints (p=1) -> floats
             object.__setattr__(self, name, float(getattr(self, name)))
         lo, hi = self.crop_scale
         if not 0 < lo <= hi <= 1:
@@ -93,7 +102,10 @@ class ViewConfig:
 
 
 def sample_crop_box(
-    rng: jax.Array, height: int, width: int, scale: tuple[float, float],
+    rng: jax.Array,
+    height: int,
+    width: int,
+    scale: tuple[float, float],
     ratio: tuple[float, float],
 ) -> jax.Array:
     """``(y0, x0, h, w)`` of a random box with area fraction in ``scale`` and w/h in ``ratio``.
@@ -103,10 +115,14 @@ def sample_crop_box(
     The box's position is uniform over where it fits. Sizes are continuous.
     """
     k_area, k_ratio, k_pos = jax.random.split(rng, 3)
-    area = height * width * jax.random.uniform(k_area, (_CROP_TRIES,), minval=scale[0],
-                                               maxval=scale[1])
-    log_r = jax.random.uniform(k_ratio, (_CROP_TRIES,), minval=math.log(ratio[0]),
-                               maxval=math.log(ratio[1]))
+    area = (
+        height
+        * width
+        * jax.random.uniform(k_area, (_CROP_TRIES,), minval=scale[0], maxval=scale[1])
+    )
+    log_r = jax.random.uniform(
+        k_ratio, (_CROP_TRIES,), minval=math.log(ratio[0]), maxval=math.log(ratio[1])
+    )
     ws, hs = jnp.sqrt(area * jnp.exp(log_r)), jnp.sqrt(area / jnp.exp(log_r))
     fits = (ws <= width) & (hs <= height)
     first = jnp.argmax(fits)
@@ -228,10 +244,12 @@ def color_jitter(rng: jax.Array, img: jax.Array, cfg: ViewConfig) -> jax.Array:
     """
     k_b, k_c, k_s, k_h, k_order = jax.random.split(rng, 5)
     strengths = (cfg.brightness, cfg.contrast, cfg.saturation)
-    factors = jnp.stack([
-        jax.random.uniform(k, minval=max(0.0, 1.0 - st), maxval=1.0 + st)
-        for k, st in zip((k_b, k_c, k_s), strengths, strict=True)
-    ])
+    factors = jnp.stack(
+        [
+            jax.random.uniform(k, minval=max(0.0, 1.0 - st), maxval=1.0 + st)
+            for k, st in zip((k_b, k_c, k_s), strengths, strict=True)
+        ]
+    )
     shift = jax.random.uniform(k_h, minval=-cfg.hue, maxval=cfg.hue)
     enabled = [i for i, st in enumerate((*strengths, cfg.hue)) if st > 0]  # 3 = hue
     if cfg.jitter_random_order and len(enabled) > 1:
@@ -272,8 +290,11 @@ def _view_one(rng: jax.Array, image: jax.Array, cfg: ViewConfig) -> jax.Array:
         img = jnp.where(jax.random.bernoulli(keys[4], cfg.grayscale_p), gray, img)
     if cfg.blur_p > 0:
         sigma = jax.random.uniform(keys[5], minval=cfg.blur_sigma[0], maxval=cfg.blur_sigma[1])
-        blurred = _apply_separable(blur_matrix(sigma, out, cfg.blur_kernel), img,
-                                   blur_matrix(sigma, out_w, cfg.blur_kernel))
+        blurred = _apply_separable(
+            blur_matrix(sigma, out, cfg.blur_kernel),
+            img,
+            blur_matrix(sigma, out_w, cfg.blur_kernel),
+        )
         img = jnp.where(jax.random.bernoulli(keys[6], cfg.blur_p), blurred, img)
     if cfg.solarize_p > 0:
         solar = jnp.where(img >= 0.5, 1.0 - img, img)

@@ -29,13 +29,19 @@ class BarlowTwins(TwoViewMethod):
 
 
 def build(config: ml_collections.ConfigDict, model, num_classes: int) -> BarlowTwins:
-    check_batch_size(config, "barlow_twins", 2, "the cross-correlation standardises each "
-                     "dimension over the batch")
+    check_batch_size(
+        config,
+        "barlow_twins",
+        2,
+        "the cross-correlation standardises each dimension over the batch",
+    )
     lambd = float(config.method.get("lambd", 5e-3))
     scale = float(config.method.get("loss_scale", 1.0))
     if lambd < 0 or scale <= 0:
-        raise JaxdivError(f"method 'barlow_twins': need lambd >= 0 and loss_scale > 0, got "
-                          f"{lambd} and {scale}")
-    fields = common_fields(config, model, num_classes, "barlow_twins", projector=PROJECTOR,
-                           predictor=None)
+        raise JaxdivError(
+            f"method 'barlow_twins': need lambd >= 0 and loss_scale > 0, got {lambd} and {scale}"
+        )
+    fields = common_fields(
+        config, model, num_classes, "barlow_twins", projector=PROJECTOR, predictor=None
+    )
     return BarlowTwins(**fields, lambd=lambd, loss_scale=scale)

@@ -40,15 +40,17 @@ class BYOL(TwoViewMethod):
         variables = super().init(rng, images)
         variables["target"] = {
             col: jax.tree.map(lambda a: a.copy(), _target_part(variables[col]))
-            for col in ("params", "batch_stats") if col in variables
+            for col in ("params", "batch_stats")
+            if col in variables
         }
         return variables
 
     def objective(self, params, variables, out, x, labels, rng, step):
         target = variables["target"]
         mutable = [c for c in ("batch_stats",) if c in target]
-        t, updates = self.net.apply(target, x, train=True, method=TwoViewNet.project,
-                                    mutable=mutable)
+        t, updates = self.net.apply(
+            target, x, train=True, method=TwoViewNet.project, mutable=mutable
+        )
         t1, t2 = split_views(jax.lax.stop_gradient(t))
         p1, p2 = split_views(out["prediction"])
         loss = losses.byol_loss(p1, p2, t1, t2)
@@ -79,6 +81,13 @@ def build(config: ml_collections.ConfigDict, model, num_classes: int) -> BYOL:
     base_tau = float(config.method.get("base_tau", 0.996))
     if not 0 <= base_tau <= 1:
         raise JaxdivError(f"method 'byol': base_tau must be in [0, 1], got {base_tau}")
-    fields = common_fields(config, model, num_classes, "byol", projector=PROJECTOR,
-                           predictor=PREDICTOR, predictor_required=True)
+    fields = common_fields(
+        config,
+        model,
+        num_classes,
+        "byol",
+        projector=PROJECTOR,
+        predictor=PREDICTOR,
+        predictor_required=True,
+    )
     return BYOL(**fields, total_steps=total_steps_of(config), base_tau=base_tau)

@@ -62,8 +62,13 @@ class MLPHead(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         def bn(use_scale_bias: bool = True):
-            return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                                use_scale=use_scale_bias, use_bias=use_scale_bias)
+            return nn.BatchNorm(
+                use_running_average=not train,
+                momentum=0.9,
+                epsilon=1e-5,
+                use_scale=use_scale_bias,
+                use_bias=use_scale_bias,
+            )
 
         for width in self.cfg.hidden:
             x = nn.Dense(width, use_bias=not self.cfg.hidden_bn)(x)
@@ -122,4 +127,3 @@ def split_views(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Split a ``[2B, ...]`` array computed on ``concat(view1, view2)`` into its two views."""
     half = x.shape[0] // 2
     return x[:half], x[half:]
-

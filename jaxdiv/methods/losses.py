@@ -81,9 +81,7 @@ def nt_xent(
     return total if axis_name is None else jax.lax.psum(total, axis_name)
 
 
-def supcon(
-    z1: jax.Array, z2: jax.Array, labels: jax.Array, temperature: float = 0.1
-) -> jax.Array:
+def supcon(z1: jax.Array, z2: jax.Array, labels: jax.Array, temperature: float = 0.1) -> jax.Array:
     """Supervised contrastive loss (Khosla et al. 2020, ``L_out``) over two views.
 
     Every one of the ``2N`` rows is an anchor; its positives are all other rows with the same

@@ -76,8 +76,14 @@ def _lbfgs(x, y, l2, w0, b0, max_iter, tol):
 
 
 def fit_logistic_regression(
-    x: np.ndarray, y: np.ndarray, num_classes: int, l2: float, *, max_iter: int = 1000,
-    tol: float = 1e-5, init: tuple[np.ndarray, np.ndarray] | None = None,
+    x: np.ndarray,
+    y: np.ndarray,
+    num_classes: int,
+    l2: float,
+    *,
+    max_iter: int = 1000,
+    tol: float = 1e-5,
+    init: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``argmin_{W, b} mean CE(x W + b, y) + l2 / 2 * ||W||^2`` (bias unpenalised) by L-BFGS.
 
@@ -88,8 +94,15 @@ def fit_logistic_regression(
     y = jnp.asarray(y, jnp.int32)
     if init is None:
         init = (np.zeros((x.shape[1], num_classes), np.float32), np.zeros(num_classes, np.float32))
-    (w, b), _ = _lbfgs(x, y, jnp.float32(l2), jnp.asarray(init[0]), jnp.asarray(init[1]),
-                       max_iter, jnp.float32(tol))
+    (w, b), _ = _lbfgs(
+        x,
+        y,
+        jnp.float32(l2),
+        jnp.asarray(init[0]),
+        jnp.asarray(init[1]),
+        max_iter,
+        jnp.float32(tol),
+    )
     return np.asarray(w), np.asarray(b)
 
 
@@ -108,16 +121,23 @@ class ProbeFit:
 
 
 def fit_linear_probe(
-    train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-    num_classes: int, l2_grid: Sequence[float] = DEFAULT_L2_GRID, *, max_iter: int = 1000,
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    num_classes: int,
+    l2_grid: Sequence[float] = DEFAULT_L2_GRID,
+    *,
+    max_iter: int = 1000,
 ) -> ProbeFit:
     """Fit one probe per L2 strength on ``train``; keep the best validation accuracy (ties:
     lower validation loss). Features are standardised with the training mean and std."""
     if len(train_x) == 0 or len(val_x) == 0:
         raise JaxdivError("the linear probe needs non-empty fit and validation splits")
     if train_x.shape[1] != val_x.shape[1]:
-        raise JaxdivError(f"fit and validation embeddings differ in width: {train_x.shape[1]} "
-                          f"vs {val_x.shape[1]}")
+        raise JaxdivError(
+            f"fit and validation embeddings differ in width: {train_x.shape[1]} vs {val_x.shape[1]}"
+        )
     if not l2_grid or any(v < 0 for v in l2_grid):
         raise JaxdivError(f"l2_grid must be a non-empty list of strengths >= 0, got {l2_grid}")
     train_x = np.asarray(train_x, np.float32)
@@ -129,8 +149,7 @@ def fit_linear_probe(
     grid: dict[float, float] = {}
     init = None
     for l2 in sorted(l2_grid, reverse=True):  # strong to weak, warm-started
-        w, b = fit_logistic_regression(z, train_y, num_classes, l2, max_iter=max_iter,
-                                       init=init)
+        w, b = fit_logistic_regression(z, train_y, num_classes, l2, max_iter=max_iter, init=init)
         init = (w, b)
         probe = LinearProbe(w, b, mean, scale, float(l2))
         acc, nll = _accuracy_and_nll(probe.logits(val_x), np.asarray(val_y))
@@ -154,8 +173,14 @@ def _knn_scores(train, train_y, query, k, num_classes, temperature):
 
 
 def knn_scores(
-    train_x: np.ndarray, train_y: np.ndarray, query_x: np.ndarray, num_classes: int, *,
-    k: int = 20, temperature: float | None = 0.07, chunk: int = 512,
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    query_x: np.ndarray,
+    num_classes: int,
+    *,
+    k: int = 20,
+    temperature: float | None = 0.07,
+    chunk: int = 512,
 ) -> np.ndarray:
     """Class scores [Q, C] of a cosine-similarity kNN: the ``k`` nearest training examples
     vote with weight ``exp(cos / temperature)`` (Wu et al. 2018), or 1 when
@@ -173,11 +198,14 @@ def knn_scores(
     temp = jnp.float32(0.0 if temperature is None else temperature)
     out = []
     for start in range(0, len(query), chunk):
-        q = query[start:start + chunk]
+        q = query[start : start + chunk]
         pad = chunk - len(q)
         q = np.concatenate([q, np.zeros((pad, q.shape[1]), np.float32)]) if pad else q
-        out.append(np.asarray(_knn_scores(train, labels, jnp.asarray(q), k, num_classes,
-                                          temp))[:chunk - pad])
+        out.append(
+            np.asarray(_knn_scores(train, labels, jnp.asarray(q), k, num_classes, temp))[
+                : chunk - pad
+            ]
+        )
     return np.concatenate(out) if out else np.zeros((0, num_classes), np.float32)
 
 
@@ -195,8 +223,10 @@ def probe_settings(config: ml_collections.ConfigDict) -> dict:
     valid = {"fit_split", "val_split", "l2_grid", "knn_k", "knn_temperature", "max_iter"}
     unknown = sorted(set(p) - valid)
     if unknown:
-        raise JaxdivError(f"unknown probe option(s) {', '.join(unknown)}; valid options: "
-                          f"{', '.join(sorted(valid))}")
+        raise JaxdivError(
+            f"unknown probe option(s) {', '.join(unknown)}; valid options: "
+            f"{', '.join(sorted(valid))}"
+        )
     return {
         "fit_split": p.get("fit_split") or config.data.train_split,
         "val_split": p.get("val_split") or "validation",
@@ -207,22 +237,33 @@ def probe_settings(config: ml_collections.ConfigDict) -> dict:
     }
 
 
-def embed(method, variables, split: ArraySplit, mesh, batch_size: int = 500,
-          predict_fn=None) -> np.ndarray:
+def embed(
+    method, variables, split: ArraySplit, mesh, batch_size: int = 500, predict_fn=None
+) -> np.ndarray:
     """Eval-mode embeddings [N, D] of a whole split (un-augmented, normalised images);
     pass ``predict_fn`` (``train.evaluate.make_predict_fn``) to reuse one compilation."""
     from jaxdiv.train.evaluate import predict_split
 
-    _, emb = predict_split(method, variables, split, mesh, batch_size=batch_size,
-                           predict_fn=predict_fn)
+    _, emb = predict_split(
+        method, variables, split, mesh, batch_size=batch_size, predict_fn=predict_fn
+    )
     return emb
 
 
 def evaluate_representation(
-    method, variables, mesh, fit: ArraySplit, val: ArraySplit,
-    others: dict[str, ArraySplit] | None = None, *, num_classes: int,
-    l2_grid: Sequence[float] = DEFAULT_L2_GRID, knn_k: int = 20,
-    knn_temperature: float | None = 0.07, max_iter: int = 1000, batch_size: int = 500,
+    method,
+    variables,
+    mesh,
+    fit: ArraySplit,
+    val: ArraySplit,
+    others: dict[str, ArraySplit] | None = None,
+    *,
+    num_classes: int,
+    l2_grid: Sequence[float] = DEFAULT_L2_GRID,
+    knn_k: int = 20,
+    knn_temperature: float | None = 0.07,
+    max_iter: int = 1000,
+    batch_size: int = 500,
 ) -> tuple[ProbeFit, dict[str, float], dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Fit the offline probe on ``fit`` (L2 chosen on ``val``) and score kNN (memory bank:
     ``fit``). Returns (the fit, metrics, {split name: (embeddings, probe logits)}) for
@@ -232,16 +273,19 @@ def evaluate_representation(
     predict_fn = make_predict_fn(method, mesh)
     fit_x = embed(method, variables, fit, mesh, batch_size, predict_fn)
     val_x = embed(method, variables, val, mesh, batch_size, predict_fn)
-    result = fit_linear_probe(fit_x, fit.labels, val_x, val.labels, num_classes, l2_grid,
-                              max_iter=max_iter)
+    result = fit_linear_probe(
+        fit_x, fit.labels, val_x, val.labels, num_classes, l2_grid, max_iter=max_iter
+    )
     k = min(knn_k, len(fit_x))
-    metrics = {"offline_probe_l2": result.probe.l2,
-               "offline_probe_val_accuracy": result.val_accuracy,
-               "offline_probe_val_loss": result.val_loss,
-               "offline_probe_fit_accuracy": _accuracy_and_nll(result.probe.logits(fit_x),
-                                                                fit.labels)[0],
-               "knn_val_accuracy": knn_accuracy(fit_x, fit.labels, val_x, val.labels,
-                                                num_classes, k=k, temperature=knn_temperature)}
+    metrics = {
+        "offline_probe_l2": result.probe.l2,
+        "offline_probe_val_accuracy": result.val_accuracy,
+        "offline_probe_val_loss": result.val_loss,
+        "offline_probe_fit_accuracy": _accuracy_and_nll(result.probe.logits(fit_x), fit.labels)[0],
+        "knn_val_accuracy": knn_accuracy(
+            fit_x, fit.labels, val_x, val.labels, num_classes, k=k, temperature=knn_temperature
+        ),
+    }
     outputs = {"val": (val_x, result.probe.logits(val_x))}
     for name, split in (others or {}).items():
         x = embed(method, variables, split, mesh, batch_size, predict_fn)
@@ -249,27 +293,37 @@ def evaluate_representation(
         outputs[name] = (x, logits)
         metrics[f"offline_probe_{name}_accuracy"] = _accuracy_and_nll(logits, split.labels)[0]
         metrics[f"knn_{name}_accuracy"] = knn_accuracy(
-            fit_x, fit.labels, x, split.labels, num_classes, k=k, temperature=knn_temperature)
+            fit_x, fit.labels, x, split.labels, num_classes, k=k, temperature=knn_temperature
+        )
     return result, metrics, outputs
 
 
 def predict_member_with_probe(
-    config: ml_collections.ConfigDict, workdir: str | Path, store_dir: str | Path,
-    splits: Sequence[str], *, name: str | None = None, overwrite: bool = False,
+    config: ml_collections.ConfigDict,
+    workdir: str | Path,
+    store_dir: str | Path,
+    splits: Sequence[str],
+    *,
+    name: str | None = None,
+    overwrite: bool = False,
 ) -> dict[str, dict[str, float]]:
     """Like ``jaxdiv.predict.predict_member`` for a representation learner: fit the offline
     probe (``config.probe``), then write its logits and the embeddings of each split into
     the store. The member's info records the probe's L2, its validation accuracy and kNN
     accuracies under ``metrics``. Returns accuracy/loss per written split."""
-    from jaxdiv.predict import member_info, store_split_name
+    from jaxdiv.predict import member_info
+    from jaxdiv.store.splits import store_split_name
     from jaxdiv.store.store import Store
     from jaxdiv.train.loop import restore_variables
 
     workdir = Path(workdir)
     name = name or config.get("name") or workdir.name
     store = Store(store_dir)
-    todo = [s for s in splits
-            if overwrite or not (store.exists() and store.has_member(name, store_split_name(s)))]
+    todo = [
+        s
+        for s in splits
+        if overwrite or not (store.exists() and store.has_member(name, store_split_name(s)))
+    ]
     if not todo:
         return {}
     settings = probe_settings(config)
@@ -282,16 +336,26 @@ def predict_member_with_probe(
     fit, val = load(settings["fit_split"]), load(settings["val_split"])
     others = {s: load(s) for s in todo if s != settings["val_split"]}
     result, metrics, outputs = evaluate_representation(
-        setup.method, variables, setup.mesh, fit, val, others, num_classes=setup.num_classes,
-        l2_grid=settings["l2_grid"], knn_k=settings["knn_k"],
-        knn_temperature=settings["knn_temperature"], max_iter=settings["max_iter"],
+        setup.method,
+        variables,
+        setup.mesh,
+        fit,
+        val,
+        others,
+        num_classes=setup.num_classes,
+        l2_grid=settings["l2_grid"],
+        knn_k=settings["knn_k"],
+        knn_temperature=settings["knn_temperature"],
+        max_iter=settings["max_iter"],
         batch_size=int(config.get("eval_batch_size", 500)),
     )
     outputs[settings["val_split"]] = outputs.pop("val")
     info = member_info(config, workdir, step)
     info["name"] = name
-    info["classifier"] = (f"offline linear probe (L2 {result.probe.l2:g} chosen on "
-                          f"{settings['val_split']}, fit on {settings['fit_split']})")
+    info["classifier"] = (
+        f"offline linear probe (L2 {result.probe.l2:g} chosen on "
+        f"{settings['val_split']}, fit on {settings['fit_split']})"
+    )
     if name in store.all_members():
         info["metrics"] = {**store.member_info(name).get("metrics", {}), **info["metrics"]}
     info.setdefault("metrics", {}).update(metrics)
@@ -309,7 +373,6 @@ def predict_member_with_probe(
     return results
 
 
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m jaxdiv.methods.probe_eval --workdir=RUN [--store=DIR] [--splits=a,b]``."""
     import argparse
@@ -320,7 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m jaxdiv.methods.probe_eval",
         description="Fit the offline linear probe of a trained representation learner, score "
-                    "kNN, and write the probe's logits and the embeddings into a store.")
+        "kNN, and write the probe's logits and the embeddings into a store.",
+    )
     ap.add_argument("--workdir", required=True, help="the trained run's directory")
     ap.add_argument("--store", default=None, help="prediction store (default WORKDIR/store)")
     ap.add_argument("--splits", default="validation,test", help="comma-separated splits")
@@ -331,8 +395,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(Path(args.workdir))
         store = args.store or str(Path(args.workdir) / "store")
         results = predict_member_with_probe(
-            config, args.workdir, store, [s for s in args.splits.split(",") if s],
-            name=args.member, overwrite=args.overwrite)
+            config,
+            args.workdir,
+            store,
+            [s for s in args.splits.split(",") if s],
+            name=args.member,
+            overwrite=args.overwrite,
+        )
     except JaxdivError as err:
         print(f"probe_eval: error: {err}", file=sys.stderr)
         return 2
@@ -348,8 +417,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             value = metrics[key]
             print(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}")
     for split, m in results.items():
-        print(f"{split}: offline-probe accuracy {m['accuracy']:.4f}  loss {m['loss']:.4f}"
-              f"  -> {store}")
+        print(
+            f"{split}: offline-probe accuracy {m['accuracy']:.4f}  loss {m['loss']:.4f}  -> {store}"
+        )
     return 0
 
 

@@ -42,11 +42,15 @@ def build_supcon(config: ml_collections.ConfigDict, model, num_classes: int) -> 
 
 
 def _build(config, model, num_classes, name, *, supervised):
-    check_batch_size(config, name, 2, "each image is contrasted with the other 2B-2 views of "
-                     "the batch, so a batch of 1 has no negatives")
+    check_batch_size(
+        config,
+        name,
+        2,
+        "each image is contrasted with the other 2B-2 views of "
+        "the batch, so a batch of 1 has no negatives",
+    )
     temperature = float(config.method.get("temperature", 0.5))
     if temperature <= 0:
         raise JaxdivError(f"method {name!r}: temperature must be > 0, got {temperature}")
-    fields = common_fields(config, model, num_classes, name, projector=PROJECTOR,
-                           predictor=None)
+    fields = common_fields(config, model, num_classes, name, projector=PROJECTOR, predictor=None)
     return SimCLR(**fields, temperature=temperature, supervised=supervised)

@@ -30,6 +30,13 @@ class SimSiam(TwoViewMethod):
 
 def build(config: ml_collections.ConfigDict, model, num_classes: int) -> SimSiam:
     check_batch_size(config, "simsiam", 2, "its projector and predictor use batch norm")
-    fields = common_fields(config, model, num_classes, "simsiam", projector=PROJECTOR,
-                           predictor=PREDICTOR, predictor_required=True)
+    fields = common_fields(
+        config,
+        model,
+        num_classes,
+        "simsiam",
+        projector=PROJECTOR,
+        predictor=PREDICTOR,
+        predictor_required=True,
+    )
     return SimSiam(**fields)

@@ -54,18 +54,23 @@ class TwoViewMethod:
         x = self._stack_views(inputs)
         online = {"params": params, **{k: variables[k] for k in _ONLINE if k in variables}}
         mutable = [k for k in _ONLINE if k in variables]
-        out, updates = self.net.apply(online, x, train=True, rngs={"dropout": rng},
-                                      mutable=mutable)
-        ssl, extra_state, extra_metrics = self.objective(params, variables, out, x, labels,
-                                                         rng, step)
+        out, updates = self.net.apply(online, x, train=True, rngs={"dropout": rng}, mutable=mutable)
+        ssl, extra_state, extra_metrics = self.objective(
+            params, variables, out, x, labels, rng, step
+        )
         logits = out["probe_logits"]
         y = jnp.concatenate([labels, labels])
         probe_loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
         probe_acc = (jnp.argmax(logits, -1) == y).mean()
         total = ssl + probe_loss
         new_state = {**variables, **updates, **extra_state}
-        metrics = {"loss": total, "ssl_loss": ssl, "online_probe_loss": probe_loss,
-                   "online_probe_accuracy": probe_acc, **extra_metrics}
+        metrics = {
+            "loss": total,
+            "ssl_loss": ssl,
+            "online_probe_loss": probe_loss,
+            "online_probe_accuracy": probe_acc,
+            **extra_metrics,
+        }
         return total, (new_state, metrics)
 
     def after_update(self, params: Any, variables: Variables, step) -> Variables:
@@ -74,28 +79,40 @@ class TwoViewMethod:
     def predict(self, variables: Variables, images: jax.Array) -> tuple[None, jax.Array]:
         """``(None, embedding)``: no logits until the offline probe is fit (``probe_eval``);
         the online probe is deliberately not offered as the member's classifier."""
-        return None, self.net.apply(self._online_variables(variables), images,
-                                    method=TwoViewNet.embed)
+        return None, self.net.apply(
+            self._online_variables(variables), images, method=TwoViewNet.embed
+        )
 
     # --- for subclasses and evaluation ----------------------------------------------------
-    def objective(self, params, variables: Variables, out: dict[str, jax.Array], x: jax.Array,
-                  labels: jax.Array, rng: jax.Array, step: jax.Array
-                  ) -> tuple[jax.Array, Variables, dict[str, jax.Array]]:
+    def objective(
+        self,
+        params,
+        variables: Variables,
+        out: dict[str, jax.Array],
+        x: jax.Array,
+        labels: jax.Array,
+        rng: jax.Array,
+        step: jax.Array,
+    ) -> tuple[jax.Array, Variables, dict[str, jax.Array]]:
         """(self-supervised loss, state updates, extra metrics) from the online outputs on
         ``x = concat(view1, view2)``."""
         raise NotImplementedError
 
     def online_probe_logits(self, variables: Variables, images: jax.Array) -> jax.Array:
         """The online probe's logits on normalised images, eval mode (for reporting only)."""
-        return self.net.apply(self._online_variables(variables), images,
-                              method=TwoViewNet.probe_logits)
+        return self.net.apply(
+            self._online_variables(variables), images, method=TwoViewNet.probe_logits
+        )
 
     def _online_variables(self, variables: Variables) -> Variables:
         return {k: v for k, v in variables.items() if k == "params" or k in _ONLINE}
 
     def _stack_views(self, inputs) -> jax.Array:
-        if (not isinstance(inputs, tuple | list) or len(inputs) != 2
-                or inputs[0].shape != inputs[1].shape):
+        if (
+            not isinstance(inputs, tuple | list)
+            or len(inputs) != 2
+            or inputs[0].shape != inputs[1].shape
+        ):
             got = getattr(inputs, "shape", type(inputs).__name__)
             raise JaxdivError(
                 f"method {self.name!r} needs two augmented views per image (a pair of "
@@ -105,14 +122,18 @@ class TwoViewMethod:
         return jnp.concatenate([inputs[0], inputs[1]], axis=0)
 
 
-def views_from_config(config: ml_collections.ConfigDict, name: str
-                      ) -> tuple[ViewConfig, ViewConfig]:
+def views_from_config(
+    config: ml_collections.ConfigDict, name: str
+) -> tuple[ViewConfig, ViewConfig]:
     """``config.data.views`` (both views), with ``data.view1`` / ``data.view2`` overrides."""
     data = config.data
     num_views = int(data.get("num_views", 2))
     if num_views != 2 or data.get("views") is None:
-        have = (f"data.num_views={num_views}" if num_views != 2
-                else "no data.views (a one-view pipeline such as crop_padding/flip)")
+        have = (
+            f"data.num_views={num_views}"
+            if num_views != 2
+            else "no data.views (a one-view pipeline such as crop_padding/flip)"
+        )
         raise JaxdivError(
             f"method {name!r} needs a two-view augmentation pipeline but the config has {have}; "
             f"set config.data.views (ViewConfig fields), e.g. start from "
@@ -125,30 +146,41 @@ def views_from_config(config: ml_collections.ConfigDict, name: str
         fields = {**base, **dict(data.get(key) or {})}
         unknown = sorted(set(fields) - valid)
         if unknown:
-            raise JaxdivError(f"unknown view option(s) {', '.join(unknown)} in config.data; "
-                              f"valid options: {', '.join(sorted(valid))}")
+            raise JaxdivError(
+                f"unknown view option(s) {', '.join(unknown)} in config.data; "
+                f"valid options: {', '.join(sorted(valid))}"
+            )
         pair.append(ViewConfig(**fields))
     return pair[0], pair[1]
 
 
-def check_batch_size(config: ml_collections.ConfigDict, name: str, minimum: int,
-                     why: str) -> None:
+def check_batch_size(config: ml_collections.ConfigDict, name: str, minimum: int, why: str) -> None:
     batch = int(config.batch_size)
     if batch < minimum:
         raise JaxdivError(f"method {name!r} needs batch_size >= {minimum} ({why}), got {batch}")
 
 
-def common_fields(config: ml_collections.ConfigDict, model, num_classes: int, name: str, *,
-                  projector: HeadConfig, predictor: HeadConfig | None,
-                  predictor_required: bool = False) -> dict[str, Any]:
+def common_fields(
+    config: ml_collections.ConfigDict,
+    model,
+    num_classes: int,
+    name: str,
+    *,
+    projector: HeadConfig,
+    predictor: HeadConfig | None,
+    predictor_required: bool = False,
+) -> dict[str, Any]:
     """Views, network (heads from ``config.method.projector`` / ``.predictor``) and name."""
     views = views_from_config(config, name)
     m = config.method
     proj = HeadConfig.from_config(m.get("projector"), projector)
     pred = predictor
     if "predictor" in m:
-        pred = None if m.predictor is None else HeadConfig.from_config(m.predictor, predictor
-                                                                       or HeadConfig())
+        pred = (
+            None
+            if m.predictor is None
+            else HeadConfig.from_config(m.predictor, predictor or HeadConfig())
+        )
     if predictor_required and pred is None:
         raise JaxdivError(f"method {name!r} needs a prediction head; set config.method.predictor")
     if pred is not None and pred.out != proj.out:
@@ -156,7 +188,7 @@ def common_fields(config: ml_collections.ConfigDict, model, num_classes: int, na
             f"method {name!r}: the predictor's output width ({pred.out}) must equal the "
             f"projector's ({proj.out}) since predictions regress projections"
         )
-    net = TwoViewNet(backbone=backbone_only(model), projector=proj, predictor=pred,
-                     num_classes=num_classes)
+    net = TwoViewNet(
+        backbone=backbone_only(model), projector=proj, predictor=pred, num_classes=num_classes
+    )
     return {"net": net, "num_classes": num_classes, "views": views, "name": name}
-

@@ -33,8 +33,12 @@ class VICReg(TwoViewMethod):
 def build(config: ml_collections.ConfigDict, model, num_classes: int) -> VICReg:
     check_batch_size(config, "vicreg", 2, "variances and covariances are taken over the batch")
     m = config.method
-    fields = common_fields(config, model, num_classes, "vicreg", projector=PROJECTOR,
-                           predictor=None)
-    return VICReg(**fields, sim_coeff=float(m.get("sim_coeff", 25.0)),
-                  std_coeff=float(m.get("std_coeff", 25.0)),
-                  cov_coeff=float(m.get("cov_coeff", 1.0)))
+    fields = common_fields(
+        config, model, num_classes, "vicreg", projector=PROJECTOR, predictor=None
+    )
+    return VICReg(
+        **fields,
+        sim_coeff=float(m.get("sim_coeff", 25.0)),
+        std_coeff=float(m.get("std_coeff", 25.0)),
+        cov_coeff=float(m.get("cov_coeff", 1.0)),
+    )

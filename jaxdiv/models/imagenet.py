@@ -21,15 +21,27 @@ _BN_EPSILON = 1e-5
 
 def _norm(train: bool, dtype: Dtype, *, zero: bool = False, name: str | None = None):
     return nn.BatchNorm(
-        use_running_average=not train, momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, dtype=dtype,
-        scale_init=nn.initializers.zeros if zero else nn.initializers.ones, name=name,
+        use_running_average=not train,
+        momentum=_BN_MOMENTUM,
+        epsilon=_BN_EPSILON,
+        dtype=dtype,
+        scale_init=nn.initializers.zeros if zero else nn.initializers.ones,
+        name=name,
     )
 
 
 def _stem(x, train: bool, dtype: Dtype):
     """7x7/2 convolution (64), BN, ReLU, 3x3/2 max pool: 224 -> 56."""
-    x = nn.Conv(64, (7, 7), strides=2, padding=3, use_bias=False, kernel_init=conv_init,
-                dtype=dtype, name="stem_conv")(x)
+    x = nn.Conv(
+        64,
+        (7, 7),
+        strides=2,
+        padding=3,
+        use_bias=False,
+        kernel_init=conv_init,
+        dtype=dtype,
+        name="stem_conv",
+    )(x)
     x = nn.relu(_norm(train, dtype, name="stem_bn")(x))
     return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
 
@@ -78,8 +90,13 @@ class ResNet(nn.Module):
         for stage, blocks in enumerate(self.stage_sizes):
             for block in range(blocks):
                 strides = 2 if stage > 0 and block == 0 else 1
-                x = Bottleneck(self.width * 2**stage, strides, self.zero_init_residual,
-                               self.dtype, name=f"stage{stage + 1}_block{block + 1}")(x, train)
+                x = Bottleneck(
+                    self.width * 2**stage,
+                    strides,
+                    self.zero_init_residual,
+                    self.dtype,
+                    name=f"stage{stage + 1}_block{block + 1}",
+                )(x, train)
         return classifier_head(jnp.mean(x, axis=(1, 2)), self.num_classes)
 
 
@@ -122,13 +139,23 @@ class DenseNet(nn.Module):
         x = _stem(x.astype(self.dtype), train, self.dtype)
         for i, layers in enumerate(self.block_sizes):
             for j in range(layers):
-                x = DenseLayer(self.growth, self.bn_size, self.dropout, self.dtype,
-                               name=f"block{i + 1}_layer{j + 1}")(x, train)
+                x = DenseLayer(
+                    self.growth,
+                    self.bn_size,
+                    self.dropout,
+                    self.dtype,
+                    name=f"block{i + 1}_layer{j + 1}",
+                )(x, train)
             if i < len(self.block_sizes) - 1:
                 x = nn.relu(_norm(train, self.dtype, name=f"transition{i + 1}_bn")(x))
-                x = nn.Conv(int(x.shape[-1] * self.compression), (1, 1), use_bias=False,
-                            kernel_init=conv_init, dtype=self.dtype,
-                            name=f"transition{i + 1}_conv")(x)
+                x = nn.Conv(
+                    int(x.shape[-1] * self.compression),
+                    (1, 1),
+                    use_bias=False,
+                    kernel_init=conv_init,
+                    dtype=self.dtype,
+                    name=f"transition{i + 1}_conv",
+                )(x)
                 x = nn.avg_pool(x, (2, 2), strides=(2, 2))
         x = nn.relu(_norm(train, self.dtype, name="final_bn")(x))
         return classifier_head(jnp.mean(x, axis=(1, 2)), self.num_classes)
@@ -142,8 +169,10 @@ def check_imagenet_cnn(name: str, kw: dict) -> dict:
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
         raise JaxdivError(f"model {name!r}: width must be an integer >= 1, got {width!r}")
     if not isinstance(kw.get("zero_init_residual", True), bool):
-        raise JaxdivError(f"model {name!r}: zero_init_residual must be True or False, "
-                          f"got {kw['zero_init_residual']!r}")
+        raise JaxdivError(
+            f"model {name!r}: zero_init_residual must be True or False, "
+            f"got {kw['zero_init_residual']!r}"
+        )
     dropout = kw.get("dropout", 0.0)
     if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
         raise JaxdivError(f"model {name!r}: dropout must be a rate in [0, 1), got {dropout!r}")

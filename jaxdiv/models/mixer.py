@@ -54,12 +54,19 @@ class MlpMixer(nn.Module):
         self, x: jnp.ndarray, train: bool = False
     ) -> tuple[jnp.ndarray | None, jnp.ndarray]:
         x = x.astype(self.dtype)
-        x = nn.Conv(self.dim, (self.patch, self.patch), strides=self.patch, padding="VALID",
-                    dtype=self.dtype, name="stem")(x)
+        x = nn.Conv(
+            self.dim,
+            (self.patch, self.patch),
+            strides=self.patch,
+            padding="VALID",
+            dtype=self.dtype,
+            name="stem",
+        )(x)
         b, h, w, c = x.shape
         x = x.reshape(b, h * w, c)
         for i in range(self.depth):
-            x = MixerBlock(self.token_mlp, self.channel_mlp, self.dropout, self.dtype,
-                           name=f"block{i}")(x, train)
+            x = MixerBlock(
+                self.token_mlp, self.channel_mlp, self.dropout, self.dtype, name=f"block{i}"
+            )(x, train)
         x = nn.LayerNorm(dtype=self.dtype, name="pre_head_norm")(x)
         return classifier_head(jnp.mean(x, axis=1), self.num_classes, zero_init=True)

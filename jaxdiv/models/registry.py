@@ -118,32 +118,39 @@ _REGISTRY: dict[str, ModelSpec] = {
     "mixer_small": ModelSpec(
         MlpMixer,
         {},
-        {"dim": 512, "depth": 8, "token_mlp": 256, "channel_mlp": 2048, "patch": 4,
-         "dropout": 0.0},
+        {"dim": 512, "depth": 8, "token_mlp": 256, "channel_mlp": 2048, "patch": 4, "dropout": 0.0},
         _check_transformer,
     ),
     "cnn": ModelSpec(
-        SimpleCNN, {}, {"width": 1, "hidden": 256, "batch_norm": True, "dropout": 0.0},
+        SimpleCNN,
+        {},
+        {"width": 1, "hidden": 256, "batch_norm": True, "dropout": 0.0},
         _check_cnn,
     ),
     "mlp": ModelSpec(MLP, {}, {"hidden": (512, 512), "dropout": 0.0}, _check_mlp),
     # ImageNet-size (224x224) models; ViT-S/16 and Mixer-S/16 are ViT and MlpMixer with
     # 16x16 patches. Counts at 1000 classes: 25.6M, 8.0M, 22.0M, 18.5M.
     "resnet50": ModelSpec(
-        ResNet, {"stage_sizes": (3, 4, 6, 3)}, {"width": 64, "zero_init_residual": True},
+        ResNet,
+        {"stage_sizes": (3, 4, 6, 3)},
+        {"width": 64, "zero_init_residual": True},
         check_imagenet_cnn,
     ),
     "densenet121": ModelSpec(
-        DenseNet, {"block_sizes": (6, 12, 24, 16), "growth": 32}, {"dropout": 0.0},
+        DenseNet,
+        {"block_sizes": (6, 12, 24, 16), "growth": 32},
+        {"dropout": 0.0},
         check_imagenet_cnn,
     ),
     "vit_s16": ModelSpec(
-        ViT, {"patch": 16},
+        ViT,
+        {"patch": 16},
         {"dim": 384, "depth": 12, "heads": None, "mlp_ratio": 4, "dropout": 0.0},
         _check_transformer,
     ),
     "mixer_s16": ModelSpec(
-        MlpMixer, {"patch": 16},
+        MlpMixer,
+        {"patch": 16},
         {"dim": 512, "depth": 8, "token_mlp": 256, "channel_mlp": 2048, "dropout": 0.0},
         _check_transformer,
     ),

@@ -63,8 +63,13 @@ class CifarResNet(nn.Module):
         blocks = (self.depth - 2) // 6
         x = x.astype(self.dtype)
         x = nn.Conv(
-            16 * self.width, (3, 3), padding=1, use_bias=False, kernel_init=conv_init,
-            dtype=self.dtype, name="stem_conv",
+            16 * self.width,
+            (3, 3),
+            padding=1,
+            use_bias=False,
+            kernel_init=conv_init,
+            dtype=self.dtype,
+            name="stem_conv",
         )(x)
         x = nn.relu(_norm(train, self.dtype, name="stem_bn")(x))
         for stage, channels in enumerate((16, 32, 64)):
@@ -113,7 +118,12 @@ class WideResNet(nn.Module):
         blocks = (self.depth - 4) // 6
         x = x.astype(self.dtype)
         x = nn.Conv(
-            16, (3, 3), padding=1, use_bias=False, kernel_init=conv_init, dtype=self.dtype,
+            16,
+            (3, 3),
+            padding=1,
+            use_bias=False,
+            kernel_init=conv_init,
+            dtype=self.dtype,
             name="stem_conv",
         )(x)
         for stage, channels in enumerate((16, 32, 64)):

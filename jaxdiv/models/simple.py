@@ -26,11 +26,18 @@ class SimpleCNN(nn.Module):
         x = x.astype(self.dtype)
         for channels in (32, 64, 128):
             for _ in range(2):
-                x = nn.Conv(channels * self.width, (3, 3), padding=1, kernel_init=conv_init,
-                            use_bias=not self.batch_norm, dtype=self.dtype)(x)
+                x = nn.Conv(
+                    channels * self.width,
+                    (3, 3),
+                    padding=1,
+                    kernel_init=conv_init,
+                    use_bias=not self.batch_norm,
+                    dtype=self.dtype,
+                )(x)
                 if self.batch_norm:
-                    x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                                     epsilon=1e-5, dtype=self.dtype)(x)
+                    x = nn.BatchNorm(
+                        use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype
+                    )(x)
                 x = nn.relu(x)
             x = nn.max_pool(x, (2, 2), strides=(2, 2))
         x = x.reshape(x.shape[0], -1)

@@ -22,11 +22,16 @@ class MlpBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
         out = x.shape[-1]
-        x = nn.Dense(self.hidden, dtype=self.dtype, kernel_init=_dense_init,
-                     bias_init=nn.initializers.normal(1e-6))(x)
+        x = nn.Dense(
+            self.hidden,
+            dtype=self.dtype,
+            kernel_init=_dense_init,
+            bias_init=nn.initializers.normal(1e-6),
+        )(x)
         x = nn.Dropout(self.dropout, deterministic=not train)(nn.gelu(x))
-        x = nn.Dense(out, dtype=self.dtype, kernel_init=_dense_init,
-                     bias_init=nn.initializers.normal(1e-6))(x)
+        x = nn.Dense(
+            out, dtype=self.dtype, kernel_init=_dense_init, bias_init=nn.initializers.normal(1e-6)
+        )(x)
         return nn.Dropout(self.dropout, deterministic=not train)(x)
 
 
@@ -42,7 +47,9 @@ class EncoderBlock(nn.Module):
     def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
         y = nn.LayerNorm(dtype=self.dtype)(x)
         y = nn.MultiHeadDotProductAttention(
-            num_heads=self.heads, dtype=self.dtype, kernel_init=_dense_init,
+            num_heads=self.heads,
+            dtype=self.dtype,
+            kernel_init=_dense_init,
             deterministic=True,
         )(y, y)
         x = x + nn.Dropout(self.dropout, deterministic=not train)(y)
@@ -67,15 +74,22 @@ class ViT(nn.Module):
         self, x: jnp.ndarray, train: bool = False
     ) -> tuple[jnp.ndarray | None, jnp.ndarray]:
         x = x.astype(self.dtype)
-        x = nn.Conv(self.dim, (self.patch, self.patch), strides=self.patch, padding="VALID",
-                    dtype=self.dtype, name="patch_embed")(x)
+        x = nn.Conv(
+            self.dim,
+            (self.patch, self.patch),
+            strides=self.patch,
+            padding="VALID",
+            dtype=self.dtype,
+            name="patch_embed",
+        )(x)
         b, h, w, c = x.shape
         x = x.reshape(b, h * w, c)
         pos = self.param("pos_embed", nn.initializers.normal(0.02), (1, h * w, c))
         x = x + pos.astype(self.dtype)
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
         for i in range(self.depth):
-            x = EncoderBlock(self.heads, self.mlp_ratio * self.dim, self.dropout, self.dtype,
-                             name=f"block{i}")(x, train)
+            x = EncoderBlock(
+                self.heads, self.mlp_ratio * self.dim, self.dropout, self.dtype, name=f"block{i}"
+            )(x, train)
         x = nn.LayerNorm(dtype=self.dtype, name="encoder_norm")(x)
         return classifier_head(jnp.mean(x, axis=1), self.num_classes, zero_init=True)

@@ -53,8 +53,9 @@ def _unstack(tree, k: int):
     return [jax.tree_util.tree_map(lambda x, i=i: x[i], tree) for i in range(k)]
 
 
-def train_cohort(group: Sequence[Member], members_dir: str | Path, *, progress: bool = True,
-                 log=print) -> None:
+def train_cohort(
+    group: Sequence[Member], members_dir: str | Path, *, progress: bool = True, log=print
+) -> None:
     """Train ``group`` together; afterwards each member's workdir holds its checkpoints."""
     members_dir = Path(members_dir)
     config = group[0].config
@@ -63,8 +64,9 @@ def train_cohort(group: Sequence[Member], members_dir: str | Path, *, progress: 
     ckpts = []
     for m, w in zip(group, workdirs, strict=True):
         prepare_workdir(m.config, w, force=False)
-        ckpts.append(Checkpointer(w, every_steps=config.checkpoint_every_steps,
-                                  keep=config.keep_checkpoints))
+        ckpts.append(
+            Checkpointer(w, every_steps=config.checkpoint_every_steps, keep=config.keep_checkpoints)
+        )
     states, step_keys = [], []
     for m in group:
         init_key, step_key = jax.random.split(jax.random.PRNGKey(int(m.config.seed)))
@@ -76,27 +78,36 @@ def train_cohort(group: Sequence[Member], members_dir: str | Path, *, progress: 
         start = int(latest[0])
         states = [c.restore(s, start) for c, s in zip(ckpts, states, strict=True)]
     elif any(s is not None for s in latest):
-        log(f"  cohort {[m.name for m in group]}: members at different checkpoints; "
-            "they will resume one by one")
+        log(
+            f"  cohort {[m.name for m in group]}: members at different checkpoints; "
+            "they will resume one by one"
+        )
         for c in ckpts:
             c.close()
         return
     total = setup.total_steps
     k = len(group)
     log(f"  training cohort of {k} ({', '.join(m.name for m in group)}) with jax.vmap")
-    loaders = [TrainLoader(setup.train_split, int(config.batch_size), seed=int(m.config.seed))
-               for m in group]
+    loaders = [
+        TrainLoader(setup.train_split, int(config.batch_size), seed=int(m.config.seed))
+        for m in group
+    ]
     writers = [MetricWriter(w, resume_step=start) for w in workdirs]
     batch_sharding = NamedSharding(setup.mesh, PartitionSpec(None, "data"))
     rep = NamedSharding(setup.mesh, PartitionSpec())
-    step = jax.jit(jax.vmap(train_step_fn(setup)), out_shardings=(rep, rep),
-                   donate_argnums=(0,))
+    step = jax.jit(jax.vmap(train_step_fn(setup)), out_shardings=(rep, rep), donate_argnums=(0,))
     state = jax.device_put(_stack(states), rep)
     keys = jnp.stack(step_keys)
     every = max(1, int(config.checkpoint_every_steps))
     log_every = max(1, int(config.log_every_steps))
-    bar = tqdm(total=total, initial=start, unit="step", disable=not progress,
-               desc=f"cohort x{k}", mininterval=2.0)
+    bar = tqdm(
+        total=total,
+        initial=start,
+        unit="step",
+        disable=not progress,
+        desc=f"cohort x{k}",
+        mininterval=2.0,
+    )
     pending = []
     for s in range(start, total):
         batches = [ld.batch(s) for ld in loaders]
@@ -110,8 +121,13 @@ def train_cohort(group: Sequence[Member], members_dir: str | Path, *, progress: 
         if done % log_every == 0 or done == total:
             host = jax.device_get(pending)
             for i, w in enumerate(writers):
-                w.write(done, {f"train_{name}": float(np.mean([m[name][i] for m in host]))
-                               for name in host[0]})
+                w.write(
+                    done,
+                    {
+                        f"train_{name}": float(np.mean([m[name][i] for m in host]))
+                        for name in host[0]
+                    },
+                )
             pending = []
         if done % every == 0 or done == total:
             for c, st in zip(ckpts, _unstack(state, k), strict=True):
@@ -123,7 +139,8 @@ def train_cohort(group: Sequence[Member], members_dir: str | Path, *, progress: 
         w.close()
 
 
-def train_cohorts(members: Sequence[Member], members_dir: str | Path, *, progress: bool = True,
-                  log=print) -> None:
+def train_cohorts(
+    members: Sequence[Member], members_dir: str | Path, *, progress: bool = True, log=print
+) -> None:
     for group in cohorts(members):
         train_cohort(group, members_dir, progress=progress, log=log)

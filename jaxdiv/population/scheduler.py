@@ -24,8 +24,9 @@ from pathlib import Path
 import jax
 
 from jaxdiv.errors import JaxdivError
+from jaxdiv.files import write_json_atomic
 from jaxdiv.population.spec import Member
-from jaxdiv.store.store import Store, write_json_atomic
+from jaxdiv.store.store import Store
 
 STRATEGIES = ("auto", "sequential", "vmap")
 
@@ -79,7 +80,8 @@ def run_population(
     log=print,
 ) -> list[MemberOutcome]:
     """Train and predict every member; returns one outcome per member, in order."""
-    from jaxdiv.predict import predict_member, store_split_name
+    from jaxdiv.predict import predict_member
+    from jaxdiv.store.splits import store_split_name
     from jaxdiv.train.loop import train
 
     workdir = Path(workdir)
@@ -88,8 +90,9 @@ def run_population(
     failures_path = workdir / "failures.json"
     failures = json.loads(failures_path.read_text()) if failures_path.exists() else {}
     outcomes: list[MemberOutcome] = []
-    todo = [m for m in members
-            if not all(store.has_member(m.name, store_split_name(s)) for s in splits)]
+    todo = [
+        m for m in members if not all(store.has_member(m.name, store_split_name(s)) for s in splits)
+    ]
     if strategy == "vmap" and len(todo) > 1:
         from jaxdiv.population.cohort import train_cohorts
 
@@ -104,14 +107,20 @@ def run_population(
         if trained:
             per = (time.perf_counter() - started) / trained
             eta = f", overall ETA {_fmt(per * remaining)}"
-        log(f"[{i}/{len(members)}] {member.name} ({member.category or 'base'}, "
-            f"{member.config.method.name}, {member.config.model.name}){eta}")
+        log(
+            f"[{i}/{len(members)}] {member.name} ({member.category or 'base'}, "
+            f"{member.config.method.name}, {member.config.model.name}){eta}"
+        )
         t0 = time.perf_counter()
         mdir = workdir / "members" / member.name
         try:
             train(member.config, mdir, progress=progress)
             predict_member(
-                member.config, mdir, store.root, list(splits), name=member.name,
+                member.config,
+                mdir,
+                store.root,
+                list(splits),
+                name=member.name,
                 extra_info=_member_extra(member, base, population),
             )
             failures.pop(member.name, None)

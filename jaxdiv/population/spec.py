@@ -50,9 +50,17 @@ _KEY_CATEGORIES = (
     ("model.kwargs", "Architecture"),
 )
 # Keys that never make a member different (how it runs, not what it computes).
-_IGNORED = ("name", "log_every_steps", "eval_every_steps", "eval_batch_size",
-            "checkpoint_every_steps", "keep_checkpoints", "data.data_dir", "mesh",
-            "data.eval_split")
+_IGNORED = (
+    "name",
+    "log_every_steps",
+    "eval_every_steps",
+    "eval_batch_size",
+    "checkpoint_every_steps",
+    "keep_checkpoints",
+    "data.data_dir",
+    "mesh",
+    "data.eval_split",
+)
 
 
 # Sub-configs a supervised base need not have but a variation may add (e.g. the two-view
@@ -91,8 +99,11 @@ def config_differences(base: ml_collections.ConfigDict, other: ml_collections.Co
     """Dotted keys whose values differ between two configs (run-only keys ignored)."""
     a, b = _flatten(_as_dict(base)), _flatten(_as_dict(other))
     keys = sorted(set(a) | set(b))
-    return tuple(k for k in keys if a.get(k) != b.get(k)
-                 and not any(k == p or k.startswith(p + ".") for p in _IGNORED))
+    return tuple(
+        k
+        for k in keys
+        if a.get(k) != b.get(k) and not any(k == p or k.startswith(p + ".") for p in _IGNORED)
+    )
 
 
 def category_of(differences: tuple[str, ...]) -> str:
@@ -153,8 +164,10 @@ def _fresh_seeds(pop: ml_collections.ConfigDict, base: ml_collections.ConfigDict
     used = {int(base.seed)}
     for var in pop.variations:
         var = dict(var)
-        for seeds in ((dict(var.get("overrides") or {}).get("seed"),),
-                      dict(var.get("sweep") or {}).get("seed") or ()):
+        for seeds in (
+            (dict(var.get("overrides") or {}).get("seed"),),
+            dict(var.get("sweep") or {}).get("seed") or (),
+        ):
             used.update(int(x) for x in seeds if x is not None)
     seed = 0
     while True:
@@ -168,9 +181,7 @@ def expand_population(pop: ml_collections.ConfigDict) -> list[Member]:
     from jaxdiv.train.loop import validate_names
 
     if "base" not in pop or "variations" not in pop:
-        raise JaxdivError(
-            "a population config needs `base` (a training config) and `variations`"
-        )
+        raise JaxdivError("a population config needs `base` (a training config) and `variations`")
     base_cfg = copy.deepcopy(pop.base)
     base_name = str(pop.get("base_name", base_cfg.get("name", "base")))
     with base_cfg.unlocked():
@@ -193,7 +204,7 @@ def expand_population(pop: ml_collections.ConfigDict) -> list[Member]:
             raise JaxdivError(f"variation {i}: sweep one key at a time; got {sorted(sweep)}")
         runs = [({}, None)]
         if sweep:
-            (key, values), = sweep.items()
+            ((key, values),) = sweep.items()
             runs = [({key: v}, v) for v in values]
         for extra, value in runs:
             over = {**overrides, **extra}

@@ -113,7 +113,8 @@ def _calibration_members(store: Store, split: str, names: list[str]) -> None:
             parts.append(f"only in {split!r}: {', '.join(extra)}")
         raise JaxdivError(
             "the calibration split must hold the same members as the analysed split; "
-            + "; ".join(parts) + ". Predict the missing members or pass --calibration-split=none"
+            + "; ".join(parts)
+            + ". Predict the missing members or pass --calibration-split=none"
         )
 
 
@@ -127,7 +128,8 @@ def _find_base(infos: list[dict], names: list[str], base: str | None) -> str | N
             )
         return base
     flagged = [
-        n for n, info in zip(names, infos, strict=True)
+        n
+        for n, info in zip(names, infos, strict=True)
         if info.get("base") is True
         or str(info.get("category") or "").strip().lower() in BASE_MARKERS
     ]
@@ -180,8 +182,9 @@ def _pairs_frame(names, accuracy, mats, intervals) -> pd.DataFrame:
 def _specialisation(logits, labels, temperatures, names, base_index, memory_budget):
     others = np.array([i for i in range(len(names)) if i != base_index], np.int32)
     pairs = np.stack([np.full_like(others, base_index), others], axis=1)
-    angles = confidence_angles(logits, labels, pairs, temperatures=temperatures,
-                               memory_budget=memory_budget, names=names)
+    angles = confidence_angles(
+        logits, labels, pairs, temperatures=temperatures, memory_budget=memory_budget, names=names
+    )
     hist = angle_histograms(angles["theta"], angles["outcome"], n_bins=ANGLE_BINS)
     wins = class_wins(logits, labels, pairs=pairs, memory_budget=memory_budget, names=names)
     meta = {
@@ -189,9 +192,9 @@ def _specialisation(logits, labels, temperatures, names, base_index, memory_budg
         "angle_bin_edges": angle_bin_edges(ANGLE_BINS).tolist(),
         "outcomes": list(OUTCOMES),
         "base_angle_histograms.npy": "[pairs, outcomes, angle bins] counts of theta = "
-                                     "atan2(conf_base, conf_other) (calibrated confidences)",
+        "atan2(conf_base, conf_other) (calibrated confidences)",
         "base_class_wins.npy": "[pairs, 2, classes]: per class, error-inconsistent examples "
-                               "won by the base (0) and by the other member (1)",
+        "won by the base (0) and by the other member (1)",
     }
     return hist, wins, meta
 
@@ -287,13 +290,15 @@ def run_analyze(
                 f"calibration split {calibration_split!r} has {cal_logits.shape[2]} classes "
                 f"but {split!r} has {c}"
             )
-        temperatures = fit_temperatures(cal_logits, cal_labels, names=names,
-                                        memory_budget=memory_budget)
+        temperatures = fit_temperatures(
+            cal_logits, cal_labels, names=names, memory_budget=memory_budget
+        )
         del cal_logits
     else:
         temperatures = np.ones(n)
-    report = calibration_report(logits, labels, temperatures, memory_budget=memory_budget,
-                                names=names)
+    report = calibration_report(
+        logits, labels, temperatures, memory_budget=memory_budget, names=names
+    )
     outs = member_outputs(logits, labels, memory_budget=memory_budget, names=names)
     accuracy = outs["correct"].mean(1)
 
@@ -301,28 +306,37 @@ def run_analyze(
     intervals = {}
     if bootstrap:
         boot = bootstrap_pairwise(
-            logits, labels, key=jax.random.key(int(seed)), num_resamples=int(bootstrap),
-            confidence=BOOTSTRAP_CONFIDENCE, temperatures=temperatures, names=names,
+            logits,
+            labels,
+            key=jax.random.key(int(seed)),
+            num_resamples=int(bootstrap),
+            confidence=BOOTSTRAP_CONFIDENCE,
+            temperatures=temperatures,
+            names=names,
             memory_budget=int(memory_budget),
         )
         intervals = {
             ("js_divergence" if key == "js" else key): (
-                np.asarray(v["low"], np.float64), np.asarray(v["high"], np.float64))
+                np.asarray(v["low"], np.float64),
+                np.asarray(v["high"], np.float64),
+            )
             for key, v in boot.items()
         }
 
     infos = [store.member_info(name) for name in names]
     categories = [info.get("category") for info in infos]
-    members = pd.DataFrame({
-        "name": names,
-        "accuracy": accuracy,
-        "nll": report["nll_before"],
-        "ece": report["ece_before"],
-        "temperature": report["temperature"],
-        "nll_calibrated": report["nll_after"],
-        "ece_calibrated": report["ece_after"],
-        "category": [c_ if c_ is not None else "" for c_ in categories],
-    })
+    members = pd.DataFrame(
+        {
+            "name": names,
+            "accuracy": accuracy,
+            "nll": report["nll_before"],
+            "ece": report["ece_before"],
+            "temperature": report["temperature"],
+            "nll_calibrated": report["nll_after"],
+            "ece_calibrated": report["ece_after"],
+            "category": [c_ if c_ is not None else "" for c_ in categories],
+        }
+    )
     pairs = _pairs_frame(names, accuracy, mats, intervals)
 
     ia, ib = np.triu_indices(n, k=1)
@@ -333,19 +347,23 @@ def run_analyze(
         "num_examples": m,
         "num_classes": c,
         "members": names,
-        "bootstrap": ({"resamples": int(bootstrap), "seed": int(seed),
-                       "confidence": BOOTSTRAP_CONFIDENCE} if bootstrap else None),
+        "bootstrap": (
+            {"resamples": int(bootstrap), "seed": int(seed), "confidence": BOOTSTRAP_CONFIDENCE}
+            if bootstrap
+            else None
+        ),
         "statistics": list(PAIR_STATISTICS) + ["dominance"],
-        "gain_vs_ei_all_pairs": fit_line(mats["error_inconsistency"][ia, ib],
-                                         mats["relative_ensemble_gain"][ia, ib]),
+        "gain_vs_ei_all_pairs": fit_line(
+            mats["error_inconsistency"][ia, ib], mats["relative_ensemble_gain"][ia, ib]
+        ),
         "base": None,
         "categories": None,
     }
-    files: dict[str, object] = {"pairs.csv": pairs, "members.csv": members,
-                                "members.json": names}
+    files: dict[str, object] = {"pairs.csv": pairs, "members.csv": members, "members.json": names}
     files.update({f"{key}.npy": mat for key, mat in mats.items()})
-    files["per_class_accuracy.npy"] = per_class_accuracy(logits, labels,
-                                                         memory_budget=memory_budget)
+    files["per_class_accuracy.npy"] = per_class_accuracy(
+        logits, labels, memory_budget=memory_budget
+    )
 
     base_name = _find_base(infos, names, base)
     if base_name is None:
@@ -355,17 +373,20 @@ def run_analyze(
         )
     else:
         b = names.index(base_name)
-        relative = [None if str(c_ or "").strip().lower() in BASE_MARKERS else c_
-                    for c_ in categories]
+        relative = [
+            None if str(c_ or "").strip().lower() in BASE_MARKERS else c_ for c_ in categories
+        ]
         agg = category_aggregates(
-            names, relative, b, accuracy, {k: mats[k] for k in (*PAIR_STATISTICS,
-                                                                "dominance")},
+            names,
+            relative,
+            b,
+            accuracy,
+            {k: mats[k] for k in (*PAIR_STATISTICS, "dominance")},
             accuracy_band=accuracy_band,
         )
         summary["base"] = base_name
         summary["categories"] = {"order": list(CATEGORIES), **agg}
-        hist, wins, meta = _specialisation(logits, labels, temperatures, names, b,
-                                           memory_budget)
+        hist, wins, meta = _specialisation(logits, labels, temperatures, names, b, memory_budget)
         summary["specialisation"] = meta
         files["base_angle_histograms.npy"] = hist
         files["base_class_wins.npy"] = wins

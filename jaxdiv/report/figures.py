@@ -86,20 +86,42 @@ def category_points(
         if not v.size:
             continue
         jitter = rng.uniform(-0.12, 0.12, v.size) if v.size > 1 else np.zeros(1)
-        ax.hlines(v.mean(), x - 0.32, x + 0.32, color="black", linewidth=1.8, zorder=3,
-                  label=None if any_point else "category mean")
-        ax.scatter(x + jitter, v, s=36, color=category_colour(cat), alpha=0.9,
-                   edgecolor="black", linewidth=0.4, zorder=4)
+        ax.hlines(
+            v.mean(),
+            x - 0.32,
+            x + 0.32,
+            color="black",
+            linewidth=1.8,
+            zorder=3,
+            label=None if any_point else "category mean",
+        )
+        ax.scatter(
+            x + jitter,
+            v,
+            s=36,
+            color=category_colour(cat),
+            alpha=0.9,
+            edgecolor="black",
+            linewidth=0.4,
+            zorder=4,
+        )
         any_point = True
         names = list((labels or {}).get(cat, []))
         if names and v.size <= 4 and len(names) == v.size:
             for xi, yi, name in zip(x + jitter, v, names, strict=True):
-                ax.annotate(name, (xi, yi), xytext=(5, 2), textcoords="offset points",
-                            fontsize=7, color="#444444")
+                ax.annotate(
+                    name,
+                    (xi, yi),
+                    xytext=(5, 2),
+                    textcoords="offset points",
+                    fontsize=7,
+                    color="#444444",
+                )
     counts = [np.isfinite(np.asarray(values.get(c, []), np.float64)).sum() for c in CATEGORIES]
     ax.set_xticks(range(len(CATEGORIES)))
-    ax.set_xticklabels([f"{c}\n(n={k})" for c, k in zip(CATEGORIES, counts, strict=True)],
-                       fontsize=8)
+    ax.set_xticklabels(
+        [f"{c}\n(n={k})" for c, k in zip(CATEGORIES, counts, strict=True)], fontsize=8
+    )
     ax.set_xlim(-0.6, len(CATEGORIES) - 0.4)
     ax.margins(y=0.12)
     ax.set_xlabel("category of the other member (difference from the base)")
@@ -129,8 +151,16 @@ def gain_vs_inconsistency(
     for cat in CATEGORIES:
         sel = np.array([c == cat for c in categories], bool)
         if sel.any():
-            ax.scatter(x[sel], y[sel], s=34, color=category_colour(cat), label=cat,
-                       edgecolor="white", linewidth=0.5, zorder=3)
+            ax.scatter(
+                x[sel],
+                y[sel],
+                s=34,
+                color=category_colour(cat),
+                label=cat,
+                edgecolor="white",
+                linewidth=0.5,
+                zorder=3,
+            )
     slope = float((fit or {}).get("slope", np.nan))
     intercept = float((fit or {}).get("intercept", np.nan))
     r = float((fit or {}).get("r", np.nan))
@@ -138,8 +168,14 @@ def gain_vs_inconsistency(
     if np.isfinite(slope) and np.isfinite(intercept) and finite.any():
         xs = np.linspace(x[finite].min(), x[finite].max(), 50)
         r_text = f"r = {r:.3f}" if np.isfinite(r) else "r undefined"
-        ax.plot(xs, slope * xs + intercept, color="black", linewidth=1.4, zorder=2,
-                label=f"fit: {slope:.3f} x {intercept:+.4f} ({r_text})")
+        ax.plot(
+            xs,
+            slope * xs + intercept,
+            color="black",
+            linewidth=1.4,
+            zorder=2,
+            label=f"fit: {slope:.3f} x {intercept:+.4f} ({r_text})",
+        )
     if not finite.any():
         _no_data(ax, "no base-vs-other pairs")
     ax.axhline(0, color="#999999", linewidth=0.8, linestyle=":")
@@ -178,9 +214,17 @@ def theta_histograms(
         bottom = np.zeros(len(width))
         for o, outcome in enumerate(OUTCOMES):
             counts = hists[k, o].astype(np.float64)
-            ax.bar(deg[:-1], counts, width=width, bottom=bottom, align="edge",
-                   color=OUTCOME_COLOURS[outcome], label=OUTCOME_LABELS[outcome],
-                   edgecolor="white", linewidth=0.3)
+            ax.bar(
+                deg[:-1],
+                counts,
+                width=width,
+                bottom=bottom,
+                align="edge",
+                color=OUTCOME_COLOURS[outcome],
+                label=OUTCOME_LABELS[outcome],
+                edgecolor="white",
+                linewidth=0.3,
+            )
             bottom += counts
         ax.axvline(45, color="black", linewidth=0.7, linestyle=":")
         ax.set_xlim(deg[0], deg[-1])
@@ -193,8 +237,9 @@ def theta_histograms(
         _no_data(axes[0, 0], "no pairs")
     handles, labels = axes[0, 0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8,
-                   bbox_to_anchor=(0.5, -0.02))
+        fig.legend(
+            handles, labels, loc="lower center", ncol=4, fontsize=8, bbox_to_anchor=(0.5, -0.02)
+        )
     fig.suptitle("Confidence angle per example, by outcome (calibrated confidences)", fontsize=11)
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
     return _save(fig, path)
@@ -227,17 +272,28 @@ def class_win_map(
         share = np.where(total > 0, wins[:, 1] / total, np.nan)
     im = ax.imshow(np.ma.masked_invalid(share), cmap="RdBu_r", vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(c))
-    ax.set_xticklabels(class_names, rotation=45 if c <= 20 else 90, ha="right",
-                       fontsize=8 if c <= 20 else 5)
+    ax.set_xticklabels(
+        class_names, rotation=45 if c <= 20 else 90, ha="right", fontsize=8 if c <= 20 else 5
+    )
     ax.set_yticks(range(p))
     ax.set_yticklabels(row_labels, fontsize=8)
     if c <= 20:
         for i in range(p):
             for j in range(c):
-                colour = (_text_colour(im.cmap(im.norm(share[i, j])))
-                          if np.isfinite(share[i, j]) else "black")
-                ax.text(j, i, f"{int(wins[i, 1, j])}/{int(wins[i, 0, j])}", ha="center",
-                        va="center", fontsize=6.5, color=colour)
+                colour = (
+                    _text_colour(im.cmap(im.norm(share[i, j])))
+                    if np.isfinite(share[i, j])
+                    else "black"
+                )
+                ax.text(
+                    j,
+                    i,
+                    f"{int(wins[i, 1, j])}/{int(wins[i, 0, j])}",
+                    ha="center",
+                    va="center",
+                    fontsize=6.5,
+                    color=colour,
+                )
     cbar = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
     cbar.set_label("share won by the other member", fontsize=8)
     ax.set_xlabel("class")
@@ -270,13 +326,25 @@ def greedy_curve(
         colour = colours[k % len(colours)]
         ax.plot(size, rep, marker="o", color=colour, label=f"{curve['label']} ({report_split})")
         if sel.size == rep.size:
-            ax.plot(size, sel, marker=".", linestyle="--", color=colour, alpha=0.6,
-                    label=f"{curve['label']} ({select_split}, selection)")
+            ax.plot(
+                size,
+                sel,
+                marker=".",
+                linestyle="--",
+                color=colour,
+                alpha=0.6,
+                label=f"{curve['label']} ({select_split}, selection)",
+            )
         if len(curves) == 1:
             for xi, yi, name in zip(size, rep, curve["members"], strict=False):
-                ax.annotate(("+ " if xi > 1 else "") + str(name), (xi, yi),
-                            xytext=(4, -11), textcoords="offset points", fontsize=7,
-                            color="#444444")
+                ax.annotate(
+                    ("+ " if xi > 1 else "") + str(name),
+                    (xi, yi),
+                    xytext=(4, -11),
+                    textcoords="offset points",
+                    fontsize=7,
+                    color="#444444",
+                )
     if not plotted:
         _no_data(ax, "no weaker members to add")
     ax.set_xlabel("ensemble size (start member + greedily added weaker members)")
@@ -322,8 +390,15 @@ def matrix_heatmap(
         for i in range(n):
             for j in range(n):
                 if np.isfinite(m[i, j]):
-                    ax.text(j, i, fmt.format(m[i, j]), ha="center", va="center", fontsize=7,
-                            color=_text_colour(im.cmap(im.norm(m[i, j]))))
+                    ax.text(
+                        j,
+                        i,
+                        fmt.format(m[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color=_text_colour(im.cmap(im.norm(m[i, j]))),
+                    )
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     ax.set_title(title)
     return _save(fig, path)

@@ -49,22 +49,41 @@ from jaxdiv.store.store import Store
 BASE = "Base"
 UNCATEGORISED = "Uncategorised"
 CLASS_NAMES = {
-    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                "ship", "truck"),
+    "cifar10": (
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ),
 }
 # N x N matrices drawn as heatmaps: file stem, title, colour map, value range
 HEATMAPS = (
     ("error_inconsistency", "Error inconsistency", "viridis", (0.0, None)),
     ("error_consistency_kappa", "Error consistency (Cohen's kappa)", "magma", (None, 1.0)),
-    ("ensemble_accuracy", "Pair ensemble accuracy (diagonal: the member alone)", "viridis",
-     (None, None)),
+    (
+        "ensemble_accuracy",
+        "Pair ensemble accuracy (diagonal: the member alone)",
+        "viridis",
+        (None, None),
+    ),
     ("relative_ensemble_gain", "Relative ensemble gain", "RdBu_r", "symmetric"),
     ("disagreement", "Disagreement (different predicted class)", "viridis", (0.0, None)),
 )
 # members.csv columns shown in the member table, with their headers
-MEMBER_COLUMNS = (("accuracy", "accuracy"), ("nll", "NLL"), ("ece", "ECE"),
-                  ("temperature", "temperature"), ("nll_calibrated", "NLL (calibrated)"),
-                  ("ece_calibrated", "ECE (calibrated)"))
+MEMBER_COLUMNS = (
+    ("accuracy", "accuracy"),
+    ("nll", "NLL"),
+    ("ece", "ECE"),
+    ("temperature", "temperature"),
+    ("nll_calibrated", "NLL (calibrated)"),
+    ("ece_calibrated", "ECE (calibrated)"),
+)
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -109,21 +128,26 @@ class StudyInputs:
             return None
         m = np.load(path).astype(np.float64)
         if m.shape != (len(self.names),) * 2:
-            raise JaxdivError(f"{path} has shape {m.shape}, expected {len(self.names)} x "
-                              f"{len(self.names)} (members.json); re-run the analysis")
+            raise JaxdivError(
+                f"{path} has shape {m.shape}, expected {len(self.names)} x "
+                f"{len(self.names)} (members.json); re-run the analysis"
+            )
         return m
 
     def display_order(self) -> list[int]:
         """Member indices: the base, then by category (paper order), then by name."""
         rank = {c: k for k, c in enumerate((BASE, *CATEGORIES, UNCATEGORISED))}
-        return sorted(range(len(self.names)),
-                      key=lambda i: (rank[self.categories[i]], self.names[i]))
+        return sorted(
+            range(len(self.names)), key=lambda i: (rank[self.categories[i]], self.names[i])
+        )
 
 
 def _read_json(path: Path, what: str):
     if not path.exists():
-        raise JaxdivError(f"{what} is missing ({path}); run `jaxdiv study` (or `jaxdiv "
-                          "analyze --out=WORKDIR/analysis`) for this workdir first")
+        raise JaxdivError(
+            f"{what} is missing ({path}); run `jaxdiv study` (or `jaxdiv "
+            "analyze --out=WORKDIR/analysis`) for this workdir first"
+        )
     return json.loads(path.read_text())
 
 
@@ -167,18 +191,23 @@ def load_inputs(workdir: str | os.PathLike, pop_config=None) -> StudyInputs:
             raise JaxdivError(f"{path} is missing; re-run the analysis for this workdir")
     table = pd.read_csv(analysis / "members.csv").set_index("name")
     if sorted(table.index) != sorted(names):
-        raise JaxdivError(f"{analysis}/members.csv and members.json name different members; "
-                          "re-run the analysis")
+        raise JaxdivError(
+            f"{analysis}/members.csv and members.json name different members; re-run the analysis"
+        )
     record = {m["name"]: m for m in population["members"]}
-    categories = [_category(record[n]["category"] if n in record else table.at[n, "category"])
-                  for n in names]
+    categories = [
+        _category(record[n]["category"] if n in record else table.at[n, "category"]) for n in names
+    ]
     for col in ("method", "architecture"):
         table[col] = [record.get(n, {}).get(col, "") for n in table.index]
     base = summary.get("base") or next(
-        (n for n, c in zip(names, categories, strict=True) if c == BASE), None)
+        (n for n, c in zip(names, categories, strict=True) if c == BASE), None
+    )
     if base is None or base not in names:
-        raise JaxdivError("the analysis has no base member (the population's member of "
-                          "category 'Base'); the report compares every member with the base")
+        raise JaxdivError(
+            "the analysis has no base member (the population's member of "
+            "category 'Base'); the report compares every member with the base"
+        )
     categories[names.index(base)] = BASE
     split = str(summary["split"])
     calib = summary.get("calibration_split")
@@ -190,11 +219,19 @@ def load_inputs(workdir: str | os.PathLike, pop_config=None) -> StudyInputs:
     failures_path = workdir / "failures.json"
     failures = json.loads(failures_path.read_text()) if failures_path.exists() else {}
     return StudyInputs(
-        workdir=workdir, name=str(population.get("name", "population")), names=names,
-        categories=categories, base=base, members=table,
-        pairs=pd.read_csv(analysis / "pairs.csv"), summary=summary, store=store, split=split,
+        workdir=workdir,
+        name=str(population.get("name", "population")),
+        names=names,
+        categories=categories,
+        base=base,
+        members=table,
+        pairs=pd.read_csv(analysis / "pairs.csv"),
+        summary=summary,
+        store=store,
+        split=split,
         calibration_split=str(calib) if calib else None,
-        class_names=class_names_for(dataset, num_classes), failures=failures or {},
+        class_names=class_names_for(dataset, num_classes),
+        failures=failures or {},
     )
 
 
@@ -228,8 +265,7 @@ def _img(path: Path, alt: str) -> str:
 
 
 def _category_cell(cat: str) -> str:
-    return (f'<span class="cat" style="background:{figures.category_colour(cat)}">'
-            f"{_esc(cat)}</span>")
+    return f'<span class="cat" style="background:{figures.category_colour(cat)}">{_esc(cat)}</span>'
 
 
 # ---------------------------------------------------------------------------- members
@@ -239,24 +275,42 @@ def _members_section(s: StudyInputs) -> str:
     rows = []
     for i in s.display_order():
         r = s.members.loc[s.names[i]]
-        rows.append([_esc(s.names[i]), _category_cell(s.categories[i]), _esc(r["method"]),
-                     _esc(r["architecture"]), *(_fmt(r[c]) for c, _ in cols)])
-    note = (f"Metrics on the <code>{_esc(s.split)}</code> split"
-            + (f"; temperatures fitted on <code>{_esc(s.calibration_split)}</code>"
-               if s.calibration_split else "; no calibration split (temperature 1)") + ".")
-    return f"<h2>Members</h2><p>{note}</p>" + _table(header, rows,
-                                                     numeric=range(4, len(header)))
+        rows.append(
+            [
+                _esc(s.names[i]),
+                _category_cell(s.categories[i]),
+                _esc(r["method"]),
+                _esc(r["architecture"]),
+                *(_fmt(r[c]) for c, _ in cols),
+            ]
+        )
+    note = (
+        f"Metrics on the <code>{_esc(s.split)}</code> split"
+        + (
+            f"; temperatures fitted on <code>{_esc(s.calibration_split)}</code>"
+            if s.calibration_split
+            else "; no calibration split (temperature 1)"
+        )
+        + "."
+    )
+    return f"<h2>Members</h2><p>{note}</p>" + _table(header, rows, numeric=range(4, len(header)))
 
 
 def _failures_section(s: StudyInputs) -> str:
     if not s.failures:
         return ""
-    rows = [[_esc(name), "<pre>" + _esc(info.get("error", "") if isinstance(info, dict)
-                                         else info) + "</pre>"]
-            for name, info in sorted(s.failures.items())]
-    return ("<h2>Failed members</h2><p>These members did not finish and are left out of the "
-            "analysis (tracebacks in <code>failures.json</code>).</p>"
-            + _table(["member", "error"], rows))
+    rows = [
+        [
+            _esc(name),
+            "<pre>" + _esc(info.get("error", "") if isinstance(info, dict) else info) + "</pre>",
+        ]
+        for name, info in sorted(s.failures.items())
+    ]
+    return (
+        "<h2>Failed members</h2><p>These members did not finish and are left out of the "
+        "analysis (tracebacks in <code>failures.json</code>).</p>"
+        + _table(["member", "error"], rows)
+    )
 
 
 # ---------------------------------------------------------------------------- categories
@@ -268,10 +322,16 @@ def base_pair_rows(s: StudyInputs) -> pd.DataFrame:
     if agg.get("rows") is not None:
         rows = pd.DataFrame(agg["rows"]).rename(columns={"member": "other"})
         if rows.empty:
-            return pd.DataFrame(columns=["other", "category", "error_inconsistency",
-                                         "relative_ensemble_gain", "conversion_rate"])
-        return rows.astype({c: np.float64 for c in rows.columns
-                            if c not in ("other", "category")})
+            return pd.DataFrame(
+                columns=[
+                    "other",
+                    "category",
+                    "error_inconsistency",
+                    "relative_ensemble_gain",
+                    "conversion_rate",
+                ]
+            )
+        return rows.astype({c: np.float64 for c in rows.columns if c not in ("other", "category")})
     p = s.pairs[(s.pairs["member_a"] == s.base) | (s.pairs["member_b"] == s.base)].copy()
     p["other"] = np.where(p["member_a"] == s.base, p["member_b"], p["member_a"])
     cat = dict(zip(s.names, s.categories, strict=True))
@@ -295,46 +355,101 @@ def _categories_section(s: StudyInputs, out: Path) -> str:
     band_note = ""
     if band:
         left = agg.get("outside_band") or []
-        band_note = (f" Only members with accuracy in [{band[0]}, {band[1]}] are compared"
-                     + (f" (left out: {_esc(', '.join(left))})" if left else "") + ".")
-    parts = ["<h2>Error inconsistency by category</h2>",
-             f"<p>Each point pairs the base <b>{_esc(s.base)}</b> with another member; the "
-             "black bars are the category means. The paper's ordering is Reinit &lt; "
-             f"Hyperparameters &lt; Architecture &lt; Framework &lt; Dataset.{band_note}</p>"]
+        band_note = (
+            f" Only members with accuracy in [{band[0]}, {band[1]}] are compared"
+            + (f" (left out: {_esc(', '.join(left))})" if left else "")
+            + "."
+        )
+    parts = [
+        "<h2>Error inconsistency by category</h2>",
+        f"<p>Each point pairs the base <b>{_esc(s.base)}</b> with another member; the "
+        "black bars are the category means. The paper's ordering is Reinit &lt; "
+        f"Hyperparameters &lt; Architecture &lt; Framework &lt; Dataset.{band_note}</p>",
+    ]
     values, labels = _by_category(rows, "error_inconsistency")
-    parts.append(_img(figures.category_points(
-        values, out / "error_inconsistency_by_category.png", labels=labels,
-        ylabel="error inconsistency with the base",
-        title="Error inconsistency (fraction where exactly one is right)"),
-        "error inconsistency by category"))
-    stats = [k for k in ("error_inconsistency", "error_consistency_kappa", "ensemble_accuracy",
-                         "relative_ensemble_gain", "conversion_rate") if k in rows]
+    parts.append(
+        _img(
+            figures.category_points(
+                values,
+                out / "error_inconsistency_by_category.png",
+                labels=labels,
+                ylabel="error inconsistency with the base",
+                title="Error inconsistency (fraction where exactly one is right)",
+            ),
+            "error inconsistency by category",
+        )
+    )
+    stats = [
+        k
+        for k in (
+            "error_inconsistency",
+            "error_consistency_kappa",
+            "ensemble_accuracy",
+            "relative_ensemble_gain",
+            "conversion_rate",
+        )
+        if k in rows
+    ]
     means = []
     for c in CATEGORIES:
         mine = rows[rows["category"] == c]
-        means.append([_category_cell(c), str(len(mine)),
-                      *(_fmt(float(np.nanmean(mine[k]))) if len(mine) and mine[k].notna().any()
-                        else "" for k in stats)])
-    parts.append(_table(["category", "pairs", *("mean " + k.replace("_", " ") for k in stats)],
-                        means, numeric=range(1, 2 + len(stats))))
+        means.append(
+            [
+                _category_cell(c),
+                str(len(mine)),
+                *(
+                    _fmt(float(np.nanmean(mine[k]))) if len(mine) and mine[k].notna().any() else ""
+                    for k in stats
+                ),
+            ]
+        )
+    parts.append(
+        _table(
+            ["category", "pairs", *("mean " + k.replace("_", " ") for k in stats)],
+            means,
+            numeric=range(1, 2 + len(stats)),
+        )
+    )
 
-    fit = agg.get("fit") or fit_gain_vs_inconsistency(rows["error_inconsistency"],
-                                                      rows["relative_ensemble_gain"])
-    parts.append("<h2>Ensemble gain against error inconsistency</h2>"
-                 f"<p>Least-squares fit over the base pairs: slope {_fmt(fit.get('slope'))}, "
-                 f"intercept {_fmt(fit.get('intercept'))}, Pearson r = "
-                 f"{_fmt(fit.get('r'), 3) or 'undefined'} (n = {_esc(fit.get('n'))}).</p>")
-    parts.append(_img(figures.gain_vs_inconsistency(
-        rows["error_inconsistency"], rows["relative_ensemble_gain"], list(rows["category"]),
-        fit, out / "gain_vs_inconsistency.png"), "relative ensemble gain vs error inconsistency"))
+    fit = agg.get("fit") or fit_gain_vs_inconsistency(
+        rows["error_inconsistency"], rows["relative_ensemble_gain"]
+    )
+    parts.append(
+        "<h2>Ensemble gain against error inconsistency</h2>"
+        f"<p>Least-squares fit over the base pairs: slope {_fmt(fit.get('slope'))}, "
+        f"intercept {_fmt(fit.get('intercept'))}, Pearson r = "
+        f"{_fmt(fit.get('r'), 3) or 'undefined'} (n = {_esc(fit.get('n'))}).</p>"
+    )
+    parts.append(
+        _img(
+            figures.gain_vs_inconsistency(
+                rows["error_inconsistency"],
+                rows["relative_ensemble_gain"],
+                list(rows["category"]),
+                fit,
+                out / "gain_vs_inconsistency.png",
+            ),
+            "relative ensemble gain vs error inconsistency",
+        )
+    )
 
-    parts.append("<h2>Conversion rate by category</h2><p>Among the examples exactly one "
-                 "member of the pair gets right, the fraction the pair ensemble gets right.</p>")
+    parts.append(
+        "<h2>Conversion rate by category</h2><p>Among the examples exactly one "
+        "member of the pair gets right, the fraction the pair ensemble gets right.</p>"
+    )
     values, labels = _by_category(rows, "conversion_rate")
-    parts.append(_img(figures.category_points(
-        values, out / "conversion_rate_by_category.png", labels=labels,
-        ylabel="conversion rate", title="Conversion rate of the error-inconsistent examples"),
-        "conversion rate by category"))
+    parts.append(
+        _img(
+            figures.category_points(
+                values,
+                out / "conversion_rate_by_category.png",
+                labels=labels,
+                ylabel="conversion rate",
+                title="Conversion rate of the error-inconsistent examples",
+            ),
+            "conversion rate by category",
+        )
+    )
     return "".join(parts)
 
 
@@ -366,8 +481,7 @@ def base_specialisation(s: StudyInputs, others: Sequence[int]) -> tuple[np.ndarr
         return np.load(hist_path)[rows], np.load(wins_path)[rows]
     logits, labels = s.store.logits(s.split, s.names), s.store.labels(s.split)
     pairs = np.array([[s.base_index, i] for i in others], np.int32).reshape(-1, 2)
-    angles = confidence_angles(logits, labels, pairs, temperatures=s.temperatures(),
-                               names=s.names)
+    angles = confidence_angles(logits, labels, pairs, temperatures=s.temperatures(), names=s.names)
     hist = angle_histograms(angles["theta"], angles["outcome"])
     return hist, class_wins(logits, labels, pairs=pairs, names=s.names)
 
@@ -379,25 +493,35 @@ def _specialisation_section(s: StudyInputs, out: Path) -> str:
     others = [i for i in s.display_order() if s.categories[i] in CATEGORIES]
     hist, wins = base_specialisation(s, others)
     hist = hist[[others.index(i) for _, i in chosen]]
-    edges = np.asarray((s.summary.get("specialisation") or {}).get("angle_bin_edges")
-                       or angle_bin_edges(hist.shape[-1]))
-    titles = [f"{c}: {s.base} ({acc[b]:.3f}) vs {s.names[i]} ({acc[i]:.3f})"
-              for c, i in chosen]
-    parts = ["<h2>Specialisation</h2><h3>Confidence angles</h3><p>For one pair per category "
-             "(the member closest in accuracy to the base), the angle "
-             "<code>theta = atan2(conf_base, conf_other)</code> of the two members' "
-             "temperature-scaled confidences, by outcome: above 45&deg; the base is the more "
-             "confident, below it the other member.</p>",
-             _img(figures.theta_histograms(hist, edges, titles, out / "theta_histograms.png"),
-                  "theta histograms"),
-             "<h3>Per-class wins</h3><p>For each class, the share of its error-inconsistent "
-             "examples (exactly one of the pair right) that the other member wins against "
-             f"the base <b>{_esc(s.base)}</b>: red, the other member wins; blue, the base "
-             "wins.</p>",
-             _img(figures.class_win_map(wins, [f"{s.names[i]} ({s.categories[i]})"
-                                               for i in others],
-                                        s.class_names, out / "class_wins.png"),
-                  "per-class win map")]
+    edges = np.asarray(
+        (s.summary.get("specialisation") or {}).get("angle_bin_edges")
+        or angle_bin_edges(hist.shape[-1])
+    )
+    titles = [f"{c}: {s.base} ({acc[b]:.3f}) vs {s.names[i]} ({acc[i]:.3f})" for c, i in chosen]
+    parts = [
+        "<h2>Specialisation</h2><h3>Confidence angles</h3><p>For one pair per category "
+        "(the member closest in accuracy to the base), the angle "
+        "<code>theta = atan2(conf_base, conf_other)</code> of the two members' "
+        "temperature-scaled confidences, by outcome: above 45&deg; the base is the more "
+        "confident, below it the other member.</p>",
+        _img(
+            figures.theta_histograms(hist, edges, titles, out / "theta_histograms.png"),
+            "theta histograms",
+        ),
+        "<h3>Per-class wins</h3><p>For each class, the share of its error-inconsistent "
+        "examples (exactly one of the pair right) that the other member wins against "
+        f"the base <b>{_esc(s.base)}</b>: red, the other member wins; blue, the base "
+        "wins.</p>",
+        _img(
+            figures.class_win_map(
+                wins,
+                [f"{s.names[i]} ({s.categories[i]})" for i in others],
+                s.class_names,
+                out / "class_wins.png",
+            ),
+            "per-class win map",
+        ),
+    ]
     return "".join(parts)
 
 
@@ -415,15 +539,23 @@ def weaker_partners(s: StudyInputs) -> tuple[list[dict], dict, str]:
     rep_logits, rep_labels = s.store.logits(s.split, s.names), s.store.labels(s.split)
     rep = s.matrix("ensemble_accuracy")  # the analysis's calibrated pair ensembles
     if rep is None:
-        rep = np.asarray(pair_ensembles(rep_logits, rep_labels, temperatures=t,
-                                        names=s.names)["ensemble_accuracy"], np.float64)
+        rep = np.asarray(
+            pair_ensembles(rep_logits, rep_labels, temperatures=t, names=s.names)[
+                "ensemble_accuracy"
+            ],
+            np.float64,
+        )
     rep_acc = s.accuracy()
     if sel_split == s.split:
         sel_logits, sel_labels, sel, sel_acc = rep_logits, rep_labels, rep, rep_acc
     else:
         sel_logits, sel_labels = s.store.logits(sel_split, s.names), s.store.labels(sel_split)
-        sel = np.asarray(pair_ensembles(sel_logits, sel_labels, temperatures=t,
-                                        names=s.names)["ensemble_accuracy"], np.float64)
+        sel = np.asarray(
+            pair_ensembles(sel_logits, sel_labels, temperatures=t, names=s.names)[
+                "ensemble_accuracy"
+            ],
+            np.float64,
+        )
         sel_acc = np.diag(sel).copy()  # a member "paired with itself" is the member alone
     rows = []
     for i in np.argsort(-rep_acc, kind="stable"):  # display order only
@@ -431,49 +563,108 @@ def weaker_partners(s: StudyInputs) -> tuple[list[dict], dict, str]:
         if not weaker.size:
             continue
         j = int(weaker[np.argmax(sel[i, weaker])])  # ties: the first in analysis order
-        rows.append({"strong": s.names[i], "strong_category": s.categories[i],
-                     "strong_accuracy": rep_acc[i], "partner": s.names[j],
-                     "partner_category": s.categories[j], "partner_accuracy": rep_acc[j],
-                     "select_ensemble_accuracy": sel[i, j], "ensemble_accuracy": rep[i, j],
-                     "gain_over_strong": rep[i, j] - rep_acc[i]})
+        rows.append(
+            {
+                "strong": s.names[i],
+                "strong_category": s.categories[i],
+                "strong_accuracy": rep_acc[i],
+                "partner": s.names[j],
+                "partner_category": s.categories[j],
+                "partner_accuracy": rep_acc[j],
+                "select_ensemble_accuracy": sel[i, j],
+                "ensemble_accuracy": rep[i, j],
+                "gain_over_strong": rep[i, j] - rep_acc[i],
+            }
+        )
     start = int(np.argmax(sel_acc))
-    greedy = greedy_selection(sel_logits, sel_labels, rep_logits, rep_labels, start=start,
-                              candidates=np.flatnonzero(sel_acc < sel_acc[start]),
-                              temperatures=t, names=s.names)
+    greedy = greedy_selection(
+        sel_logits,
+        sel_labels,
+        rep_logits,
+        rep_labels,
+        start=start,
+        candidates=np.flatnonzero(sel_acc < sel_acc[start]),
+        temperatures=t,
+        names=s.names,
+    )
     return rows, greedy, sel_split
 
 
 def _selection_section(s: StudyInputs, out: Path) -> str:
     rows, greedy, sel_split = weaker_partners(s)
-    where = (f"chosen on <code>{_esc(sel_split)}</code>, reported on <code>{_esc(s.split)}</code>"
-             if sel_split != s.split else
-             f"chosen and reported on <code>{_esc(s.split)}</code>: there is no calibration "
-             "split, so selection and report share one split and the gains are optimistic")
-    parts = ["<h2>Weaker models improve stronger ones</h2>",
-             "<p>For each member, the best first partner among the members weaker than it "
-             f"({where}); ensembles average temperature-scaled probabilities.</p>"]
-    table = [[_esc(r["strong"]), _category_cell(r["strong_category"]),
-              _fmt(r["strong_accuracy"]), _esc(r["partner"]),
-              _category_cell(r["partner_category"]), _fmt(r["partner_accuracy"]),
-              _fmt(r["ensemble_accuracy"]), f"{r['gain_over_strong']:+.4f}"] for r in rows]
-    parts.append(_table(["strong member", "category", "accuracy", "best weaker partner",
-                         "category", "accuracy", "pair ensemble acc.", "gain over strong"],
-                        table, numeric=(2, 5, 6, 7)))
+    where = (
+        f"chosen on <code>{_esc(sel_split)}</code>, reported on <code>{_esc(s.split)}</code>"
+        if sel_split != s.split
+        else f"chosen and reported on <code>{_esc(s.split)}</code>: there is no calibration "
+        "split, so selection and report share one split and the gains are optimistic"
+    )
+    parts = [
+        "<h2>Weaker models improve stronger ones</h2>",
+        "<p>For each member, the best first partner among the members weaker than it "
+        f"({where}); ensembles average temperature-scaled probabilities.</p>",
+    ]
+    table = [
+        [
+            _esc(r["strong"]),
+            _category_cell(r["strong_category"]),
+            _fmt(r["strong_accuracy"]),
+            _esc(r["partner"]),
+            _category_cell(r["partner_category"]),
+            _fmt(r["partner_accuracy"]),
+            _fmt(r["ensemble_accuracy"]),
+            f"{r['gain_over_strong']:+.4f}",
+        ]
+        for r in rows
+    ]
+    parts.append(
+        _table(
+            [
+                "strong member",
+                "category",
+                "accuracy",
+                "best weaker partner",
+                "category",
+                "accuracy",
+                "pair ensemble acc.",
+                "gain over strong",
+            ],
+            table,
+            numeric=(2, 5, 6, 7),
+        )
+    )
     names = [s.names[k] for k in greedy["members"]]
-    curve = {"label": f"from {names[0]}", "members": names,
-             "select": greedy["select_accuracy"], "report": greedy["report_accuracy"]}
-    parts.append(f"<h3>Greedy forward selection</h3><p>Starting from the strongest member "
-                 f"<b>{_esc(names[0])}</b>, repeatedly add the weaker member that most raises "
-                 f"the ensemble's <code>{_esc(sel_split)}</code> accuracy, while it rises.</p>")
-    parts.append(_img(figures.greedy_curve([curve], out / "greedy_selection.png",
-                                           select_split=sel_split, report_split=s.split),
-                      "greedy selection curve"))
-    steps = [[str(k + 1), _esc(n), _category_cell(s.categories[greedy["members"][k]]),
-              _fmt(a), _fmt(b)]
-             for k, (n, a, b) in enumerate(zip(names, greedy["select_accuracy"],
-                                               greedy["report_accuracy"], strict=True))]
-    parts.append(_table(["size", "added member", "category", f"{sel_split} acc.",
-                         f"{s.split} acc."], steps, numeric=(0, 3, 4)))
+    curve = {
+        "label": f"from {names[0]}",
+        "members": names,
+        "select": greedy["select_accuracy"],
+        "report": greedy["report_accuracy"],
+    }
+    parts.append(
+        f"<h3>Greedy forward selection</h3><p>Starting from the strongest member "
+        f"<b>{_esc(names[0])}</b>, repeatedly add the weaker member that most raises "
+        f"the ensemble's <code>{_esc(sel_split)}</code> accuracy, while it rises.</p>"
+    )
+    parts.append(
+        _img(
+            figures.greedy_curve(
+                [curve], out / "greedy_selection.png", select_split=sel_split, report_split=s.split
+            ),
+            "greedy selection curve",
+        )
+    )
+    steps = [
+        [str(k + 1), _esc(n), _category_cell(s.categories[greedy["members"][k]]), _fmt(a), _fmt(b)]
+        for k, (n, a, b) in enumerate(
+            zip(names, greedy["select_accuracy"], greedy["report_accuracy"], strict=True)
+        )
+    ]
+    parts.append(
+        _table(
+            ["size", "added member", "category", f"{sel_split} acc.", f"{s.split} acc."],
+            steps,
+            numeric=(0, 3, 4),
+        )
+    )
     return "".join(parts)
 
 
@@ -482,9 +673,11 @@ def _matrices_section(s: StudyInputs, out: Path) -> str:
     order = s.display_order()
     names = [s.names[i] for i in order]
     cats = [s.categories[i] for i in order]
-    parts = ["<h2>All pairs</h2><p>Statistics of every pair on the "
-             f"<code>{_esc(s.split)}</code> split (tick labels coloured by category).</p>"
-             + ('<div class="grid">' if len(names) <= 12 else "<div>")]
+    parts = [
+        "<h2>All pairs</h2><p>Statistics of every pair on the "
+        f"<code>{_esc(s.split)}</code> split (tick labels coloured by category).</p>"
+        + ('<div class="grid">' if len(names) <= 12 else "<div>")
+    ]
     for stem, title, cmap, limits in HEATMAPS:
         m = s.matrix(stem)
         if m is None:
@@ -496,9 +689,21 @@ def _matrices_section(s: StudyInputs, out: Path) -> str:
             vmin, vmax = -top, top
         else:
             vmin, vmax = limits
-        parts.append(_img(figures.matrix_heatmap(
-            m, names, out / f"matrix_{stem}.png", title=title, cmap=cmap, vmin=vmin,
-            vmax=vmax, categories=cats), title))
+        parts.append(
+            _img(
+                figures.matrix_heatmap(
+                    m,
+                    names,
+                    out / f"matrix_{stem}.png",
+                    title=title,
+                    cmap=cmap,
+                    vmin=vmin,
+                    vmax=vmax,
+                    categories=cats,
+                ),
+                title,
+            )
+        )
     parts.append("</div>")
     return "".join(parts)
 
@@ -526,16 +731,25 @@ window.addEventListener('load', function () {
 
 
 _REPRESENTATION_FIGURES = (
-    ("mixing.png", "Random-subset mixing",
-     "Linear-probe accuracy on random subsets of two members' embeddings mixed at fixed total "
-     "dimension (100/0 ... 0/100); an interior peak means the features overlap without one "
-     "containing the other."),
-    ("compression.png", "Compression",
-     "Probe accuracy against the number of concatenated-embedding dimensions kept, ranked by "
-     "variance or by the label-covariance criterion."),
-    ("stacked.png", "Stacked generalisation",
-     "A probe on the concatenated embeddings of a pair against each member alone, on a task "
-     "the members were not trained for."),
+    (
+        "mixing.png",
+        "Random-subset mixing",
+        "Linear-probe accuracy on random subsets of two members' embeddings mixed at fixed total "
+        "dimension (100/0 ... 0/100); an interior peak means the features overlap without one "
+        "containing the other.",
+    ),
+    (
+        "compression.png",
+        "Compression",
+        "Probe accuracy against the number of concatenated-embedding dimensions kept, ranked by "
+        "variance or by the label-covariance criterion.",
+    ),
+    (
+        "stacked.png",
+        "Stacked generalisation",
+        "A probe on the concatenated embeddings of a pair against each member alone, on a task "
+        "the members were not trained for.",
+    ),
     ("cka.png", "Linear CKA", "Similarity of every pair of members' embeddings (unbiased CKA)."),
 )
 
@@ -549,23 +763,35 @@ def _representation_section(s: StudyInputs, out: Path) -> str:
     parts = ["<h2>Representations</h2><p>Tables: <code>representation/*.csv</code>.</p>"]
     for name, title, text in shown:
         shutil.copyfile(src / name, out / f"representation_{name}")
-        parts.append(f"<h3>{_esc(title)}</h3><p>{_esc(text)}</p>"
-                     + _img(out / f"representation_{name}", title))
+        parts.append(
+            f"<h3>{_esc(title)}</h3><p>{_esc(text)}</p>"
+            + _img(out / f"representation_{name}", title)
+        )
     return "".join(parts)
 
 
 def render_page(s: StudyInputs, sections: Sequence[str]) -> str:
-    counts = ", ".join(f"{s.categories.count(c)} {c}" for c in (*CATEGORIES, UNCATEGORISED)
-                       if s.categories.count(c))
-    meta = (f"{len(s.names)} members analysed (base <b>{_esc(s.base)}</b>; {counts}); "
-            f"reported on <code>{_esc(s.split)}</code>"
-            + (f", calibrated and selected on <code>{_esc(s.calibration_split)}</code>"
-               if s.calibration_split else ", no calibration split") + ".")
+    counts = ", ".join(
+        f"{s.categories.count(c)} {c}"
+        for c in (*CATEGORIES, UNCATEGORISED)
+        if s.categories.count(c)
+    )
+    meta = (
+        f"{len(s.names)} members analysed (base <b>{_esc(s.base)}</b>; {counts}); "
+        f"reported on <code>{_esc(s.split)}</code>"
+        + (
+            f", calibrated and selected on <code>{_esc(s.calibration_split)}</code>"
+            if s.calibration_split
+            else ", no calibration split"
+        )
+        + "."
+    )
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>jaxdiv study: {_esc(s.name)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>jaxdiv study: {_esc(s.name)}</h1><p class=\"meta\">{meta}</p>"
-        + "".join(sections) + f"<script>{_SCRIPT}</script></body></html>\n"
+        f'<h1>jaxdiv study: {_esc(s.name)}</h1><p class="meta">{meta}</p>'
+        + "".join(sections)
+        + f"<script>{_SCRIPT}</script></body></html>\n"
     )
 
 

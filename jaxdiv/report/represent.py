@@ -77,14 +77,19 @@ def _base_of(infos: list[dict], names: list[str], base: str | None) -> str | Non
     "base", else the member every ``"base": "<name>"`` names (as in ``jaxdiv analyze``)."""
     if base is not None:
         if base not in names:
-            raise JaxdivError(f"base member {base!r} is not among the members analysed: "
-                              f"{', '.join(names)}")
+            raise JaxdivError(
+                f"base member {base!r} is not among the members analysed: {', '.join(names)}"
+            )
         return base
-    flagged = [n for n, i in zip(names, infos, strict=True)
-               if i.get("base") is True or str(i.get("category") or "").strip().lower() == "base"]
+    flagged = [
+        n
+        for n, i in zip(names, infos, strict=True)
+        if i.get("base") is True or str(i.get("category") or "").strip().lower() == "base"
+    ]
     if len(flagged) > 1:
-        raise JaxdivError(f"several members are marked as the base ({', '.join(flagged)}); "
-                          "mark one or pass base=")
+        raise JaxdivError(
+            f"several members are marked as the base ({', '.join(flagged)}); mark one or pass base="
+        )
     if flagged:
         return flagged[0]
     named = {i["base"] for i in infos if isinstance(i.get("base"), str)}
@@ -100,8 +105,9 @@ def _category(info: dict) -> str | None:
     return normalise_category(str(raw))
 
 
-def load_embeddings(store: Store, train_split: str, eval_split: str,
-                    members: Sequence[str] | None = None) -> dict:
+def load_embeddings(
+    store: Store, train_split: str, eval_split: str, members: Sequence[str] | None = None
+) -> dict:
     """Names, labels, ids and per-member embeddings of both splits, checked.
 
     Raises JaxdivError when a split is missing, a member lacks finished predictions or
@@ -110,34 +116,45 @@ def load_embeddings(store: Store, train_split: str, eval_split: str,
     store.metadata()
     for split in (train_split, eval_split):
         if split not in store.splits():
-            raise JaxdivError(f"split {split!r} is not in the store at {store.root}; splits "
-                              f"present: {', '.join(store.splits()) or 'none'}")
+            raise JaxdivError(
+                f"split {split!r} is not in the store at {store.root}; splits "
+                f"present: {', '.join(store.splits()) or 'none'}"
+            )
     if train_split == eval_split:
-        raise JaxdivError(f"the training and evaluation splits are both {train_split!r}; "
-                          "probes must be scored on other examples")
+        raise JaxdivError(
+            f"the training and evaluation splits are both {train_split!r}; "
+            "probes must be scored on other examples"
+        )
     done_train, done_eval = set(store.members(train_split)), set(store.members(eval_split))
     skipped = {}
     if members is None:
         names = sorted(done_train & done_eval)
         for n in sorted((done_train | done_eval) - (done_train & done_eval)):
-            skipped[n] = (f"no finished predictions for split "
-                          f"{eval_split if n in done_train else train_split!r}")
+            skipped[n] = (
+                f"no finished predictions for split "
+                f"{eval_split if n in done_train else train_split!r}"
+            )
     else:
         names = list(members)
         missing = [n for n in names if n not in done_train or n not in done_eval]
         if missing:
-            raise JaxdivError(f"member(s) {', '.join(missing)} have no finished predictions "
-                              f"for both {train_split!r} and {eval_split!r}")
+            raise JaxdivError(
+                f"member(s) {', '.join(missing)} have no finished predictions "
+                f"for both {train_split!r} and {eval_split!r}"
+            )
     if len(names) < 2:
-        raise JaxdivError(f"representation analysis needs at least 2 members with "
-                          f"predictions for {train_split!r} and {eval_split!r}; found "
-                          f"{len(names)}")
+        raise JaxdivError(
+            f"representation analysis needs at least 2 members with "
+            f"predictions for {train_split!r} and {eval_split!r}; found "
+            f"{len(names)}"
+        )
     ids = {s: store.ids(s) for s in (train_split, eval_split)}
     shared = np.intersect1d(ids[train_split], ids[eval_split])
     if shared.size:
         raise JaxdivError(
             f"splits {train_split!r} and {eval_split!r} share {shared.size} example ids (e.g. "
-            f"{shared[0]!r}); probes would be scored on their training examples")
+            f"{shared[0]!r}); probes would be scored on their training examples"
+        )
     emb: dict[str, list] = {s: [] for s in (train_split, eval_split)}
     no_emb = []
     for n in names:
@@ -150,7 +167,8 @@ def load_embeddings(store: Store, train_split: str, eval_split: str,
             if e.ndim != 2 or e.shape[0] != len(ids[s]):
                 raise JaxdivError(
                     f"member {n!r}: embeddings for split {s!r} have shape {e.shape} but the "
-                    f"split holds {len(ids[s])} example ids; re-run its predictions")
+                    f"split holds {len(ids[s])} example ids; re-run its predictions"
+                )
             if not np.isfinite(e).all():
                 raise JaxdivError(f"member {n!r}: NaN or inf embeddings for split {s!r}")
             emb[s].append(e.astype(np.float32))
@@ -160,11 +178,18 @@ def load_embeddings(store: Store, train_split: str, eval_split: str,
         raise JaxdivError(
             f"member(s) {', '.join(no_emb)} have no embeddings for {train_split!r} and "
             f"{eval_split!r} (imported members carry logits only); re-run `jaxdiv predict` "
-            "for them or leave them out with members=[...]")
+            "for them or leave them out with members=[...]"
+        )
     infos = [store.member_info(n) for n in names]
-    return {"names": names, "infos": infos, "skipped": skipped,
-            "train": emb[train_split], "eval": emb[eval_split],
-            "train_labels": store.labels(train_split), "eval_labels": store.labels(eval_split)}
+    return {
+        "names": names,
+        "infos": infos,
+        "skipped": skipped,
+        "train": emb[train_split],
+        "eval": emb[eval_split],
+        "train_labels": store.labels(train_split),
+        "eval_labels": store.labels(eval_split),
+    }
 
 
 # ---------------------------------------------------------------------------- figures
@@ -172,8 +197,9 @@ def _colour(cat: str | None, is_base_pair: bool) -> str:
     return figures.category_colour(cat) if is_base_pair else "#4c72b0"
 
 
-def mixing_figure(mix: dict, labels: Sequence[str], cats: Sequence[str | None],
-                  base_mode: bool, path: Path) -> Path:
+def mixing_figure(
+    mix: dict, labels: Sequence[str], cats: Sequence[str | None], base_mode: bool, path: Path
+) -> Path:
     """Mean probe accuracy vs the first member's share, one line (with interval) per pair."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     x = 100.0 * mix["ratios"]
@@ -181,8 +207,16 @@ def mixing_figure(mix: dict, labels: Sequence[str], cats: Sequence[str | None],
     for p in range(len(mix["pairs"])):
         colour = _colour(cats[p], base_mode)
         key = cats[p] if base_mode else None
-        ax.plot(x, mix["mean"][p], "-o", color=colour, markersize=3, linewidth=1.1,
-                alpha=0.85, label=(key or "pair") if key not in seen else None)
+        ax.plot(
+            x,
+            mix["mean"][p],
+            "-o",
+            color=colour,
+            markersize=3,
+            linewidth=1.1,
+            alpha=0.85,
+            label=(key or "pair") if key not in seen else None,
+        )
         seen.add(key)
         if np.isfinite(mix["low"][p]).any():
             ax.fill_between(x, mix["low"][p], mix["high"][p], color=colour, alpha=0.12)
@@ -197,8 +231,9 @@ def mixing_figure(mix: dict, labels: Sequence[str], cats: Sequence[str | None],
     return figures._save(fig, path)
 
 
-def compression_figure(comp: dict, cats: Sequence[str | None], base_mode: bool,
-                       target: float, path: Path) -> Path:
+def compression_figure(
+    comp: dict, cats: Sequence[str | None], base_mode: bool, target: float, path: Path
+) -> Path:
     """Accuracy vs number of kept dimensions, one panel per ranking criterion."""
     crits = comp["criteria"]
     fig, axes = plt.subplots(1, len(crits), figsize=(5.2 * len(crits), 3.9), squeeze=False)
@@ -207,12 +242,18 @@ def compression_figure(comp: dict, cats: Sequence[str | None], base_mode: bool,
         seen = set()
         for p in range(len(comp["pairs"])):
             key = cats[p] if base_mode else None
-            ax.plot(comp["keep"], comp["accuracy"][p, ci], "-", marker=".",
-                    color=_colour(cats[p], base_mode), linewidth=1.0, alpha=0.85,
-                    label=(key or "pair") if key not in seen else None)
+            ax.plot(
+                comp["keep"],
+                comp["accuracy"][p, ci],
+                "-",
+                marker=".",
+                color=_colour(cats[p], base_mode),
+                linewidth=1.0,
+                alpha=0.85,
+                label=(key or "pair") if key not in seen else None,
+            )
             seen.add(key)
-        ax.axhline(target, color="black", linestyle=":", linewidth=1,
-                   label=f"target {target:.3f}")
+        ax.axhline(target, color="black", linestyle=":", linewidth=1, label=f"target {target:.3f}")
         ax.set_xscale("log", base=2)
         ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.set_xlabel("dimensions kept (of the concatenation)")
@@ -259,8 +300,10 @@ def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise JaxdivError(f"output {out} is a file; give a directory")
     if out.is_dir() and any(out.iterdir()) and not (out / SUMMARY).exists():
-        raise JaxdivError(f"output {out} is a non-empty directory that holds no earlier "
-                          "representation analysis; choose a new or empty directory")
+        raise JaxdivError(
+            f"output {out} is a non-empty directory that holds no earlier "
+            "representation analysis; choose a new or empty directory"
+        )
 
 
 def _publish(tmp: Path, out: Path) -> None:
@@ -329,8 +372,10 @@ def run_represent(
     b = names.index(base_name) if base_name is not None else None
     cats = [None if i == b else _category(info) for i, info in enumerate(infos)]
     if pairs == "base" and b is None:
-        raise JaxdivError("pairs='base' needs a base member: mark one in the store "
-                          "(category 'base') or pass base=")
+        raise JaxdivError(
+            "pairs='base' needs a base member: mark one in the store "
+            "(category 'base') or pass base="
+        )
     base_mode = b is not None and pairs != "all"
     pair_idx = mx.base_pairs(n, b) if base_mode else mx.all_pairs(n)
     pair_cats = [cats[j] for j in pair_idx[:, 1]] if base_mode else [None] * len(pair_idx)
@@ -347,14 +392,25 @@ def run_represent(
 
     t0 = time.perf_counter()
     say(f"mixing ({len(pair_idx)} pairs x {ratios.size} ratios x {n_seeds} seeds)")
-    mix = mx.mix_pairs(tr, ytr, ev, yev, pair_idx, ratios=ratios, n_seeds=n_seeds,
-                       total_dim=total_dim, seed=seed, **popts)
+    mix = mx.mix_pairs(
+        tr,
+        ytr,
+        ev,
+        yev,
+        pair_idx,
+        ratios=ratios,
+        n_seeds=n_seeds,
+        total_dim=total_dim,
+        seed=seed,
+        **popts,
+    )
     timings["mixing"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     say(f"compression ({len(pair_idx)} pairs, criteria {', '.join(criteria)})")
-    comp = mx.compress_pairs(tr, ytr, ev, yev, pair_idx, criteria=criteria, keep=keep,
-                             seed=seed, **popts)
+    comp = mx.compress_pairs(
+        tr, ytr, ev, yev, pair_idx, criteria=criteria, keep=keep, seed=seed, **popts
+    )
     needed = mx.dims_to_target(comp["accuracy"], comp["keep"], target)
     timings["compression"] = time.perf_counter() - t0
 
@@ -365,8 +421,10 @@ def run_represent(
         say(f"stacked generalisation on {transfer} ({len(all_idx)} pairs)")
         if transfer == "coarse":
             if max(int(ytr.max()), int(yev.max())) + 1 != 10:
-                raise JaxdivError("transfer='coarse' is CIFAR-10's vehicles vs animals and "
-                                  "needs 10 classes; use transfer='fewshot'")
+                raise JaxdivError(
+                    "transfer='coarse' is CIFAR-10's vehicles vs animals and "
+                    "needs 10 classes; use transfer='fewshot'"
+                )
             ttr, tev = mx.coarse_labels(ytr), mx.coarse_labels(yev)
         else:
             ttr, tev = ytr, yev
@@ -374,8 +432,17 @@ def run_represent(
         if transfer == "fewshot" or int(shots) > 0:
             fit_rows = mx.few_shot_rows(ttr, shots, seed)
             holdout_rows = np.setdiff1d(np.arange(len(ttr)), fit_rows)
-        stack = mx.stacked_pairs(tr, ttr, ev, tev, all_idx, fit_rows=fit_rows,
-                                 holdout_rows=holdout_rows, seed=seed, **popts)
+        stack = mx.stacked_pairs(
+            tr,
+            ttr,
+            ev,
+            tev,
+            all_idx,
+            fit_rows=fit_rows,
+            holdout_rows=holdout_rows,
+            seed=seed,
+            **popts,
+        )
         timings["stacked"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -386,71 +453,119 @@ def run_represent(
     # ------------------------------------------------------------------ tables
     pa, pb = [names[i] for i in pair_idx[:, 0]], [names[j] for j in pair_idx[:, 1]]
     cat_col = [c or "" for c in pair_cats]
-    members_df = pd.DataFrame({
-        "member": names, "category": ["base" if i == b else (c or "") for i, c in
-                                      enumerate(cats)],
-        "embedding_dim": [e.shape[1] for e in tr], "probe_accuracy": single_acc,
-        "probe_c": single.c[:, 0],
-        "transfer_accuracy": stack["single"] if stack else np.full(n, np.nan),
-    })
+    members_df = pd.DataFrame(
+        {
+            "member": names,
+            "category": ["base" if i == b else (c or "") for i, c in enumerate(cats)],
+            "embedding_dim": [e.shape[1] for e in tr],
+            "probe_accuracy": single_acc,
+            "probe_c": single.c[:, 0],
+            "transfer_accuracy": stack["single"] if stack else np.full(n, np.nan),
+        }
+    )
     r_, s_ = len(ratios), int(n_seeds)
-    mixing_df = pd.DataFrame({
-        "a": np.repeat(pa, r_), "b": np.repeat(pb, r_), "category": np.repeat(cat_col, r_),
-        "ratio": np.tile(ratios, len(pa)), "total_dim": np.repeat(mix["total_dim"], r_),
-        "mean": mix["mean"].ravel(), "std": mix["std"].ravel(), "low": mix["low"].ravel(),
-        "high": mix["high"].ravel(),
-    })
-    seeds_df = pd.DataFrame({
-        "a": np.repeat(pa, r_ * s_), "b": np.repeat(pb, r_ * s_),
-        "ratio": np.tile(np.repeat(ratios, s_), len(pa)), "seed": np.tile(np.arange(s_),
-                                                                       len(pa) * r_),
-        "accuracy": mix["accuracy"].ravel(),
-    })
-    gain_df = pd.DataFrame({"a": pa, "b": pb, "category": cat_col, "gain": mix["gain"],
-                            "c": mix["c"]})
+    mixing_df = pd.DataFrame(
+        {
+            "a": np.repeat(pa, r_),
+            "b": np.repeat(pb, r_),
+            "category": np.repeat(cat_col, r_),
+            "ratio": np.tile(ratios, len(pa)),
+            "total_dim": np.repeat(mix["total_dim"], r_),
+            "mean": mix["mean"].ravel(),
+            "std": mix["std"].ravel(),
+            "low": mix["low"].ravel(),
+            "high": mix["high"].ravel(),
+        }
+    )
+    seeds_df = pd.DataFrame(
+        {
+            "a": np.repeat(pa, r_ * s_),
+            "b": np.repeat(pb, r_ * s_),
+            "ratio": np.tile(np.repeat(ratios, s_), len(pa)),
+            "seed": np.tile(np.arange(s_), len(pa) * r_),
+            "accuracy": mix["accuracy"].ravel(),
+        }
+    )
+    gain_df = pd.DataFrame(
+        {"a": pa, "b": pb, "category": cat_col, "gain": mix["gain"], "c": mix["c"]}
+    )
     nc, nk = len(comp["criteria"]), len(comp["keep"])
-    comp_df = pd.DataFrame({
-        "a": np.repeat(pa, nc * nk), "b": np.repeat(pb, nc * nk),
-        "category": np.repeat(cat_col, nc * nk),
-        "criterion": np.tile(np.repeat(comp["criteria"], nk), len(pa)),
-        "dims": np.tile(comp["keep"], len(pa) * nc), "accuracy": comp["accuracy"].ravel(),
-    })
-    need_df = pd.DataFrame({
-        "a": np.repeat(pa, nc), "b": np.repeat(pb, nc), "category": np.repeat(cat_col, nc),
-        "criterion": np.tile(comp["criteria"], len(pa)), "target": target,
-        "dims": needed.ravel(),
-    })
+    comp_df = pd.DataFrame(
+        {
+            "a": np.repeat(pa, nc * nk),
+            "b": np.repeat(pb, nc * nk),
+            "category": np.repeat(cat_col, nc * nk),
+            "criterion": np.tile(np.repeat(comp["criteria"], nk), len(pa)),
+            "dims": np.tile(comp["keep"], len(pa) * nc),
+            "accuracy": comp["accuracy"].ravel(),
+        }
+    )
+    need_df = pd.DataFrame(
+        {
+            "a": np.repeat(pa, nc),
+            "b": np.repeat(pb, nc),
+            "category": np.repeat(cat_col, nc),
+            "criterion": np.tile(comp["criteria"], len(pa)),
+            "target": target,
+            "dims": needed.ravel(),
+        }
+    )
     ia, ib = np.triu_indices(n, k=1)
-    cka_df = pd.DataFrame({"a": [names[i] for i in ia], "b": [names[j] for j in ib],
-                           "cka": cka[ia, ib]})
-    tables = {"members.csv": members_df, "mixing.csv": mixing_df,
-              "mixing_seeds.csv": seeds_df, "mixing_gain.csv": gain_df,
-              "compression.csv": comp_df, "dims_to_target.csv": need_df, "cka.csv": cka_df}
+    cka_df = pd.DataFrame(
+        {"a": [names[i] for i in ia], "b": [names[j] for j in ib], "cka": cka[ia, ib]}
+    )
+    tables = {
+        "members.csv": members_df,
+        "mixing.csv": mixing_df,
+        "mixing_seeds.csv": seeds_df,
+        "mixing_gain.csv": gain_df,
+        "compression.csv": comp_df,
+        "dims_to_target.csv": need_df,
+        "cka.csv": cka_df,
+    }
     if stack is not None:
-        tables["stacked.csv"] = pd.DataFrame({
-            "a": [names[i] for i in all_idx[:, 0]], "b": [names[j] for j in all_idx[:, 1]],
-            "single_a": stack["single"][all_idx[:, 0]],
-            "single_b": stack["single"][all_idx[:, 1]], "pair": stack["pair"],
-            "gain": stack["gain"]})
+        tables["stacked.csv"] = pd.DataFrame(
+            {
+                "a": [names[i] for i in all_idx[:, 0]],
+                "b": [names[j] for j in all_idx[:, 1]],
+                "single_a": stack["single"][all_idx[:, 0]],
+                "single_b": stack["single"][all_idx[:, 1]],
+                "pair": stack["pair"],
+                "gain": stack["gain"],
+            }
+        )
 
     summary: dict = {
-        "train_split": train_split, "eval_split": eval_split, "members": names,
-        "skipped": data["skipped"], "base": base_name, "pairs": "base" if base_mode else "all",
-        "num_train": int(len(ytr)), "num_eval": int(len(yev)),
-        "ratios": ratios, "n_seeds": s_, "criteria": comp["criteria"],
-        "keep": comp["keep"], "target": target,
+        "train_split": train_split,
+        "eval_split": eval_split,
+        "members": names,
+        "skipped": data["skipped"],
+        "base": base_name,
+        "pairs": "base" if base_mode else "all",
+        "num_train": int(len(ytr)),
+        "num_eval": int(len(yev)),
+        "ratios": ratios,
+        "n_seeds": s_,
+        "criteria": comp["criteria"],
+        "keep": comp["keep"],
+        "target": target,
         "transfer": {"task": transfer, "shots": int(shots) if transfer != "none" else None},
-        "cka": {"estimator": cka_estimator, "split": eval_split,
-                "batch_size": int(cka_batch_size)},
-        "probe": {"solver": "batched L-BFGS (jaxdiv.analysis.probes)", "c_grid": list(c_grid),
-                  "max_iter": int(max_iter), "tol": float(tol),
-                  "unconverged_mixing": int((~mix["converged"]).sum())},
-        "seconds": timings, "categories": None,
+        "cka": {"estimator": cka_estimator, "split": eval_split, "batch_size": int(cka_batch_size)},
+        "probe": {
+            "solver": "batched L-BFGS (jaxdiv.analysis.probes)",
+            "c_grid": list(c_grid),
+            "max_iter": int(max_iter),
+            "tol": float(tol),
+            "unconverged_mixing": int((~mix["converged"]).sum()),
+        },
+        "seconds": timings,
+        "categories": None,
     }
 
     # ------------------------------------------------------------------ categories
     cat_stats = {}
     if base_mode:
+
         def mat(values):
             m = np.full((n, n), np.nan)
             m[b, pair_idx[:, 1]] = values
@@ -474,12 +589,20 @@ def run_represent(
         for c in CATEGORIES:
             entry = agg["categories"][c]
             for key in stats:
-                rows.append({"category": c, "statistic": key, "count": entry["count"],
-                             "mean": entry["mean"][key], "std": entry["std"][key]})
+                rows.append(
+                    {
+                        "category": c,
+                        "statistic": key,
+                        "count": entry["count"],
+                        "mean": entry["mean"][key],
+                        "std": entry["std"][key],
+                    }
+                )
         tables["categories.csv"] = pd.DataFrame(rows)
         for key in stats:
-            cat_stats[key] = {c: [row[key] for row in agg["rows"] if row["category"] == c]
-                              for c in CATEGORIES}
+            cat_stats[key] = {
+                c: [row[key] for row in agg["rows"] if row["category"] == c] for c in CATEGORIES
+            }
 
     # ------------------------------------------------------------------ write
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -493,14 +616,24 @@ def run_represent(
         compression_figure(comp, pair_cats, base_mode, target, tmp / "compression.png")
         if stack is not None:
             stacked_figure(stack, tmp / "stacked.png", transfer)
-        figures.matrix_heatmap(cka, names, tmp / "cka.png",
-                               title=f"Linear CKA ({cka_estimator}, {eval_split})",
-                               vmin=0.0, vmax=1.0,
-                               categories=["Base" if i == b else c for i, c in enumerate(cats)]
-                               if b is not None else None)
+        figures.matrix_heatmap(
+            cka,
+            names,
+            tmp / "cka.png",
+            title=f"Linear CKA ({cka_estimator}, {eval_split})",
+            vmin=0.0,
+            vmax=1.0,
+            categories=["Base" if i == b else c for i, c in enumerate(cats)]
+            if b is not None
+            else None,
+        )
         for key, values in cat_stats.items():
-            figures.category_points(values, tmp / f"category_{key}.png", ylabel=key,
-                                    title=f"{key} of (base, other) pairs")
+            figures.category_points(
+                values,
+                tmp / f"category_{key}.png",
+                ylabel=key,
+                title=f"{key} of (base, other) pairs",
+            )
         summary["files"] = sorted(p.name for p in tmp.iterdir()) + [SUMMARY]
         (tmp / SUMMARY).write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
         _publish(tmp, out)

@@ -114,9 +114,7 @@ def import_predictions(
             )
         model_ids = _ids_as_str(arrays["ids"], p)
         if model_ids.shape[0] != logits.shape[0]:
-            raise JaxdivError(
-                f"{p}: {model_ids.shape[0]} ids but {logits.shape[0]} rows of logits"
-            )
+            raise JaxdivError(f"{p}: {model_ids.shape[0]} ids but {logits.shape[0]} rows of logits")
         if num_classes is None:
             num_classes = logits.shape[1]
             if labels.size and labels.max() >= num_classes:

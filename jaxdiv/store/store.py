@@ -26,11 +26,11 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from jaxdiv.errors import JaxdivError
+from jaxdiv.files import write_json_atomic
 
 FORMAT = "jaxdiv-store"
 VERSION = 1
@@ -43,15 +43,6 @@ def _check_name(kind: str, name: str) -> None:
             f"invalid {kind} name {name!r}: use letters, digits and _ . + = - "
             "(starting with a letter or digit)"
         )
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, path)
 
 
 class Store:
@@ -257,8 +248,11 @@ class Store:
             np.save(tmp / "embeddings.npy", embeddings)
         write_json_atomic(
             tmp / "done.json",
-            {"examples": int(logits.shape[0]), "classes": int(logits.shape[1]),
-             "embedding_dim": None if embeddings is None else int(embeddings.shape[1])},
+            {
+                "examples": int(logits.shape[0]),
+                "classes": int(logits.shape[1]),
+                "embedding_dim": None if embeddings is None else int(embeddings.shape[1]),
+            },
         )
         if final.exists():
             old = member_dir / f".{split}-old"

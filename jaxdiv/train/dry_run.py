@@ -85,25 +85,32 @@ def dry_run(config: ml_collections.ConfigDict, *, members: int = 1) -> dict[str,
         state_sh = mesh_lib.state_shardings(state, mesh, config.get("mesh"))
         batch_sh = jax.tree_util.tree_map(lambda _: mesh_lib.batch_sharded(mesh), batch)
         step = make_train_step(setup)
-        args = (_abstract(state, state_sh), _abstract(batch, batch_sh),
-                jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=rep))
+        args = (
+            _abstract(state, state_sh),
+            _abstract(batch, batch_sh),
+            jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=rep),
+        )
     else:
         stack = lambda s: jax.ShapeDtypeStruct((members, *s.shape), s.dtype)  # noqa: E731
         state = jax.tree_util.tree_map(stack, state)
         batch = jax.tree_util.tree_map(stack, batch)
         key = stack(key)
-        state_sh = mesh_lib.state_shardings(state, mesh, config.get("mesh"),
-                                            stacked_members=True)
+        state_sh = mesh_lib.state_shardings(state, mesh, config.get("mesh"), stacked_members=True)
         axes = mesh_lib.batch_axes(mesh)
         spec = jax.sharding.PartitionSpec("member", axes[0] if len(axes) == 1 else axes)
-        batch_sh = jax.tree_util.tree_map(
-            lambda _: jax.sharding.NamedSharding(mesh, spec), batch)
+        batch_sh = jax.tree_util.tree_map(lambda _: jax.sharding.NamedSharding(mesh, spec), batch)
         key_sh = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("member"))
         metrics_sh = key_sh
-        step = jax.jit(mesh_lib.over_members(train_step_fn(setup), mesh),
-                       out_shardings=(state_sh, metrics_sh), donate_argnums=(0,))
-        args = (_abstract(state, state_sh), _abstract(batch, batch_sh),
-                jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=key_sh))
+        step = jax.jit(
+            mesh_lib.over_members(train_step_fn(setup), mesh),
+            out_shardings=(state_sh, metrics_sh),
+            donate_argnums=(0,),
+        )
+        args = (
+            _abstract(state, state_sh),
+            _abstract(batch, batch_sh),
+            jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=key_sh),
+        )
     t0 = time.perf_counter()
     lowered = step.lower(*args)
     t1 = time.perf_counter()
@@ -141,7 +148,9 @@ def dry_run(config: ml_collections.ConfigDict, *, members: int = 1) -> dict[str,
             "outputs": int(mem.output_size_in_bytes),
             "aliased": int(mem.alias_size_in_bytes),
             "temporaries": int(mem.temp_size_in_bytes),
-        } if mem is not None else None,
+        }
+        if mem is not None
+        else None,
         "steps": int(setup.total_steps),
         "steps_per_epoch": int(setup.steps_per_epoch),
         "train_examples": len(setup.train_split),
@@ -156,8 +165,12 @@ def format_report(r: dict[str, Any]) -> str:
     """A short human-readable summary of a dry-run report."""
     mem = r.get("memory_per_device") or {}
     gib = 2.0**30
-    peak = (mem.get("arguments", 0) + mem.get("outputs", 0) - mem.get("aliased", 0)
-            + mem.get("temporaries", 0))
+    peak = (
+        mem.get("arguments", 0)
+        + mem.get("outputs", 0)
+        - mem.get("aliased", 0)
+        + mem.get("temporaries", 0)
+    )
     lines = [
         f"dry run of {r['name'] or r['model']}: {r['model']} / {r['method']}"
         + (f" x {r['members']} stacked members" if r["members"] > 1 else ""),
@@ -177,8 +190,13 @@ def format_report(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_cli(config: ml_collections.ConfigDict, *, devices: int = 8, members: int = 1,
-            workdir: str | None = None) -> dict[str, Any]:
+def run_cli(
+    config: ml_collections.ConfigDict,
+    *,
+    devices: int = 8,
+    members: int = 1,
+    workdir: str | None = None,
+) -> dict[str, Any]:
     """The ``train --dry_run`` verb: simulate ``devices`` CPU devices, compile, print, and
     write ``WORKDIR/dry_run.json`` when a workdir is given."""
     simulate_devices(devices)
@@ -202,4 +220,3 @@ def parameter_count(config: ml_collections.ConfigDict) -> int:
     setup = build_setup(copy.deepcopy(config), load_train=False)
     state = jax.eval_shape(_init_fn(setup), jax.random.PRNGKey(0))
     return _count(state["params"])
-

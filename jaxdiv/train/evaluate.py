@@ -30,7 +30,12 @@ def make_predict_fn(method: Method, mesh: Mesh) -> Callable:
 
 
 def predict_split(
-    method: Method, variables, split: ArraySplit, mesh: Mesh, *, batch_size: int = 500,
+    method: Method,
+    variables,
+    split: ArraySplit,
+    mesh: Mesh,
+    *,
+    batch_size: int = 500,
     predict_fn: Callable | None = None,
 ) -> tuple[np.ndarray | None, np.ndarray]:
     """Logits [N, C] (None when the method has no classifier) and embeddings [N, D]."""

@@ -47,8 +47,9 @@ def pretrained_backbone(workdir: str | Path) -> tuple[dict[str, dict], str]:
         tree = variables.get(col)
         if tree is None:
             continue
-        tree = tree.get("backbone", {}) if two_view else {
-            k: v for k, v in tree.items() if k != HEAD}
+        tree = (
+            tree.get("backbone", {}) if two_view else {k: v for k, v in tree.items() if k != HEAD}
+        )
         out[col] = traverse_util.flatten_dict(jax.device_get(tree), sep="/")
     return out, str(config.model.name)
 
@@ -70,7 +71,7 @@ def start_from(state: dict, workdir: str | Path, model_name: str) -> dict:
             if tuple(np.shape(source[key])) != tuple(flat[key].shape):
                 bad.append(f"{key} {np.shape(source[key])} vs {flat[key].shape}")
         if missing or bad:
-            detail = (f"missing {missing[:3]}" if missing else f"shapes differ: {bad[:3]}")
+            detail = f"missing {missing[:3]}" if missing else f"shapes differ: {bad[:3]}"
             raise JaxdivError(
                 f"finetune_from={str(workdir)!r}: its backbone ({source_model!r}) does not fit "
                 f"this model ({model_name!r}): {col} {detail}; use the same model.name and "

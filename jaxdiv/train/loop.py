@@ -23,10 +23,10 @@ from tqdm.auto import tqdm
 from jaxdiv.data import streaming
 from jaxdiv.data.datasets import ArraySplit
 from jaxdiv.errors import JaxdivError, choices_error
+from jaxdiv.files import write_json_atomic
 from jaxdiv.methods import build_method
 from jaxdiv.methods.base import Method
 from jaxdiv.models import build_model
-from jaxdiv.store.store import write_json_atomic
 from jaxdiv.train import finetune
 from jaxdiv.train import mesh as mesh_lib
 from jaxdiv.train.checkpoint import Checkpointer
@@ -139,7 +139,9 @@ def train_step_fn(setup: Setup):
         params = optax.apply_updates(state["params"], updates)
         model_state = method.after_update(params, model_state, state["step"])
         new_state = {
-            "step": state["step"] + 1, "params": params, "state": model_state,
+            "step": state["step"] + 1,
+            "params": params,
+            "state": model_state,
             "opt_state": opt_state,
         }
         return new_state, metrics
@@ -150,8 +152,9 @@ def train_step_fn(setup: Setup):
 def make_train_step(setup: Setup):
     """Jitted (state, batch, key) -> (state, metrics); batch sharded along ``data``."""
     rep = replicated(setup.mesh)
-    return jax.jit(train_step_fn(setup), out_shardings=(state_shardings(setup), rep),
-                   donate_argnums=(0,))
+    return jax.jit(
+        train_step_fn(setup), out_shardings=(state_shardings(setup), rep), donate_argnums=(0,)
+    )
 
 
 def _variables(state: dict) -> dict:
@@ -192,17 +195,25 @@ def train(
     is_main = jax.process_index() == 0
     writer = MetricWriter(workdir, resume_step=start, enabled=is_main)
 
-    loader = streaming.train_loader(setup.train_split, int(config.batch_size),
-                                    int(config.seed), config.data)
+    loader = streaming.train_loader(
+        setup.train_split, int(config.batch_size), int(config.seed), config.data
+    )
     train_step = make_train_step(setup)
-    predict_fn = (host_io(make_predict_fn(setup.method, setup.mesh), setup.mesh)
-                  if eval_split is not None else None)
+    predict_fn = (
+        host_io(make_predict_fn(setup.method, setup.mesh), setup.mesh)
+        if eval_split is not None
+        else None
+    )
     eval_bs = int(config.get("eval_batch_size", 500))
 
     def evaluate(state) -> dict[str, float]:
         logits, _ = predict_split(
-            setup.method, _variables(state), eval_split, setup.mesh,
-            batch_size=eval_bs, predict_fn=predict_fn,
+            setup.method,
+            _variables(state),
+            eval_split,
+            setup.mesh,
+            batch_size=eval_bs,
+            predict_fn=predict_fn,
         )
         if logits is None:
             return {}
@@ -213,8 +224,15 @@ def train(
     log_every = max(1, int(config.log_every_steps))
     eval_every = int(config.get("eval_every_steps", 0))
     ckpt_every = max(1, int(config.checkpoint_every_steps))
-    bar = tqdm(total=total, initial=start, unit="step", disable=not (progress and is_main),
-               desc=str(config.get("name", "train")), mininterval=2.0, dynamic_ncols=True)
+    bar = tqdm(
+        total=total,
+        initial=start,
+        unit="step",
+        disable=not (progress and is_main),
+        desc=str(config.get("name", "train")),
+        mininterval=2.0,
+        dynamic_ncols=True,
+    )
     pending: list[dict] = []
     t_log, steps_since = time.perf_counter(), 0
     last: dict[str, float] = {}
@@ -238,8 +256,11 @@ def train(
                 )
             last.update(mean)
             writer.write(done, mean)
-            bar.set_postfix(loss=f"{mean.get('train_loss', float('nan')):.3f}",
-                            img_s=f"{mean['images_per_sec']:.0f}", refresh=False)
+            bar.set_postfix(
+                loss=f"{mean.get('train_loss', float('nan')):.3f}",
+                img_s=f"{mean['images_per_sec']:.0f}",
+                refresh=False,
+            )
             pending, t_log, steps_since = [], time.perf_counter(), 0
         if eval_split is not None and eval_every > 0 and done % eval_every == 0 and done != total:
             ev = evaluate(state)
@@ -264,8 +285,9 @@ def train(
     return result
 
 
-def restore_variables(config: ml_collections.ConfigDict, workdir: str | Path,
-                      setup: Setup | None = None) -> tuple[Setup, dict, int]:
+def restore_variables(
+    config: ml_collections.ConfigDict, workdir: str | Path, setup: Setup | None = None
+) -> tuple[Setup, dict, int]:
     """The latest checkpoint's model variables (params plus state) for inference."""
     setup = setup or build_setup(config)
     ckpt = Checkpointer(workdir, every_steps=1, keep=config.keep_checkpoints)
@@ -275,10 +297,9 @@ def restore_variables(config: ml_collections.ConfigDict, workdir: str | Path,
     abstract = jax.eval_shape(lambda k: init_state(setup, k), jax.random.PRNGKey(0))
     abstract = jax.tree_util.tree_map(
         lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-        abstract, state_shardings(setup),
+        abstract,
+        state_shardings(setup),
     )
     state = ckpt.restore(abstract, step)
     ckpt.close()
     return setup, _variables(state), int(step)
-
-

@@ -57,8 +57,10 @@ def mesh_shape(cfg: Mapping | None, num_devices: int) -> dict[str, int]:
     sizes: dict[str, int] = {}
     for axis in AXES:
         value = cfg.get(axis, -1 if axis == "data" else 1)
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or (
-            value < 1 and value != -1
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | np.integer)
+            or (value < 1 and value != -1)
         ):
             raise JaxdivError(f"mesh.{axis} must be a positive integer or -1, got {value!r}")
         sizes[axis] = int(value)
@@ -230,8 +232,12 @@ def _rules(cfg) -> list[tuple[str, re.Pattern, Any]]:
         raise JaxdivError("mesh.rules must be a list of (regex, spec) pairs, not a mapping")
     rules = []
     for i, rule in enumerate(raw):
-        if (not isinstance(rule, Sequence) or isinstance(rule, str) or len(rule) != 2
-                or not isinstance(rule[0], str)):
+        if (
+            not isinstance(rule, Sequence)
+            or isinstance(rule, str)
+            or len(rule) != 2
+            or not isinstance(rule[0], str)
+        ):
             raise JaxdivError(
                 f"mesh.rules[{i}] must be a (regex, spec) pair, got {rule!r}; e.g. "
                 "('.*kernel$', 'fsdp')"
@@ -343,8 +349,9 @@ def state_shardings(
 def sharding_summary(shardings: Any, abstract_state: Any) -> dict[str, int]:
     """Bytes per device of a state laid out by ``shardings``, and of a replicated copy."""
     per_device = total = 0
-    for sh, leaf in zip(jax.tree_util.tree_leaves(shardings),
-                        jax.tree_util.tree_leaves(abstract_state), strict=True):
+    for sh, leaf in zip(
+        jax.tree_util.tree_leaves(shardings), jax.tree_util.tree_leaves(abstract_state), strict=True
+    ):
         nbytes = math.prod(np.shape(leaf)) * np.dtype(leaf.dtype).itemsize
         total += nbytes
         shard = sh.shard_shape(tuple(np.shape(leaf)))
@@ -363,5 +370,11 @@ def over_members(fn, mesh: Mesh):
     stacked_members=True)``).
     """
     lead = PartitionSpec("member")
-    return jax.shard_map(jax.vmap(fn), mesh=mesh, in_specs=lead, out_specs=lead,
-                         axis_names={"member"}, check_vma=False)
+    return jax.shard_map(
+        jax.vmap(fn),
+        mesh=mesh,
+        in_specs=lead,
+        out_specs=lead,
+        axis_names={"member"},
+        check_vma=False,
+    )

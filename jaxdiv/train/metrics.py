@@ -27,7 +27,8 @@ class MetricWriter:
         if not self.path.exists():
             return
         kept = [
-            line for line in self.path.read_text().splitlines()
+            line
+            for line in self.path.read_text().splitlines()
             if line.strip() and json.loads(line).get("step", 0) <= step
         ]
         tmp = self.path.with_suffix(".jsonl.tmp")

@@ -48,10 +48,16 @@ def build_optimizer(
     if name == "sgd":
         return optax.chain(
             optax.add_decayed_weights(wd, mask=_decay_mask),
-            optax.sgd(lr, momentum=float(cfg.get("momentum", 0.9)),
-                      nesterov=bool(cfg.get("nesterov", False))),
+            optax.sgd(
+                lr,
+                momentum=float(cfg.get("momentum", 0.9)),
+                nesterov=bool(cfg.get("nesterov", False)),
+            ),
         )
     return optax.adamw(
-        lr, b1=float(cfg.get("b1", 0.9)), b2=float(cfg.get("b2", 0.999)),
-        weight_decay=wd, mask=_decay_mask,
+        lr,
+        b1=float(cfg.get("b1", 0.9)),
+        b2=float(cfg.get("b2", 0.999)),
+        weight_decay=wd,
+        mask=_decay_mask,
     )

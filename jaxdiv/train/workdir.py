@@ -10,13 +10,18 @@ from pathlib import Path
 import ml_collections
 
 from jaxdiv.errors import JaxdivError
-from jaxdiv.store.store import write_json_atomic
+from jaxdiv.files import write_json_atomic
 from jaxdiv.train.checkpoint import has_checkpoint
 
 # Keys that change how a run is executed or logged, not what it computes.
 RUNTIME_KEYS = (
-    "log_every_steps", "eval_every_steps", "eval_batch_size", "checkpoint_every_steps",
-    "keep_checkpoints", "data.data_dir", "mesh",
+    "log_every_steps",
+    "eval_every_steps",
+    "eval_batch_size",
+    "checkpoint_every_steps",
+    "keep_checkpoints",
+    "data.data_dir",
+    "mesh",
 )
 RUN_FILES = ("checkpoints", "metrics.jsonl", "tensorboard", "config.json", "result.json")
 
