@@ -1,18 +1,14 @@
-"""jaxdiv: train populations of image models and measure how differently they err.
+"""``python -m jaxdiv VERB [flags]``: the same command line as the ``jaxdiv`` console script.
 
-Usage: python -m jaxdiv <verb> [flags]   (verbs: train, predict, import-predictions, analyze;
-run `python -m jaxdiv --help` for the flags of each)
+``python -m jaxdiv --help`` lists the verbs, ``python -m jaxdiv VERB --help`` a verb's flags.
 """
 
 from absl import flags
 
 from jaxdiv import cli
-from jaxdiv.cli import __doc__ as _cli_doc
 from jaxdiv.cli import run
 
 flags.adopt_module_key_flags(cli)
-
-__doc__ = _cli_doc
 
 if __name__ == "__main__":
     run()
