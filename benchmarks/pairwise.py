@@ -39,11 +39,8 @@ from jaxdiv.analysis.ensembles import (  # noqa: E402
     pair_ensembles_checked,
     pairwise_table,
 )
-from jaxdiv.analysis.pairwise import (  # noqa: E402
-    DEFAULT_MEMORY_BUDGET_BYTES,
-    divergences_checked,
-    pairwise_error_stats,
-)
+from jaxdiv.analysis.pairwise import divergences_checked, pairwise_error_stats  # noqa: E402
+from jaxdiv.analysis.tiling import DEFAULT_MEMORY_BUDGET  # noqa: E402
 
 
 # ---------------------------------------------------------------------------- data
@@ -124,7 +121,7 @@ def numpy_loop(logits, labels, pairs):
             error_correlation=corr,
             yules_q=q,
             symmetric_kl=skl,
-            js=js,
+            js_divergence=js,
             ensemble_accuracy=ens_acc,
             relative_ensemble_gain=ens_acc - (acc[i] + acc[j]) / 2,
             conversion_rate=conv,
@@ -207,7 +204,7 @@ def run(n: int, m: int, c: int, loop_pairs: int | None, repeats: int) -> dict:
         pairs, scale = [all_pairs[k] for k in sorted(pick)], len(all_pairs) / loop_pairs
 
     # --- jaxdiv: the whole table through the public entry point, then phase by phase
-    budget = DEFAULT_MEMORY_BUDGET_BYTES
+    budget = DEFAULT_MEMORY_BUDGET
     labels_j = jnp.asarray(labels, jnp.int32)
     inv_t = jnp.ones(n, jnp.float32)
     table, t_table, mem_table = timed(lambda: pairwise_table(logits, labels), repeats)

@@ -64,7 +64,7 @@ def test_intervals_match_bruteforce_resampling(data, boot):
                 "disagreement",
                 "ensemble_accuracy",
                 "conversion_rate",
-                "js",
+                "js_divergence",
             )
         }
         for b in range(B):
@@ -81,7 +81,7 @@ def test_intervals_match_bruteforce_resampling(data, boot):
             per["disagreement"].append((z[i, idx].argmax(-1) != z[j, idx].argmax(-1)).mean())
             per["ensemble_accuracy"].append(ens.mean())
             per["conversion_rate"].append(ens[xor].mean() if xor.any() else np.nan)
-            per["js"].append(js.mean())
+            per["js_divergence"].append(js.mean())
         for k, vals in per.items():
             vals = np.asarray(vals, np.float64)
             for bound, q in (("low", 0.025), ("high", 0.975)):
@@ -100,7 +100,7 @@ def test_undefined_everywhere_gives_nan_bounds(boot):
 
 def test_deterministic_and_budget_independent(data, boot):
     z, y = data
-    stats = ["yules_q", "js", "relative_ensemble_gain"]
+    stats = ["yules_q", "js_divergence", "relative_ensemble_gain"]
     small = bootstrap_pairwise(
         z, y, key=jax.random.key(7), num_resamples=B, statistics=stats, memory_budget=400_000
     )

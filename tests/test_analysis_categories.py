@@ -7,7 +7,6 @@ import pytest
 from scipy.stats import pearsonr
 
 from jaxdiv.analysis.categories import (
-    CATEGORIES,
     base_pairs,
     category_aggregates,
     fit_gain_vs_inconsistency,
@@ -15,14 +14,15 @@ from jaxdiv.analysis.categories import (
     normalise_category,
 )
 from jaxdiv.errors import JaxdivError
+from jaxdiv.population.spec import CATEGORIES
 
 
 def test_categories_in_order_of_divergence():
     assert CATEGORIES == ("Reinit", "Hyperparameters", "Architecture", "Framework", "Dataset")
-    assert normalise_category("hyper-parameters") == "Hyperparameters"
-    assert normalise_category("DATASET") == "Dataset"
+    assert normalise_category("hyper-parameters", CATEGORIES) == "Hyperparameters"
+    assert normalise_category("DATASET", CATEGORIES) == "Dataset"
     with pytest.raises(JaxdivError, match="unknown category 'Objective'.*Reinit"):
-        normalise_category("Objective")
+        normalise_category("Objective", CATEGORIES)
 
 
 def test_fit_matches_polyfit_and_pearsonr():
@@ -83,7 +83,7 @@ def population():
 
 def test_aggregates_match_numpy(population):
     names, cats, acc, stats = population
-    out = category_aggregates(names, cats, "base", acc, stats)
+    out = category_aggregates(names, cats, "base", acc, stats, order=CATEGORIES)
     assert out["base"] == "base" and out["base_accuracy"] == 0.76
     assert list(out["categories"]) == list(CATEGORIES)
     assert out["uncategorised"] == ["odd"]
@@ -105,14 +105,16 @@ def test_aggregates_match_numpy(population):
 
 def test_accuracy_band_and_base_by_index(population):
     names, cats, acc, stats = population
-    out = category_aggregates(names, cats, 0, acc, stats, accuracy_band=(0.74, 0.78))
+    out = category_aggregates(
+        names, cats, 0, acc, stats, accuracy_band=(0.74, 0.78), order=CATEGORIES
+    )
     assert out["accuracy_band"] == [0.74, 0.78]
     assert sorted(out["outside_band"]) == ["clip", "simclr", "vit"]
     assert [r["member"] for r in out["rows"]] == ["seed1", "seed2", "lr"]
     for cat in ("Architecture", "Framework", "Dataset"):
         assert out["categories"][cat]["count"] == 0
         assert math.isnan(out["categories"][cat]["mean"]["error_inconsistency"])
-    other_base = base_pairs(names, cats, "vit", acc, stats)
+    other_base = base_pairs(names, cats, "vit", acc, stats, order=CATEGORIES)
     assert other_base["base"] == "vit"
     assert [r["member"] for r in other_base["rows"]] == ["seed1", "seed2", "lr", "simclr", "clip"]
     assert other_base["uncategorised"] == ["base", "odd"]  # no category relative to "vit"
@@ -121,16 +123,16 @@ def test_accuracy_band_and_base_by_index(population):
 def test_bad_input(population):
     names, cats, acc, stats = population
     with pytest.raises(JaxdivError, match="unknown base member 'nope'"):
-        category_aggregates(names, cats, "nope", acc, stats)
+        category_aggregates(names, cats, "nope", acc, stats, order=CATEGORIES)
     with pytest.raises(JaxdivError, match="out of range"):
-        category_aggregates(names, cats, 8, acc, stats)
+        category_aggregates(names, cats, 8, acc, stats, order=CATEGORIES)
     with pytest.raises(JaxdivError, match=r"\[8, 8\] matrix"):
-        category_aggregates(names, cats, 0, acc, {"x": np.zeros((3, 3))})
+        category_aggregates(names, cats, 0, acc, {"x": np.zeros((3, 3))}, order=CATEGORIES)
     with pytest.raises(JaxdivError, match="one entry per member"):
-        category_aggregates(names, cats[:-1], 0, acc, stats)
+        category_aggregates(names, cats[:-1], 0, acc, stats, order=CATEGORIES)
     with pytest.raises(JaxdivError, match="low <= high"):
-        category_aggregates(names, cats, 0, acc, stats, accuracy_band=(0.8, 0.7))
+        category_aggregates(names, cats, 0, acc, stats, accuracy_band=(0.8, 0.7), order=CATEGORIES)
     bad = list(cats)
     bad[1] = "Seed"
     with pytest.raises(JaxdivError, match="unknown category"):
-        category_aggregates(names, bad, 0, acc, stats)
+        category_aggregates(names, bad, 0, acc, stats, order=CATEGORIES)

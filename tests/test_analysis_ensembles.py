@@ -204,7 +204,9 @@ def test_pairwise_table_is_consistent_with_the_parts():
         np.testing.assert_allclose(np.asarray(table[k]), np.asarray(v), atol=1e-6, err_msg=k)
     for k, v in pair_ensembles(z, y).items():
         np.testing.assert_array_equal(np.asarray(table[k]), np.asarray(v), err_msg=k)
-    assert "js" in table and "js" not in pairwise_table(z, y, divergences=False)
+    assert "js_divergence" in table and "js_divergence" not in pairwise_table(
+        z, y, divergences=False
+    )
 
 
 @pytest.mark.parametrize(

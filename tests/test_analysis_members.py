@@ -5,7 +5,8 @@ import pytest
 from scipy.special import softmax
 from sklearn.metrics import log_loss
 
-from jaxdiv.analysis.members import member_metrics, member_outputs, tile_size
+from jaxdiv.analysis.members import member_metrics, member_outputs
+from jaxdiv.analysis.tiling import tile_size
 from jaxdiv.errors import JaxdivError
 
 

@@ -202,7 +202,7 @@ def reference_divergences(z, temperatures=None):
             kl_i = np.sum(p[i] * (lp[i] - log_mid), -1)
             kl_j = np.sum(p[j] * (lp[j] - log_mid), -1)
             js[i, j] = np.mean(0.5 * kl_i + 0.5 * kl_j)
-    return {"symmetric_kl": skl, "js": js}
+    return {"symmetric_kl": skl, "js_divergence": js}
 
 
 @pytest.mark.parametrize("n, temps", [(2, None), (6, None), (5, [0.5, 1.0, 2.0, 1.5, 0.8])])
@@ -210,11 +210,11 @@ def test_divergences_match_reference(n, temps):
     z, _ = population(n=n, m=203, c=7)
     got = predictive_divergences(z, temperatures=temps)
     want = reference_divergences(z, temps)
-    np.testing.assert_allclose(np.asarray(got["js"]), want["js"], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(got["js_divergence"]), want["js_divergence"], atol=1e-6)
     np.testing.assert_allclose(
         np.asarray(got["symmetric_kl"]), want["symmetric_kl"], rtol=2e-6, atol=2e-6
     )
-    assert (np.asarray(got["js"]) <= np.log(2) + 1e-6).all()
+    assert (np.asarray(got["js_divergence"]) <= np.log(2) + 1e-6).all()
 
 
 def test_divergences_identical_and_disjoint_members():
@@ -224,11 +224,11 @@ def test_divergences_identical_and_disjoint_members():
     z[2] = -40.0
     z[2, :, 0] = 40.0
     d = {k: np.asarray(v) for k, v in predictive_divergences(z).items()}
-    np.testing.assert_allclose(d["js"][0, 1], 0.0, atol=1e-7)
+    np.testing.assert_allclose(d["js_divergence"][0, 1], 0.0, atol=1e-7)
     np.testing.assert_allclose(d["symmetric_kl"][0, 1], 0.0, atol=1e-6)
     ref = reference_divergences(z)
     np.testing.assert_allclose(d["symmetric_kl"][0, 2], ref["symmetric_kl"][0, 2], rtol=1e-5)
-    np.testing.assert_allclose(d["js"][0, 2], ref["js"][0, 2], atol=1e-6)
+    np.testing.assert_allclose(d["js_divergence"][0, 2], ref["js_divergence"][0, 2], atol=1e-6)
 
 
 def test_divergences_bad_input():

@@ -1,4 +1,4 @@
-"""`run_analyze` end to end on a small synthetic prediction store."""
+"""`run_analyze` (the analyze stage) end to end on a small synthetic prediction store."""
 
 import json
 import os
@@ -9,11 +9,16 @@ import pytest
 from scipy.special import softmax
 from sklearn.metrics import cohen_kappa_score
 
+from jaxdiv.analysis import statistics as registry
 from jaxdiv.analysis.calibration import fit_temperatures
+from jaxdiv.analysis.ensembles import greedy_selection, pair_ensembles
 from jaxdiv.errors import JaxdivError
-from jaxdiv.report import analyze as analyze_mod
-from jaxdiv.report.analyze import PAIR_STATISTICS, run_analyze
+from jaxdiv.stages import analyze as analyze_mod
+from jaxdiv.stages.analyze import run_analyze
 from jaxdiv.store.store import Store
+
+# the symmetric pair statistics of the registry: a pairs.csv column and an .npy matrix each
+PAIR_STATISTICS = registry.keys(kind="pair", needs=("predictions", "probabilities"), symmetric=True)
 
 MEMBERS = {  # name -> (category, accuracy boost, logit scale)
     "base": ("Base", 2.0, 1.0),
@@ -267,3 +272,51 @@ def test_base_override_band_and_no_base(store, tmp_path):
     assert summary["base"] is None and summary["categories"] is None
     assert "no base member" in summary["categories_note"]
     assert not (tmp_path / "c" / "base_angle_histograms.npy").exists()
+
+
+def test_registry_names_every_column_and_matrix(analysed):
+    _, out, summary = analysed
+    pairs = pd.read_csv(out / "pairs.csv")
+    stats = [
+        c for c in pairs.columns if c not in ("member_a", "member_b", "accuracy_a", "accuracy_b")
+    ]
+    assert stats == [*PAIR_STATISTICS, "dominance_a_given_b", "dominance_b_given_a"]
+    assert summary["statistics"] == [*PAIR_STATISTICS, "dominance"]
+    members = pd.read_csv(out / "members.csv")
+    member_keys = registry.keys(kind="member", needs=("predictions", "probabilities"))
+    assert list(members.columns) == ["name", *member_keys, "category"]
+    records = json.loads((out / "statistics.json").read_text())
+    assert [r["key"] for r in records] == [*PAIR_STATISTICS, "dominance", *member_keys]
+    assert records[0] == registry.as_records((registry.get("error_inconsistency"),))[0]
+
+
+def test_selection_tables_choose_on_calibration_and_report_on_test(analysed):
+    store, out, _ = analysed
+    names = json.loads((out / "members.json").read_text())
+    t = pd.read_csv(out / "members.csv").set_index("name").loc[names, "temperature"].to_numpy()
+    val = store.logits("validation", names), store.labels("validation")
+    test = store.logits("test", names), store.labels("test")
+    sel = np.asarray(pair_ensembles(*val, temperatures=t)["ensemble_accuracy"], np.float64)
+    rep = np.load(out / "ensemble_accuracy.npy")
+    sel_acc, rep_acc = np.diag(sel), pd.read_csv(out / "members.csv")["accuracy"].to_numpy()
+    assert json.loads((out / "selection.json").read_text())["select_split"] == "validation"
+    partners = pd.read_csv(out / "weaker_partners.csv")
+    assert list(partners["strong_accuracy"]) == sorted(partners["strong_accuracy"], reverse=True)
+    for r in partners.itertuples():
+        i, j = names.index(r.strong), names.index(r.partner)
+        weaker = np.flatnonzero(sel_acc < sel_acc[i])
+        assert j == weaker[np.argmax(sel[i, weaker])]
+        assert r.ensemble_accuracy == pytest.approx(rep[i, j], abs=1e-6)
+        assert r.gain_over_strong == pytest.approx(rep[i, j] - rep_acc[i], abs=1e-6)
+    greedy = pd.read_csv(out / "greedy.csv")
+    start = int(np.argmax(sel_acc))
+    ref = greedy_selection(
+        *val,
+        *test,
+        start=start,
+        candidates=np.flatnonzero(sel_acc < sel_acc[start]),
+        temperatures=t,
+    )
+    assert list(greedy["member"]) == [names[k] for k in ref["members"]]
+    np.testing.assert_allclose(greedy["report_accuracy"], ref["report_accuracy"], atol=1e-6)
+    assert list(greedy["size"]) == list(range(1, len(ref["members"]) + 1))

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from jaxdiv.analysis.specialisation import angle_histograms, class_wins, confidence_angles
+from jaxdiv.errors import JaxdivError
 from jaxdiv.report import figures
 from jaxdiv.report.html import (
     base_pair_rows,
@@ -22,6 +24,7 @@ from jaxdiv.report.html import (
     weaker_partners,
     write_report,
 )
+from jaxdiv.stages.analyze import run_analyze
 from jaxdiv.store.store import Store
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -46,8 +49,6 @@ def _synthetic_logits(rng, labels, shared, weight, signal, scale):
 
 def build_study(root: Path, *, failures: dict | None = None) -> Path:
     """A finished study workdir: population.json, a store (validation + test) and analysis."""
-    from jaxdiv.report.analyze import run_analyze
-
     rng = np.random.default_rng(0)
     store = Store(root / "store", population="synthetic")
     splits = {}
@@ -80,6 +81,7 @@ def build_study(root: Path, *, failures: dict | None = None) -> Path:
                 "category": cat,
                 "method": method,
                 "architecture": arch,
+                "dataset": "cifar10",
                 "train_split": "train",
                 "differences": [],
             }
@@ -221,22 +223,28 @@ def test_representative_is_closest_in_accuracy(study):
 
 
 def test_specialisation_from_the_analysis_matches_the_kernels(study, tmp_path):
-    """The report reuses the analysis's base-pair arrays; without them it computes the same
-    numbers from the store with the analysis's temperatures."""
+    """The report draws the analysis's base-pair arrays: the numbers the kernels give from
+    the store with the analysis's temperatures; without the arrays it says to re-analyse."""
     s = load_inputs(study)
     others = [s.names.index(n) for n, *_ in MEMBERS[1:]]
     hist, wins = base_specialisation(s, others)
     assert hist.shape == (5, 4, 18) and wins.shape == (5, 2, C)
+    store = Store(study / "store")
+    logits, labels = store.logits(s.split, s.names), store.labels(s.split)
+    pairs = np.array([[s.base_index, i] for i in others], np.int32)
+    angles = confidence_angles(logits, labels, pairs, temperatures=s.temperatures())
+    hist2 = angle_histograms(angles["theta"], angles["outcome"])
+    wins2 = class_wins(logits, labels, pairs=pairs)
+    np.testing.assert_array_equal(hist, hist2)
+    np.testing.assert_array_equal(wins, wins2)
     copy = tmp_path / "study"
     shutil.copytree(study, copy, ignore=shutil.ignore_patterns("report"))
     for f in ("base_angle_histograms.npy", "base_class_wins.npy"):
         (copy / "analysis" / f).unlink()
-    hist2, wins2 = base_specialisation(load_inputs(copy), others)
-    np.testing.assert_array_equal(hist, hist2)
-    np.testing.assert_array_equal(wins, wins2)
+    with pytest.raises(JaxdivError, match="re-run the analysis"):
+        base_specialisation(load_inputs(copy), others)
     # per class, the two members' wins add up to the class's error-inconsistent examples
-    correct = s.store.logits("test", s.names).argmax(-1) == s.store.labels("test")
-    labels = s.store.labels("test")
+    correct = logits.argmax(-1) == labels
     for k, j in enumerate(others):
         xor = correct[s.base_index] != correct[j]
         np.testing.assert_array_equal(wins[k].sum(0), np.bincount(labels[xor], minlength=C))
@@ -249,8 +257,9 @@ def test_weaker_partners_select_on_validation_and_report_on_test(study):
     rows, greedy, sel_split = weaker_partners(s)
     assert sel_split == "validation"
     t = s.temperatures()
-    val = s.store.logits("validation", s.names), s.store.labels("validation")
-    test = s.store.logits("test", s.names), s.store.labels("test")
+    store = Store(study / "store")
+    val = store.logits("validation", s.names), store.labels("validation")
+    test = store.logits("test", s.names), store.labels("test")
     n = len(s.names)
     pairs = [[i, j] for i in range(n) for j in range(n) if i != j]
     singles = np.asarray(subset_ensemble_accuracy(*val, [[i] for i in range(n)], temperatures=t))
@@ -274,9 +283,7 @@ def test_weaker_partners_select_on_validation_and_report_on_test(study):
 def test_without_a_calibration_split_selection_uses_the_report_split(study, tmp_path):
     copy = tmp_path / "study"
     shutil.copytree(study, copy, ignore=shutil.ignore_patterns("report"))
-    summary = json.loads((copy / "analysis" / "summary.json").read_text())
-    summary["calibration_split"] = None
-    (copy / "analysis" / "summary.json").write_text(json.dumps(summary))
+    run_analyze(copy / "store", "test", None, copy / "analysis")
     s = load_inputs(copy)
     assert s.calibration_split is None
     rows, greedy, sel_split = weaker_partners(s)
@@ -290,6 +297,18 @@ def test_without_a_calibration_split_selection_uses_the_report_split(study, tmp_
         assert r["ensemble_accuracy"] == pytest.approx(ens[i, j])
     assert greedy["select_accuracy"] == greedy["report_accuracy"]
     assert greedy["members"][0] == int(np.argmax(acc))
+
+
+def test_selection_numbers_on_the_page_are_the_analysis_tables(study):
+    import pandas as pd
+
+    html = (study / "report" / "index.html").read_text()
+    section = html[html.index("Weaker models improve") : html.index("All pairs")]
+    partners = pd.read_csv(study / "analysis" / "weaker_partners.csv")
+    for r in partners.itertuples():
+        assert f"{r.ensemble_accuracy:.4f}" in section and f"{r.gain_over_strong:+.4f}" in section
+    for r in pd.read_csv(study / "analysis" / "greedy.csv").itertuples():
+        assert f"{r.select_accuracy:.4f}" in section and f"{r.report_accuracy:.4f}" in section
 
 
 def test_report_replaces_an_old_one_and_a_failed_build_keeps_it(study, monkeypatch):
@@ -310,8 +329,6 @@ def test_report_replaces_an_old_one_and_a_failed_build_keeps_it(study, monkeypat
 
 
 def test_missing_analysis_is_a_clear_error(tmp_path):
-    from jaxdiv.errors import JaxdivError
-
     (tmp_path / "population.json").write_text(json.dumps({"name": "x", "members": []}))
     with pytest.raises(JaxdivError, match="run `jaxdiv study`"):
         write_report(tmp_path)
@@ -323,7 +340,7 @@ def test_the_population_config_names_the_dataset(study):
 
     pop = ml_collections.ConfigDict({"base": {"data": {"dataset": "svhn_cropped"}}})
     assert load_inputs(study, pop).class_names == [str(c) for c in range(C)]
-    assert load_inputs(study).class_names[1] == "automobile"  # from the base's stored config
+    assert load_inputs(study).class_names[1] == "automobile"  # from population.json's base
 
 
 def test_class_names_fall_back_to_indices():

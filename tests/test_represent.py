@@ -1,4 +1,5 @@
-"""`run_represent` on a small synthetic prediction store written through Store's API."""
+"""`run_represent` (the represent stage) on a small synthetic prediction store written through
+Store's API, and the report's figures drawn from its tables."""
 
 import json
 
@@ -9,7 +10,8 @@ import pytest
 from jaxdiv.analysis.cka import linear_cka
 from jaxdiv.analysis.probes import evaluate_probes
 from jaxdiv.errors import JaxdivError
-from jaxdiv.report.represent import run_represent
+from jaxdiv.report.representation import draw_representation
+from jaxdiv.stages.represent import run_represent
 from jaxdiv.store.store import Store
 
 NAMES = ("base", "reinit", "arch", "frame")
@@ -59,8 +61,16 @@ def result(tmp_path_factory):
     return root, out, summary, data
 
 
-def test_writes_every_table_and_figure(result):
+def test_writes_every_table_and_figure(result, tmp_path):
     _, out, summary, _ = result
+    figures = {p.name for p in draw_representation(out, tmp_path)}
+    assert figures == {
+        "mixing.png",
+        "compression.png",
+        "stacked.png",
+        "cka.png",
+        *(f"category_{k}.png" for k in pd.read_csv(out / "category_pairs.csv").columns[3:]),
+    }
     for name in (
         "members.csv",
         "mixing.csv",
@@ -72,6 +82,8 @@ def test_writes_every_table_and_figure(result):
         "cka.csv",
         "cka.npy",
         "categories.csv",
+        "category_pairs.csv",
+        "statistics.json",
         "mixing.png",
         "compression.png",
         "stacked.png",
@@ -79,13 +91,14 @@ def test_writes_every_table_and_figure(result):
         "category_mixing_gain.png",
         "represent.json",
     ):
-        path = out / name
+        path = (tmp_path if name.endswith(".png") else out) / name
         assert path.is_file() and path.stat().st_size > 0, name
         if name.endswith(".png"):
             assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert summary["base"] == "base" and summary["pairs"] == "base"
     assert json.loads((out / "represent.json").read_text())["members"] == sorted(NAMES)
     assert not any(p.name.startswith(".") for p in out.parent.iterdir())  # no temp leftovers
+    assert not list(out.glob("*.png"))  # the stage writes tables; the report draws them
 
 
 def test_tables_agree_with_the_analysis_functions(result):
@@ -129,6 +142,11 @@ def test_tables_agree_with_the_analysis_functions(result):
     gain = pd.read_csv(out / "mixing_gain.csv")
     assert row["mean"].iloc[0] == pytest.approx(gain.loc[gain["b"] == "reinit", "gain"].iloc[0])
     assert summary["categories"]["Reinit"]["count"] == 1
+    rows = pd.read_csv(out / "category_pairs.csv")
+    assert sorted(rows["member"]) == ["arch", "frame", "reinit"]
+    reinit = rows.set_index("member").loc["reinit"]
+    assert reinit["mixing_gain"] == pytest.approx(row["mean"].iloc[0])
+    assert reinit["cka"] == pytest.approx(ref[names.index("base"), names.index("reinit")])
 
 
 def test_all_pairs_without_transfer_and_rerun_replaces(result, tmp_path):

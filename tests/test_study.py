@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from jaxdiv.errors import JaxdivError
-from jaxdiv.study import run_study
+from jaxdiv.stages.study import run_study
 from tests.support import tiny_config
 
 pytestmark = pytest.mark.usefixtures("tfds_dir")
@@ -51,7 +51,8 @@ def test_study_end_to_end_then_resume_redoes_nothing(tmp_path):
     assert len(pairs) == 6 and "error_inconsistency_low" in pairs.columns
     members = pd.read_csv(tmp_path / "analysis" / "members.csv")
     assert set(members["category"]) == {"Base", "Reinit", "Architecture", "Dataset"}
-    assert (tmp_path / "representation" / "cka.png").stat().st_size > 0
+    assert (tmp_path / "representation" / "cka.npy").stat().st_size > 0
+    assert (tmp_path / "report" / "representation_cka.png").stat().st_size > 0
     html = (tmp_path / "report" / "index.html").read_text()
     assert "Representations" in html and "other_data" in html
     assert json.loads((tmp_path / "study.json").read_text())["finished"] == 4

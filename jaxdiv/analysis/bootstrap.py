@@ -26,27 +26,28 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxdiv.analysis import statistics as registry
 from jaxdiv.analysis.ensembles import (
-    ENSEMBLE_STATISTICS,
     PairEnsembleKernel,
     check_ensemble_inputs,
     ensemble_stats_from_counts,
     member_features,
 )
 from jaxdiv.analysis.pairwise import (
-    DEFAULT_MEMORY_BUDGET_BYTES,
-    DIVERGENCES,
-    ERROR_STATISTICS,
     divergence_tile,
     divergence_tile_terms,
     error_stats_from_counts,
-    example_tile,
     pair_offsets,
     pairs_to_matrix,
 )
-from jaxdiv.errors import JaxdivError, choices_error
+from jaxdiv.analysis.tiling import DEFAULT_MEMORY_BUDGET, example_tile
+from jaxdiv.errors import JaxdivError
 
-STATISTICS = ERROR_STATISTICS + ("disagreement",) + DIVERGENCES + ENSEMBLE_STATISTICS
+# The statistics with bootstrap intervals (registry order), by the kernel whose terms they use.
+STATISTICS = registry.keys(bootstrap=True)
+_ERROR_TERMS = registry.keys(bootstrap=True, kernel="pairwise_error_stats")
+_DIVERGENCE_TERMS = registry.keys(bootstrap=True, kernel="predictive_divergences")
+_ENSEMBLE_TERMS = registry.keys(bootstrap=True, kernel="pair_ensembles")
 _HP = lax.Precision.HIGHEST
 
 
@@ -130,7 +131,7 @@ def bootstrap_pairwise(
     confidence: float = 0.95,
     temperatures=None,
     combine: str = "prob",
-    memory_budget: int = DEFAULT_MEMORY_BUDGET_BYTES,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
     names=None,
 ) -> dict[str, dict[str, jax.Array]]:
     """Bootstrap percentile intervals of pairwise statistics, resampling examples.
@@ -147,11 +148,9 @@ def bootstrap_pairwise(
     is undefined in every resample.
     """
     stats = list(STATISTICS) if statistics is None else list(statistics)
-    for s in stats:
-        if s not in STATISTICS:
-            raise choices_error("statistic", s, STATISTICS)
     if not stats:
         raise JaxdivError("statistics is empty; name at least one (or pass None for all)")
+    registry.check_keys(stats, bootstrap=True)
     if int(num_resamples) < 1:
         raise JaxdivError(f"num_resamples must be at least 1; got {num_resamples}")
     if not 0.0 < float(confidence) < 1.0:
@@ -174,9 +173,9 @@ def bootstrap_pairwise(
     a = jnp.dot(weights, correct.T.astype(jnp.float32), precision=_HP)  # [B, N]
     total = jnp.sum(weights, axis=1)  # [B] (= M)
 
-    want_ind = any(s in ERROR_STATISTICS + ("disagreement",) for s in stats)
-    want_div = any(s in DIVERGENCES for s in stats)
-    want_ens = any(s in ENSEMBLE_STATISTICS for s in stats)
+    want_ind = any(s in _ERROR_TERMS for s in stats)
+    want_div = any(s in _DIVERGENCE_TERMS for s in stats)
+    want_ens = any(s in _ENSEMBLE_TERMS for s in stats)
     n_terms = 2 * (want_ind + want_div + want_ens)
     # offset 0 is the diagonal (a member with itself)
     offsets = np.concatenate([[0], pair_offsets(n)]).astype(np.int32)
@@ -221,7 +220,7 @@ def _group_intervals(total, a, offsets, sums, *, stats, q):
     if "both" in sums:
         values.update(error_stats_from_counts(tot, a_i, a_j, sums["both"], tot - sums["same"]))
     if "js" in sums:
-        values["js"] = jnp.maximum(sums["js"] / tot, 0.0)
+        values["js_divergence"] = jnp.maximum(sums["js"] / tot, 0.0)
         values["symmetric_kl"] = jnp.maximum(sums["skl"] / tot, 0.0)
     if "right" in sums:
         values.update(

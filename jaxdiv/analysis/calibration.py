@@ -26,12 +26,11 @@ import numpy as np
 from jax import lax
 
 from jaxdiv.analysis.checks import check_population
-from jaxdiv.analysis.members import (
+from jaxdiv.analysis.members import ECE_BINS, member_metrics
+from jaxdiv.analysis.tiling import (
     DEFAULT_MEMORY_BUDGET,
-    ECE_BINS,
     fold_examples,
     logits_tile_size,
-    member_metrics,
     slice_examples,
 )
 from jaxdiv.errors import JaxdivError

@@ -1,10 +1,11 @@
 """Pairs of (base, other) grouped by how far the other member's training diverges from the base.
 
-A member's category is the largest kind of difference from the base member, in the order of
-``CATEGORIES`` (Gontijo-Lopes et al. 2022). Given N x N pairwise statistic matrices, this
-module takes the base's row, ``stat[base, other]`` (so for an asymmetric statistic such as
-dominance ``D[a, b] = P(a right | b right)`` the base is ``a``), aggregates it per category,
-and fits relative ensemble gain against error inconsistency.
+A member's category is the largest kind of difference from the base member; categories are
+named in an ``order`` the caller passes (the stages pass ``jaxdiv.population.spec.CATEGORIES``,
+Gontijo-Lopes et al. 2022). Given N x N pairwise statistic matrices, this module takes the
+base's row, ``stat[base, other]`` (so for an asymmetric statistic such as dominance ``D[a, b]
+= P(a right | b right)`` the base is ``a``), aggregates it per category, and fits relative
+ensemble gain against error inconsistency.
 
 These are small host-side reductions over at most a few hundred members (strings, dicts,
 float64 NumPy), not accelerator kernels; the N x N inputs come from the jitted kernels.
@@ -18,16 +19,17 @@ import numpy as np
 
 from jaxdiv.errors import JaxdivError, choices_error
 
-CATEGORIES = ("Reinit", "Hyperparameters", "Architecture", "Framework", "Dataset")
-_KEYS = {c.lower(): c for c in CATEGORIES}
+
+def _key(name: str) -> str:
+    return str(name).lower().replace("-", "").replace("_", "").replace(" ", "")
 
 
-def normalise_category(name: str) -> str:
-    """The canonical spelling in ``CATEGORIES`` (case, '-', '_' and spaces are ignored)."""
-    key = str(name).lower().replace("-", "").replace("_", "").replace(" ", "")
-    if key not in _KEYS:
-        raise choices_error("category", str(name), CATEGORIES)
-    return _KEYS[key]
+def normalise_category(name: str, order: Sequence[str]) -> str:
+    """The spelling of ``name`` in ``order`` (case, '-', '_' and spaces are ignored)."""
+    known = {_key(c): c for c in order}
+    if _key(name) not in known:
+        raise choices_error("category", str(name), order)
+    return known[_key(name)]
 
 
 def fit_line(x, y) -> dict[str, float]:
@@ -81,14 +83,16 @@ def base_pairs(
     accuracies,
     stats: Mapping[str, np.ndarray],
     *,
+    order: Sequence[str],
     accuracy_band: tuple[float, float] | None = None,
 ) -> dict:
     """One row per (base, other) pair, filtered by category and accuracy band.
 
-    ``categories[i]`` names member i's category (ignored for the base; None: uncategorised,
-    left out). ``accuracy_band=(low, high)`` keeps others with ``low <= accuracy <= high``
-    (the base is always kept). Returns ``{"base", "rows", "uncategorised", "outside_band"}``
-    where each row is ``{"member", "category", "accuracy", <stat>: stat[base, member]}``.
+    ``categories[i]`` names member i's category, one of ``order`` (ignored for the base;
+    None: uncategorised, left out). ``accuracy_band=(low, high)`` keeps others with
+    ``low <= accuracy <= high`` (the base is always kept). Returns ``{"base", "rows",
+    "uncategorised", "outside_band"}`` where each row is ``{"member", "category",
+    "accuracy", <stat>: stat[base, member]}``.
     """
     names = [str(n) for n in names]
     n = len(names)
@@ -111,7 +115,8 @@ def base_pairs(
             )
     b = _resolve_base(base, names)
     cats = [
-        None if (i == b or c is None) else normalise_category(c) for i, c in enumerate(categories)
+        None if (i == b or c is None) else normalise_category(c, order)
+        for i, c in enumerate(categories)
     ]
     others = np.array([i for i in range(n) if i != b], dtype=int)
     has_cat = np.array([cats[i] is not None for i in others], dtype=bool)
@@ -145,21 +150,24 @@ def category_aggregates(
     accuracies,
     stats: Mapping[str, np.ndarray],
     *,
+    order: Sequence[str],
     accuracy_band: tuple[float, float] | None = None,
     fit: tuple[str, str] | None = ("error_inconsistency", "relative_ensemble_gain"),
 ) -> dict:
     """Per-category mean, sample std (ddof=1) and count of ``stat[base, other]``.
 
     Returns ``base_pairs(...)`` plus ``"accuracy_band"``, ``"categories"``: for each name in
-    ``CATEGORIES`` (in order, empty ones included) ``{"count", "members", "mean": {stat: v},
+    ``order`` (in order, empty ones included) ``{"count", "members", "mean": {stat: v},
     "std": {stat: v}}`` (mean NaN when the count is 0; std NaN when below 2; NaN values of a
     statistic are left out of its mean and std), and, when both statistics named by ``fit``
     (x, y) are given, ``"fit"``: ``fit_line`` over the kept rows.
     """
-    table = base_pairs(names, categories, base, accuracies, stats, accuracy_band=accuracy_band)
+    table = base_pairs(
+        names, categories, base, accuracies, stats, order=order, accuracy_band=accuracy_band
+    )
     rows = table["rows"]
     per_cat = {}
-    for cat in CATEGORIES:
+    for cat in order:
         mine = [r for r in rows if r["category"] == cat]
         mean, std = {}, {}
         for key in stats:

@@ -36,11 +36,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxdiv.analysis.tiling import DEFAULT_MEMORY_BUDGET
 from jaxdiv.errors import JaxdivError, choices_error
 
 ESTIMATORS = ("unbiased", "minibatch", "biased")
 DEFAULT_BATCH = 1024
-DEFAULT_MEMORY_BUDGET = 256 * 2**20
 
 
 def check_embeddings(embeddings, names=None) -> list[np.ndarray]:

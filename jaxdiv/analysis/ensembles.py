@@ -58,20 +58,17 @@ from jax import lax
 from jaxdiv.analysis.checks import check_population
 from jaxdiv.analysis.members import inverse_temperatures
 from jaxdiv.analysis.pairwise import (
-    DEFAULT_MEMORY_BUDGET_BYTES,
-    check_budget,
     divergences_checked,
     error_counts,
-    example_tile,
     pair_offsets,
     pairs_to_matrix,
     pairwise_error_stats,
     roll_rows,
 )
+from jaxdiv.analysis.tiling import DEFAULT_MEMORY_BUDGET, check_budget, example_tile
 from jaxdiv.errors import JaxdivError, choices_error
 
 COMBINES = ("prob", "logit")
-ENSEMBLE_STATISTICS = ("ensemble_accuracy", "relative_ensemble_gain", "conversion_rate")
 
 
 def check_combine(combine: str) -> None:
@@ -474,7 +471,7 @@ def pair_ensembles(
     *,
     temperatures=None,
     combine: str = "prob",
-    memory_budget: int = DEFAULT_MEMORY_BUDGET_BYTES,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
     names=None,
 ) -> dict[str, jax.Array]:
     """The two-member ensemble of every pair: symmetric float32 ``[N, N]`` matrices.
@@ -543,7 +540,7 @@ def pairwise_table(
     temperatures=None,
     combine: str = "prob",
     divergences: bool = True,
-    memory_budget: int = DEFAULT_MEMORY_BUDGET_BYTES,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
     names=None,
 ) -> dict[str, jax.Array]:
     """Every pairwise statistic at once, sharing one pass of per-member work.
@@ -610,7 +607,7 @@ def subset_ensemble_accuracy(
     *,
     temperatures=None,
     combine: str = "prob",
-    memory_budget: int = DEFAULT_MEMORY_BUDGET_BYTES,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
     names=None,
 ) -> jax.Array:
     """Accuracy of the ensemble of each subset of members: float32 ``[S]``.
@@ -674,7 +671,7 @@ def greedy_selection(
     require_improvement: bool = True,
     temperatures=None,
     combine: str = "prob",
-    memory_budget: int = DEFAULT_MEMORY_BUDGET_BYTES,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
     names=None,
 ) -> dict[str, list]:
     """Greedy forward selection of an ensemble, chosen on one split and reported on another.

@@ -1,7 +1,7 @@
 """Per-member metrics from logits [N, M, C] and labels [M]: accuracy, NLL, calibration error.
 
 Everything is computed for all members at once in one jitted pass that walks the examples in
-tiles (``fold_examples`` / ``map_examples``), so the temporaries stay at about
+tiles (``jaxdiv.analysis.tiling``), so the temporaries stay at about
 ``members x tile x classes`` floats whatever the number of examples. Public functions accept
 NumPy or JAX arrays; pass a ``jax.Array`` when calling several of them on the same logits to
 avoid copying the logits to the device each time.
@@ -18,7 +18,6 @@ Conventions shared by the analysis modules:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import partial
 
 import jax
@@ -27,90 +26,16 @@ import numpy as np
 from jax import lax
 
 from jaxdiv.analysis.checks import check_population
+from jaxdiv.analysis.tiling import (
+    DEFAULT_MEMORY_BUDGET,
+    fold_examples,
+    logits_tile_size,
+    map_examples,
+    slice_examples,
+)
 from jaxdiv.errors import JaxdivError
 
-DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of temporaries a tile may use
 ECE_BINS = 15
-CPU_TILE_BYTES = 2 * 2**20  # one [N, tile, C] float32 array on CPU (see logits_tile_size)
-
-
-# ---------------------------------------------------------------------------- tiling
-def tile_size(m: int, row_bytes: int, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> int:
-    """Examples per tile so that ``tile * row_bytes`` fits ``memory_budget`` (1 <= tile <= m).
-
-    ``row_bytes`` is what one example costs across all live temporaries (e.g. 4 float32
-    copies of ``members x classes``).
-    """
-    if memory_budget <= 0:
-        raise JaxdivError(f"memory_budget must be a positive number of bytes; got {memory_budget}")
-    return int(max(1, min(m, memory_budget // max(1, row_bytes))))
-
-
-def _tile_starts(k, m: int, chunk: int):
-    """Start of tile ``k`` and the mask of its examples that no earlier tile has seen.
-
-    The last tile is shifted left to end at ``m`` (so every slice has a static size and
-    nothing is padded or copied); the examples it shares with the previous tile are masked.
-    """
-    nominal = k * chunk
-    start = jnp.minimum(nominal, m - chunk)
-    valid = (start + jnp.arange(chunk)) >= nominal
-    return start, valid
-
-
-def fold_examples(body: Callable, init, m: int, chunk: int):
-    """Reduce over example tiles: ``carry = body(carry, start, valid)`` for each tile.
-
-    ``start`` is the (traced) first example of the tile, ``valid`` a bool [chunk] mask of the
-    examples to count. Use inside ``jax.jit`` with static ``m`` and ``chunk``.
-    """
-    n_tiles = -(-m // chunk)
-
-    def step(carry, k):
-        start, valid = _tile_starts(k, m, chunk)
-        return body(carry, start, valid), None
-
-    carry, _ = lax.scan(step, init, jnp.arange(n_tiles))
-    return carry
-
-
-def map_examples(fn: Callable, out_init, m: int, chunk: int, axis: int = 1):
-    """Fill per-example outputs tile by tile: ``fn(start) -> pytree of [..., chunk, ...]``.
-
-    ``out_init`` is a pytree of full-size buffers whose example axis is ``axis``; each tile's
-    result is written at ``start`` (the overlapping last tile rewrites identical values).
-    """
-    n_tiles = -(-m // chunk)
-
-    def step(k, out):
-        start, _ = _tile_starts(k, m, chunk)
-        tile = fn(start)
-        return jax.tree.map(
-            lambda buf, t: lax.dynamic_update_slice_in_dim(buf, t.astype(buf.dtype), start, axis),
-            out,
-            tile,
-        )
-
-    return lax.fori_loop(0, n_tiles, step, out_init)
-
-
-def slice_examples(x, start, chunk: int, axis: int = 1):
-    """``x[..., start:start + chunk, ...]`` along ``axis`` (static size ``chunk``)."""
-    return lax.dynamic_slice_in_dim(x, start, chunk, axis=axis)
-
-
-def logits_tile_size(logits_shape, memory_budget: int = DEFAULT_MEMORY_BUDGET, copies=4) -> int:
-    """Tile for kernels that hold ``copies`` float32 arrays of [N, tile, C].
-
-    On CPU the tile is also capped near ``CPU_TILE_BYTES`` per array: cache-sized tiles ran
-    these kernels 2-3x faster than budget-sized ones (N=64, M=10,000, C=100). Accelerators
-    get the largest tile the budget allows.
-    """
-    n, m, c = logits_shape
-    t = tile_size(m, copies * 4 * n * c, memory_budget)
-    if jax.default_backend() == "cpu":
-        t = min(t, max(8, CPU_TILE_BYTES // (4 * n * c)))
-    return t
 
 
 # ---------------------------------------------------------------------------- inputs

@@ -36,22 +36,10 @@ from jax import lax
 
 from jaxdiv.analysis.checks import check_population
 from jaxdiv.analysis.members import inverse_temperatures
+from jaxdiv.analysis.tiling import DEFAULT_MEMORY_BUDGET, check_budget, example_tile
 from jaxdiv.errors import JaxdivError
 
-DEFAULT_MEMORY_BUDGET_BYTES = 256 * 2**20
-# On CPU, kernels that stream [N, tile, C] float32 arrays run fastest when one such array is
-# about this size (it and its few siblings stay in the core's L2 cache).
-CPU_TILE_BYTES = 1 * 2**20
 _TINY = np.float32(np.finfo(np.float32).tiny)
-
-ERROR_STATISTICS = (
-    "error_inconsistency",
-    "error_consistency_kappa",
-    "double_fault",
-    "error_correlation",
-    "yules_q",
-)
-DIVERGENCES = ("symmetric_kl", "js")
 
 
 # ---------------------------------------------------------------------------- pair layout
@@ -90,31 +78,6 @@ def roll_rows(doubled, d, n: int):
     return lax.dynamic_slice_in_dim(doubled, d, n, axis=0)
 
 
-def example_tile(
-    n_members: int,
-    n_examples: int,
-    row_bytes: int,
-    memory_budget: int,
-    *,
-    copies: int = 1,
-    cpu_tile_bytes: int | None = CPU_TILE_BYTES,
-) -> int:
-    """Examples per tile for kernels that hold ``copies`` arrays of ``[N, tile]`` rows of
-    ``row_bytes`` each: all copies fit the budget, and on CPU one array also stays within
-    ``cpu_tile_bytes`` (cache-sized tiles ran these kernels several times faster)."""
-    check_budget(memory_budget)
-    per_example = max(1, n_members * row_bytes)
-    t = memory_budget // (copies * per_example)
-    if cpu_tile_bytes is not None and jax.default_backend() == "cpu":
-        t = min(t, cpu_tile_bytes // per_example)
-    return int(max(1, min(max(n_examples, 1), t)))
-
-
-def check_budget(memory_budget) -> None:
-    if not isinstance(memory_budget, int | np.integer) or memory_budget <= 0:
-        raise JaxdivError(f"memory_budget must be a positive integer; got {memory_budget!r}")
-
-
 # ---------------------------------------------------------------------------- predictions
 @partial(jax.jit, static_argnames=("chunk",))
 def _predictions(logits, labels, *, chunk: int):
@@ -134,7 +97,7 @@ def _predictions(logits, labels, *, chunk: int):
 
 
 def member_predictions(
-    logits, labels, *, memory_budget: int = DEFAULT_MEMORY_BUDGET_BYTES, names=None
+    logits, labels, *, memory_budget: int = DEFAULT_MEMORY_BUDGET, names=None
 ) -> tuple[jax.Array, jax.Array]:
     """Each member's predicted class and correctness: ``(pred int32 [N, M], correct bool [N, M])``.
 
@@ -319,7 +282,7 @@ def pairwise_error_stats(
     correct,
     preds=None,
     *,
-    memory_budget: int = DEFAULT_MEMORY_BUDGET_BYTES,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> dict[str, jax.Array]:
     """Error-indicator statistics of all member pairs, each a symmetric float32 ``[N, N]``.
 
@@ -496,7 +459,7 @@ def predictive_divergences(
     logits,
     *,
     temperatures=None,
-    memory_budget: int = DEFAULT_MEMORY_BUDGET_BYTES,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
     names=None,
 ) -> dict[str, jax.Array]:
     """Mean divergences between the members' predictive distributions, symmetric ``[N, N]``.
@@ -507,7 +470,7 @@ def predictive_divergences(
     - ``symmetric_kl = mean_x [KL(p_i || p_j) + KL(p_j || p_i)] = mean_x sum_c (p_i - p_j)
       (log p_i - log p_j)`` (log-probabilities from ``log_softmax``, so it stays finite when a
       probability underflows);
-    - ``js = mean_x [KL(p_i || m) + KL(p_j || m)] / 2`` with ``m = (p_i + p_j) / 2``, in
+    - ``js_divergence = mean_x [KL(p_i || m) + KL(p_j || m)] / 2`` with ``m = (p_i + p_j) / 2``, in
       ``[0, ln 2]``, with ``0 log 0 = 0``.
 
     Both are computed from expanded sums (``divergence_tile_terms``), so identical members
@@ -540,5 +503,5 @@ def _assemble_divergences(js, skl):
     offsets = pair_offsets(js.shape[1])
     return {
         "symmetric_kl": pairs_to_matrix(jnp.maximum(skl, 0.0), offsets, 0.0),
-        "js": pairs_to_matrix(jnp.maximum(js, 0.0), offsets, 0.0),
+        "js_divergence": pairs_to_matrix(jnp.maximum(js, 0.0), offsets, 0.0),
     }

@@ -24,12 +24,8 @@ import numpy as np
 from jax import lax
 
 from jaxdiv.analysis.checks import check_population
-from jaxdiv.analysis.members import (
-    DEFAULT_MEMORY_BUDGET,
-    fold_examples,
-    member_outputs,
-    tile_size,
-)
+from jaxdiv.analysis.members import member_outputs
+from jaxdiv.analysis.tiling import DEFAULT_MEMORY_BUDGET, fold_examples, tile_size
 from jaxdiv.errors import JaxdivError
 
 OUTCOMES = ("both_right", "both_wrong", "only_a_right", "only_b_right")

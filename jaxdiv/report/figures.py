@@ -1,8 +1,8 @@
 """The report's figures: one function per figure, each saving one PNG and returning its path.
 
-Every function takes plain arrays and lists (computed by ``jaxdiv.analysis`` and
-``jaxdiv.report.analyze``), draws with matplotlib's Agg backend (no display needed) and
-closes its figure. Categories are drawn in the paper's order with the same colour in every
+Every function takes plain arrays and lists (read from the tables the stages wrote), draws
+with matplotlib's Agg backend (no display needed) and closes its figure. Categories are drawn
+in the paper's order (``jaxdiv.population.spec.CATEGORIES``) with the same colour in every
 figure.
 """
 
@@ -18,8 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxdiv.analysis.categories import CATEGORIES  # noqa: E402
-from jaxdiv.analysis.specialisation import OUTCOMES  # noqa: E402
+from jaxdiv.population.spec import CATEGORIES  # noqa: E402
 
 DPI = 110
 CATEGORY_COLOURS = {
@@ -193,10 +192,12 @@ def theta_histograms(
     edges: np.ndarray,
     titles: Sequence[str],
     path: str | Path,
+    *,
+    outcomes: Sequence[str] = tuple(OUTCOME_LABELS),
 ) -> Path:
     """Small multiples, one per pair: histograms of the confidence angle by outcome.
 
-    ``hists`` [P, 4, B] counts (outcomes in ``OUTCOMES`` order, member a = the base),
+    ``hists`` [P, 4, B] counts (outcomes in ``outcomes`` order, member a = the base),
     ``edges`` [B + 1] in radians. The x axis is in degrees: 90 = only the base confident,
     0 = only the other member confident.
     """
@@ -212,7 +213,7 @@ def theta_histograms(
             ax.axis("off")
             continue
         bottom = np.zeros(len(width))
-        for o, outcome in enumerate(OUTCOMES):
+        for o, outcome in enumerate(outcomes):
             counts = hists[k, o].astype(np.float64)
             ax.bar(
                 deg[:-1],

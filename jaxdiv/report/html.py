@@ -1,20 +1,22 @@
 """The study's static HTML report: ``WORKDIR/report/index.html`` with its PNGs beside it.
 
-Inputs (all written by ``jaxdiv study``)::
+Inputs (all written by the stages; the report computes no statistic itself)::
 
     WORKDIR/population.json   members with category ("Base" for the base), method, architecture
-    WORKDIR/store/            the prediction store (report and calibration splits)
-    WORKDIR/analysis/         ``jaxdiv.report.analyze.run_analyze``'s output: members.json,
-                              members.csv, pairs.csv, <stat>.npy, summary.json, and the
-                              base pairs' angle histograms and class wins
+                              and dataset (``jaxdiv.stages.study``)
+    WORKDIR/analysis/         ``jaxdiv.stages.analyze.run_analyze``'s folder: members.json,
+                              members.csv, pairs.csv, statistics.json, <stat>.npy, summary.json,
+                              the base pairs' angle histograms and class wins, and the
+                              selection tables weaker_partners.csv, greedy.csv, selection.json
+    WORKDIR/representation/   ``jaxdiv.stages.represent.run_represent``'s folder (optional)
     WORKDIR/failures.json     members that failed (optional)
 
-Numbers come from the analysis where it has them (so the page and the tables agree); what
-it does not compute (the best weaker partner chosen on the calibration split, greedy
-selection) comes from the ``jaxdiv.analysis`` kernels with the analysis's temperatures.
+Every number on the page is a value of those tables; the figures are drawn from them
+(``jaxdiv.report.figures``, ``jaxdiv.report.representation``). Which statistics get a heatmap
+and a column comes from the registry entries the analysis wrote to ``statistics.json``.
 
-The page is built in a hidden temporary folder inside WORKDIR and moved into place only when
-every figure and the page are written, so a failed report never leaves a half page (an older
+The page is built in a hidden temporary folder and published whole
+(``jaxdiv.files.staged_folder``), so a failed report never leaves a half page (an older
 report stays until the new one is complete). The page is one self-contained file (inline CSS,
 a few lines of inline script that mark on ``<body data-images-ok="k/n">`` how many of its
 images loaded) with its images beside it.
@@ -25,8 +27,6 @@ from __future__ import annotations
 import html
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,17 +34,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from jaxdiv.analysis.categories import CATEGORIES, fit_gain_vs_inconsistency, normalise_category
-from jaxdiv.analysis.ensembles import greedy_selection, pair_ensembles
-from jaxdiv.analysis.specialisation import (
-    angle_bin_edges,
-    angle_histograms,
-    class_wins,
-    confidence_angles,
-)
 from jaxdiv.errors import JaxdivError
+from jaxdiv.files import staged_folder
+from jaxdiv.population.spec import CATEGORIES
 from jaxdiv.report import figures
-from jaxdiv.store.store import Store
+from jaxdiv.report.representation import draw_representation
 
 BASE = "Base"
 UNCATEGORISED = "Uncategorised"
@@ -62,28 +56,6 @@ CLASS_NAMES = {
         "truck",
     ),
 }
-# N x N matrices drawn as heatmaps: file stem, title, colour map, value range
-HEATMAPS = (
-    ("error_inconsistency", "Error inconsistency", "viridis", (0.0, None)),
-    ("error_consistency_kappa", "Error consistency (Cohen's kappa)", "magma", (None, 1.0)),
-    (
-        "ensemble_accuracy",
-        "Pair ensemble accuracy (diagonal: the member alone)",
-        "viridis",
-        (None, None),
-    ),
-    ("relative_ensemble_gain", "Relative ensemble gain", "RdBu_r", "symmetric"),
-    ("disagreement", "Disagreement (different predicted class)", "viridis", (0.0, None)),
-)
-# members.csv columns shown in the member table, with their headers
-MEMBER_COLUMNS = (
-    ("accuracy", "accuracy"),
-    ("nll", "NLL"),
-    ("ece", "ECE"),
-    ("temperature", "temperature"),
-    ("nll_calibrated", "NLL (calibrated)"),
-    ("ece_calibrated", "ECE (calibrated)"),
-)
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -99,7 +71,7 @@ class StudyInputs:
     members: pd.DataFrame  # members.csv with population.json's columns, indexed by name
     pairs: pd.DataFrame
     summary: dict
-    store: Store
+    statistics: list[dict]  # registry entries of the analysis's statistics (statistics.json)
     split: str
     calibration_split: str | None
     class_names: list[str]
@@ -133,6 +105,13 @@ class StudyInputs:
                 f"{len(self.names)} (members.json); re-run the analysis"
             )
         return m
+
+    def table(self, name: str) -> pd.DataFrame:
+        """``analysis/<name>`` (a CSV the analysis wrote); JaxdivError when missing."""
+        path = self.analysis / name
+        if not path.is_file():
+            raise JaxdivError(f"{path} is missing; re-run the analysis for this workdir")
+        return pd.read_csv(path)
 
     def display_order(self) -> list[int]:
         """Member indices: the base, then by category (paper order), then by name."""
@@ -170,17 +149,27 @@ def class_names_for(dataset: str | None, num_classes: int) -> list[str]:
     return [str(c) for c in range(num_classes)]
 
 
+def _key(text: str) -> str:
+    return text.lower().replace("-", "").replace("_", "").replace(" ", "")
+
+
 def _category(raw) -> str:
-    text = str(raw or "").strip()
+    """A recorded category as BASE, one of CATEGORIES (case, '-', '_' and spaces ignored) or
+    UNCATEGORISED when empty."""
+    text = str(raw if isinstance(raw, str) else "").strip()
     if not text:
         return UNCATEGORISED
-    if text.lower() == BASE.lower():
-        return BASE
-    return normalise_category(text)
+    known = {_key(c): c for c in (BASE, *CATEGORIES)}
+    if _key(text) not in known:
+        raise JaxdivError(
+            f"unknown category {text!r} in the study's records; valid choices: "
+            f"{', '.join(sorted(CATEGORIES))}"
+        )
+    return known[_key(text)]
 
 
 def load_inputs(workdir: str | os.PathLike, pop_config=None) -> StudyInputs:
-    """Read the population record and the analysis, open the store, check they agree."""
+    """Read the population record and the analysis folder, check they agree."""
     workdir = Path(workdir)
     population = _read_json(workdir / "population.json", "the population record")
     analysis = workdir / "analysis"
@@ -194,28 +183,23 @@ def load_inputs(workdir: str | os.PathLike, pop_config=None) -> StudyInputs:
         raise JaxdivError(
             f"{analysis}/members.csv and members.json name different members; re-run the analysis"
         )
+    statistics = _read_json(analysis / "statistics.json", "the analysis's statistics")
     record = {m["name"]: m for m in population["members"]}
     categories = [
         _category(record[n]["category"] if n in record else table.at[n, "category"]) for n in names
     ]
     for col in ("method", "architecture"):
         table[col] = [record.get(n, {}).get(col, "") for n in table.index]
-    base = summary.get("base") or next(
-        (n for n, c in zip(names, categories, strict=True) if c == BASE), None
-    )
+    base = summary.get("base")
     if base is None or base not in names:
         raise JaxdivError(
-            "the analysis has no base member (the population's member of "
-            "category 'Base'); the report compares every member with the base"
+            "the analysis has no base member (mark one with category 'Base' in the member "
+            "infos, or re-run `jaxdiv analyze` with --base); the report compares every member "
+            "with the base"
         )
     categories[names.index(base)] = BASE
-    split = str(summary["split"])
     calib = summary.get("calibration_split")
-    store = Store(workdir / "store")
-    dataset = _config_get(pop_config, "base.data.dataset")
-    if dataset is None:
-        dataset = _config_get(store.member_info(base).get("config"), "data.dataset")
-    num_classes = int(summary.get("num_classes") or store.member_logits(base, split).shape[1])
+    dataset = _config_get(pop_config, "base.data.dataset") or record.get(base, {}).get("dataset")
     failures_path = workdir / "failures.json"
     failures = json.loads(failures_path.read_text()) if failures_path.exists() else {}
     return StudyInputs(
@@ -227,10 +211,10 @@ def load_inputs(workdir: str | os.PathLike, pop_config=None) -> StudyInputs:
         members=table,
         pairs=pd.read_csv(analysis / "pairs.csv"),
         summary=summary,
-        store=store,
-        split=split,
+        statistics=statistics,
+        split=str(summary["split"]),
         calibration_split=str(calib) if calib else None,
-        class_names=class_names_for(dataset, num_classes),
+        class_names=class_names_for(dataset, int(summary["num_classes"])),
         failures=failures or {},
     )
 
@@ -270,7 +254,11 @@ def _category_cell(cat: str) -> str:
 
 # ---------------------------------------------------------------------------- members
 def _members_section(s: StudyInputs) -> str:
-    cols = [(c, h) for c, h in MEMBER_COLUMNS if c in s.members]
+    cols = [
+        (st["key"], st["title"])
+        for st in s.statistics
+        if st["kind"] == "member" and st["key"] in s.members
+    ]
     header = ["member", "category", "method", "architecture", *(h for _, h in cols)]
     rows = []
     for i in s.display_order():
@@ -316,27 +304,21 @@ def _failures_section(s: StudyInputs) -> str:
 # ---------------------------------------------------------------------------- categories
 def base_pair_rows(s: StudyInputs) -> pd.DataFrame:
     """One row per (base, other) pair with a category: ``other``, ``category``, ``accuracy``
-    and every pair statistic. The analysis's rows (its accuracy band applied) when it has
-    them, else pairs.csv's rows that hold the base."""
+    and every pair statistic, as the analysis wrote them (its accuracy band applied)."""
     agg = s.summary.get("categories") or {}
-    if agg.get("rows") is not None:
-        rows = pd.DataFrame(agg["rows"]).rename(columns={"member": "other"})
-        if rows.empty:
-            return pd.DataFrame(
-                columns=[
-                    "other",
-                    "category",
-                    "error_inconsistency",
-                    "relative_ensemble_gain",
-                    "conversion_rate",
-                ]
-            )
-        return rows.astype({c: np.float64 for c in rows.columns if c not in ("other", "category")})
-    p = s.pairs[(s.pairs["member_a"] == s.base) | (s.pairs["member_b"] == s.base)].copy()
-    p["other"] = np.where(p["member_a"] == s.base, p["member_b"], p["member_a"])
-    cat = dict(zip(s.names, s.categories, strict=True))
-    p["category"] = [cat[o] for o in p["other"]]
-    return p[p["category"].isin(CATEGORIES)].reset_index(drop=True)
+    if agg.get("rows") is None:
+        raise JaxdivError(
+            f"{s.analysis / 'summary.json'} has no per-category rows; re-run the analysis"
+        )
+    rows = pd.DataFrame(agg["rows"]).rename(columns={"member": "other"})
+    if rows.empty:
+        return pd.DataFrame(columns=["other", "category", *_headline(s)])
+    return rows.astype({c: np.float64 for c in rows.columns if c not in ("other", "category")})
+
+
+def _headline(s: StudyInputs) -> list[str]:
+    """The pair statistics the registry marks for the per-category table, in its order."""
+    return [st["key"] for st in s.statistics if st["kind"] == "pair" and st.get("headline")]
 
 
 def _by_category(rows: pd.DataFrame, column: str) -> tuple[dict, dict]:
@@ -379,28 +361,16 @@ def _categories_section(s: StudyInputs, out: Path) -> str:
             "error inconsistency by category",
         )
     )
-    stats = [
-        k
-        for k in (
-            "error_inconsistency",
-            "error_consistency_kappa",
-            "ensemble_accuracy",
-            "relative_ensemble_gain",
-            "conversion_rate",
-        )
-        if k in rows
-    ]
+    stats = [k for k in _headline(s) if k in rows]
+    per_cat = agg.get("categories") or {}
     means = []
     for c in CATEGORIES:
-        mine = rows[rows["category"] == c]
+        entry = per_cat.get(c) or {"count": 0, "mean": {}}
         means.append(
             [
                 _category_cell(c),
-                str(len(mine)),
-                *(
-                    _fmt(float(np.nanmean(mine[k]))) if len(mine) and mine[k].notna().any() else ""
-                    for k in stats
-                ),
+                str(entry["count"]),
+                *(_fmt(entry["mean"].get(k)) for k in stats),
             ]
         )
     parts.append(
@@ -411,9 +381,7 @@ def _categories_section(s: StudyInputs, out: Path) -> str:
         )
     )
 
-    fit = agg.get("fit") or fit_gain_vs_inconsistency(
-        rows["error_inconsistency"], rows["relative_ensemble_gain"]
-    )
+    fit = agg.get("fit") or {}
     parts.append(
         "<h2>Ensemble gain against error inconsistency</h2>"
         f"<p>Least-squares fit over the base pairs: slope {_fmt(fit.get('slope'))}, "
@@ -469,21 +437,21 @@ def representative_pairs(s: StudyInputs) -> list[tuple[str, int]]:
 
 def base_specialisation(s: StudyInputs, others: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """Angle histograms [P, 4, bins] and class wins [P, 2, C] of the pairs (base, other) for
-    ``others``: the analysis's arrays when it wrote them, else computed by the kernels with
-    the analysis's temperatures."""
+    ``others``, from the analysis's arrays."""
     spec = s.summary.get("specialisation") or {}
     hist_path = s.analysis / "base_angle_histograms.npy"
     wins_path = s.analysis / "base_class_wins.npy"
     order = {tuple(p): k for k, p in enumerate(spec.get("pairs") or [])}
     keys = [(s.base, s.names[i]) for i in others]
-    if hist_path.exists() and wins_path.exists() and all(k in order for k in keys):
-        rows = [order[k] for k in keys]
-        return np.load(hist_path)[rows], np.load(wins_path)[rows]
-    logits, labels = s.store.logits(s.split, s.names), s.store.labels(s.split)
-    pairs = np.array([[s.base_index, i] for i in others], np.int32).reshape(-1, 2)
-    angles = confidence_angles(logits, labels, pairs, temperatures=s.temperatures(), names=s.names)
-    hist = angle_histograms(angles["theta"], angles["outcome"])
-    return hist, class_wins(logits, labels, pairs=pairs, names=s.names)
+    missing = [f"{a}|{b}" for a, b in keys if (a, b) not in order]
+    if not (hist_path.exists() and wins_path.exists()) or missing:
+        raise JaxdivError(
+            f"{s.analysis} lacks the base pairs' specialisation arrays"
+            + (f" for {', '.join(missing)}" if missing else "")
+            + "; re-run the analysis for this workdir"
+        )
+    rows = [order[k] for k in keys]
+    return np.load(hist_path)[rows], np.load(wins_path)[rows]
 
 
 def _specialisation_section(s: StudyInputs, out: Path) -> str:
@@ -493,10 +461,8 @@ def _specialisation_section(s: StudyInputs, out: Path) -> str:
     others = [i for i in s.display_order() if s.categories[i] in CATEGORIES]
     hist, wins = base_specialisation(s, others)
     hist = hist[[others.index(i) for _, i in chosen]]
-    edges = np.asarray(
-        (s.summary.get("specialisation") or {}).get("angle_bin_edges")
-        or angle_bin_edges(hist.shape[-1])
-    )
+    spec = s.summary["specialisation"]
+    edges = np.asarray(spec["angle_bin_edges"], np.float64)
     titles = [f"{c}: {s.base} ({acc[b]:.3f}) vs {s.names[i]} ({acc[i]:.3f})" for c, i in chosen]
     parts = [
         "<h2>Specialisation</h2><h3>Confidence angles</h3><p>For one pair per category "
@@ -505,7 +471,9 @@ def _specialisation_section(s: StudyInputs, out: Path) -> str:
         "temperature-scaled confidences, by outcome: above 45&deg; the base is the more "
         "confident, below it the other member.</p>",
         _img(
-            figures.theta_histograms(hist, edges, titles, out / "theta_histograms.png"),
+            figures.theta_histograms(
+                hist, edges, titles, out / "theta_histograms.png", outcomes=spec["outcomes"]
+            ),
             "theta histograms",
         ),
         "<h3>Per-class wins</h3><p>For each class, the share of its error-inconsistent "
@@ -527,67 +495,29 @@ def _specialisation_section(s: StudyInputs, out: Path) -> str:
 
 # ---------------------------------------------------------------------------- selection
 def weaker_partners(s: StudyInputs) -> tuple[list[dict], dict, str]:
-    """For each member, the best first partner among members weaker than it, and the greedy
-    forward selection from the strongest member using only weaker members.
+    """The analysis's selection tables: for each member, the best first partner among members
+    weaker than it (``weaker_partners.csv``), and the greedy forward selection from the
+    strongest member using only weaker members (``greedy.csv``).
 
-    Weaker, best and greedy choices are all decided on the selection split (the calibration
-    split when there is one, else the report split); accuracies are reported on the report
-    split. Returns ``(rows, greedy, select_split)``; greedy as ``greedy_selection`` returns.
+    Returns ``(rows, greedy, select_split)``: rows as dicts with the members' categories,
+    greedy as ``{"members": [indices], "select_accuracy": [...], "report_accuracy": [...]}``
+    and the split the choices were made on (``selection.json``).
     """
-    sel_split = s.calibration_split or s.split
-    t = s.temperatures()
-    rep_logits, rep_labels = s.store.logits(s.split, s.names), s.store.labels(s.split)
-    rep = s.matrix("ensemble_accuracy")  # the analysis's calibrated pair ensembles
-    if rep is None:
-        rep = np.asarray(
-            pair_ensembles(rep_logits, rep_labels, temperatures=t, names=s.names)[
-                "ensemble_accuracy"
-            ],
-            np.float64,
-        )
-    rep_acc = s.accuracy()
-    if sel_split == s.split:
-        sel_logits, sel_labels, sel, sel_acc = rep_logits, rep_labels, rep, rep_acc
-    else:
-        sel_logits, sel_labels = s.store.logits(sel_split, s.names), s.store.labels(sel_split)
-        sel = np.asarray(
-            pair_ensembles(sel_logits, sel_labels, temperatures=t, names=s.names)[
-                "ensemble_accuracy"
-            ],
-            np.float64,
-        )
-        sel_acc = np.diag(sel).copy()  # a member "paired with itself" is the member alone
+    selection = _read_json(s.analysis / "selection.json", "the analysis's selection record")
+    cat = dict(zip(s.names, s.categories, strict=True))
     rows = []
-    for i in np.argsort(-rep_acc, kind="stable"):  # display order only
-        weaker = np.flatnonzero(sel_acc < sel_acc[i])
-        if not weaker.size:
-            continue
-        j = int(weaker[np.argmax(sel[i, weaker])])  # ties: the first in analysis order
+    for r in s.table("weaker_partners.csv").to_dict("records"):
+        r = {k: (str(v) if k in ("strong", "partner") else float(v)) for k, v in r.items()}
         rows.append(
-            {
-                "strong": s.names[i],
-                "strong_category": s.categories[i],
-                "strong_accuracy": rep_acc[i],
-                "partner": s.names[j],
-                "partner_category": s.categories[j],
-                "partner_accuracy": rep_acc[j],
-                "select_ensemble_accuracy": sel[i, j],
-                "ensemble_accuracy": rep[i, j],
-                "gain_over_strong": rep[i, j] - rep_acc[i],
-            }
+            {**r, "strong_category": cat[r["strong"]], "partner_category": cat[r["partner"]]}
         )
-    start = int(np.argmax(sel_acc))
-    greedy = greedy_selection(
-        sel_logits,
-        sel_labels,
-        rep_logits,
-        rep_labels,
-        start=start,
-        candidates=np.flatnonzero(sel_acc < sel_acc[start]),
-        temperatures=t,
-        names=s.names,
-    )
-    return rows, greedy, sel_split
+    steps = s.table("greedy.csv")
+    greedy = {
+        "members": [s.names.index(str(n)) for n in steps["member"]],
+        "select_accuracy": steps["select_accuracy"].astype(float).tolist(),
+        "report_accuracy": steps["report_accuracy"].astype(float).tolist(),
+    }
+    return rows, greedy, str(selection["select_split"])
 
 
 def _selection_section(s: StudyInputs, out: Path) -> str:
@@ -678,17 +608,19 @@ def _matrices_section(s: StudyInputs, out: Path) -> str:
         f"<code>{_esc(s.split)}</code> split (tick labels coloured by category).</p>"
         + ('<div class="grid">' if len(names) <= 12 else "<div>")
     ]
-    for stem, title, cmap, limits in HEATMAPS:
-        m = s.matrix(stem)
+    for st in s.statistics:
+        stem, title, heat = st["key"], st["title"], st.get("heatmap")
+        m = s.matrix(stem) if heat else None
         if m is None:
             continue
         m = m[np.ix_(order, order)]
-        if limits == "symmetric":
+        cmap = heat["cmap"]
+        if heat["centred"]:
             finite = np.abs(m[np.isfinite(m)])
             top = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
             vmin, vmax = -top, top
         else:
-            vmin, vmax = limits
+            vmin, vmax = heat["vmin"], heat["vmax"]
         parts.append(
             _img(
                 figures.matrix_heatmap(
@@ -730,43 +662,41 @@ window.addEventListener('load', function () {
 """
 
 
-_REPRESENTATION_FIGURES = (
-    (
-        "mixing.png",
+# representation figures shown, with their captions (drawn by jaxdiv.report.representation)
+_REPRESENTATION_FIGURES = {
+    "mixing.png": (
         "Random-subset mixing",
         "Linear-probe accuracy on random subsets of two members' embeddings mixed at fixed total "
         "dimension (100/0 ... 0/100); an interior peak means the features overlap without one "
         "containing the other.",
     ),
-    (
-        "compression.png",
+    "compression.png": (
         "Compression",
         "Probe accuracy against the number of concatenated-embedding dimensions kept, ranked by "
         "variance or by the label-covariance criterion.",
     ),
-    (
-        "stacked.png",
+    "stacked.png": (
         "Stacked generalisation",
         "A probe on the concatenated embeddings of a pair against each member alone, on a task "
         "the members were not trained for.",
     ),
-    ("cka.png", "Linear CKA", "Similarity of every pair of members' embeddings (unbiased CKA)."),
-)
+    "cka.png": ("Linear CKA", "Similarity of every pair of members' embeddings (unbiased CKA)."),
+}
 
 
 def _representation_section(s: StudyInputs, out: Path) -> str:
-    """Figures of ``WORKDIR/representation`` (``jaxdiv represent``), when it has run."""
+    """Figures drawn from ``WORKDIR/representation`` (``jaxdiv represent``), when it has run."""
     src = s.workdir / "representation"
-    shown = [(f, t, d) for f, t, d in _REPRESENTATION_FIGURES if (src / f).is_file()]
-    if not shown:
+    if not (src / "represent.json").is_file():
         return ""
+    drawn = {p.name: p for p in draw_representation(src, out)}
     parts = ["<h2>Representations</h2><p>Tables: <code>representation/*.csv</code>.</p>"]
-    for name, title, text in shown:
-        shutil.copyfile(src / name, out / f"representation_{name}")
-        parts.append(
-            f"<h3>{_esc(title)}</h3><p>{_esc(text)}</p>"
-            + _img(out / f"representation_{name}", title)
+    for name, path in drawn.items():
+        final = path.rename(out / f"representation_{name}")
+        title, text = _REPRESENTATION_FIGURES.get(
+            name, ("By category", "The statistic of every (base, other) pair, by category.")
         )
+        parts.append(f"<h3>{_esc(title)}</h3><p>{_esc(text)}</p>" + _img(final, title))
     return "".join(parts)
 
 
@@ -799,12 +729,11 @@ def write_report(workdir: str | os.PathLike, pop_config=None) -> Path:
     """Write ``WORKDIR/report/index.html`` and its figures; returns the page's path.
 
     ``pop_config`` (the population ConfigDict, optional) names the dataset (for class names;
-    otherwise the base member's recorded config does).
+    otherwise population.json's base member does).
     """
     s = load_inputs(workdir, pop_config)
     final = s.workdir / "report"
-    tmp = Path(tempfile.mkdtemp(dir=s.workdir, prefix=".report-"))
-    try:
+    with staged_folder(final) as tmp:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a report is for reading
@@ -818,20 +747,4 @@ def write_report(workdir: str | os.PathLike, pop_config=None) -> Path:
             _representation_section(s, tmp),
         ]
         (tmp / "index.html").write_text(render_page(s, sections), encoding="utf-8")
-        _replace_dir(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final / "index.html"
-
-
-def _replace_dir(new: Path, final: Path) -> None:
-    """Move ``new`` to ``final``, replacing an older report only once ``new`` is complete."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}-old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.rename(final, old)
-    os.rename(new, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -2,12 +2,14 @@
 
 ``run_analyze`` reads one split of the store, fits one temperature per member on a
 calibration split (or uses the raw softmax when there is none), runs the jitted kernels of
-``jaxdiv.analysis`` and writes, all at once (into a temporary folder renamed into place, so
-a failed analysis never leaves half-written output)::
+``jaxdiv.analysis`` for every statistic of the registry (``jaxdiv.analysis.statistics``) and
+publishes one folder (``jaxdiv.files.staged_folder``: a failed analysis never leaves
+half-written output, an earlier one is replaced only once the new one is complete)::
 
     OUT/pairs.csv             one row per unordered pair (a < b in members.json order)
     OUT/members.csv           per member: accuracy, NLL, ECE, temperature, NLL/ECE calibrated
     OUT/members.json          the member order of every matrix
+    OUT/statistics.json       the registry entries of the statistics in the tables
     OUT/<stat>.npy            N x N float matrices, one per pair statistic (dominance:
                               D[a, b] = P(a right | b right))
     OUT/per_class_accuracy.npy  [N, C]
@@ -15,19 +17,19 @@ a failed analysis never leaves half-written output)::
                               categories relative to a base, per-category aggregates
     OUT/base_angle_histograms.npy, OUT/base_class_wins.npy   (with a base: specialisation of
                               each (base, other) pair, in summary["specialisation"] order)
+    OUT/weaker_partners.csv   per member, its best pair ensemble with a weaker member
+    OUT/greedy.csv            greedy forward selection from the strongest member using only
+                              weaker members: size, member added, accuracy on both splits
+    OUT/selection.json        the selection and report splits of the two tables above
 
-Everything is computed before anything is written; NaN (undefined statistics) is an empty
-cell in the CSVs and null in JSON.
+Weaker partners and greedy selection are chosen on the calibration split (the report split
+when there is none) and reported on the report split. Everything is computed before anything
+is written; NaN (undefined statistics) is an empty cell in the CSVs and null in JSON.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
-import shutil
-import tempfile
-import uuid
 from pathlib import Path
 
 import jax
@@ -35,13 +37,15 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from jaxdiv.analysis import statistics as registry
 from jaxdiv.analysis.bootstrap import bootstrap_pairwise
 from jaxdiv.analysis.calibration import calibration_report, fit_temperatures
-from jaxdiv.analysis.categories import CATEGORIES, category_aggregates, fit_line
+from jaxdiv.analysis.categories import category_aggregates, fit_line
 from jaxdiv.analysis.checks import check_population
-from jaxdiv.analysis.ensembles import pair_ensembles
+from jaxdiv.analysis.ensembles import greedy_selection, pair_ensembles
 from jaxdiv.analysis.members import member_outputs
 from jaxdiv.analysis.pairwise import pairwise_error_stats, predictive_divergences
+from jaxdiv.analysis.selection import best_weaker_partners
 from jaxdiv.analysis.specialisation import (
     ANGLE_BINS,
     OUTCOMES,
@@ -52,25 +56,18 @@ from jaxdiv.analysis.specialisation import (
     dominance,
     per_class_accuracy,
 )
+from jaxdiv.analysis.tiling import DEFAULT_MEMORY_BUDGET
 from jaxdiv.errors import JaxdivError
+from jaxdiv.files import json_safe, staged_folder
+from jaxdiv.population.spec import CATEGORIES
+from jaxdiv.stages.base import find_base, relative_category
 from jaxdiv.store.store import Store
 
-# Symmetric pair statistics, in pairs.csv column order (each also OUT/<stat>.npy).
-PAIR_STATISTICS = (
-    "error_inconsistency",
-    "error_consistency_kappa",
-    "disagreement",
-    "double_fault",
-    "error_correlation",
-    "yules_q",
-    "symmetric_kl",
-    "js_divergence",
-    "ensemble_accuracy",
-    "relative_ensemble_gain",
-    "conversion_rate",
-)
+# The statistics this stage computes from logits, in registry (= table column) order.
+PAIR_STATISTICS = registry.select(kind="pair", needs=("predictions", "probabilities"))
+MEMBER_STATISTICS = registry.select(kind="member", needs=("predictions", "probabilities"))
 BOOTSTRAP_CONFIDENCE = 0.95
-BASE_MARKERS = ("base",)  # a member whose category is "base" (any case) is the base
+SUMMARY = "summary.json"
 
 
 # ---------------------------------------------------------------------------- reading
@@ -118,47 +115,32 @@ def _calibration_members(store: Store, split: str, names: list[str]) -> None:
         )
 
 
-def _find_base(infos: list[dict], names: list[str], base: str | None) -> str | None:
-    """The base member: ``base`` if given, else the member whose info says it is the base
-    (``"base": true`` or category "base"), else the one every ``"base": "<name>"`` names."""
-    if base is not None:
-        if base not in names:
-            raise JaxdivError(
-                f"base member {base!r} is not among the analysed members: {', '.join(names)}"
-            )
-        return base
-    flagged = [
-        n
-        for n, info in zip(names, infos, strict=True)
-        if info.get("base") is True
-        or str(info.get("category") or "").strip().lower() in BASE_MARKERS
-    ]
-    if len(flagged) > 1:
-        raise JaxdivError(
-            f"several members are marked as the base ({', '.join(flagged)}); mark one"
-        )
-    if flagged:
-        return flagged[0]
-    named = {info["base"] for info in infos if isinstance(info.get("base"), str)}
-    if len(named) > 1:
-        raise JaxdivError(f"members name different base members: {', '.join(sorted(named))}")
-    if named and next(iter(named)) in names:
-        return next(iter(named))
-    return None
-
-
 # ---------------------------------------------------------------------------- computing
 def _pair_matrices(logits, labels, outs, temperatures, names, memory_budget):
-    """Every N x N statistic as float64 (``outs``: ``member_outputs`` of the logits)."""
-    budget = {"memory_budget": int(memory_budget)}
-    err = pairwise_error_stats(outs["correct"], outs["pred"], **budget)
-    div = predictive_divergences(logits, temperatures=temperatures, names=names, **budget)
-    ens = pair_ensembles(logits, labels, temperatures=temperatures, names=names, **budget)
-    mats = {**err, **div, **ens}
-    mats["js_divergence"] = mats.pop("js")
-    out = {k: np.asarray(mats[k], np.float64) for k in PAIR_STATISTICS}
-    out["dominance"] = dominance(logits, labels, memory_budget=memory_budget, names=names)
-    return out
+    """Every pair statistic of the registry as a float64 N x N matrix, computed by its
+    kernel (``outs``: ``member_outputs`` of the logits)."""
+    budget = int(memory_budget)
+    kernels = {
+        "pairwise_error_stats": lambda: pairwise_error_stats(
+            outs["correct"], outs["pred"], memory_budget=budget
+        ),
+        "predictive_divergences": lambda: predictive_divergences(
+            logits, temperatures=temperatures, names=names, memory_budget=budget
+        ),
+        "pair_ensembles": lambda: pair_ensembles(
+            logits, labels, temperatures=temperatures, names=names, memory_budget=budget
+        ),
+        "dominance": lambda: {
+            "dominance": dominance(logits, labels, memory_budget=budget, names=names)
+        },
+    }
+    out = {}
+    for kernel in dict.fromkeys(s.kernel for s in PAIR_STATISTICS):
+        result = kernels[kernel]()
+        for s in PAIR_STATISTICS:
+            if s.kernel == kernel:
+                out[s.key] = np.asarray(result[s.key], np.float64)
+    return {s.key: out[s.key] for s in PAIR_STATISTICS}
 
 
 def _pairs_frame(names, accuracy, mats, intervals) -> pd.DataFrame:
@@ -169,13 +151,16 @@ def _pairs_frame(names, accuracy, mats, intervals) -> pd.DataFrame:
         "accuracy_a": accuracy[ia],
         "accuracy_b": accuracy[ib],
     }
-    for key in PAIR_STATISTICS:
-        cols[key] = mats[key][ia, ib]
-        if key in intervals:
-            cols[f"{key}_low"] = intervals[key][0][ia, ib]
-            cols[f"{key}_high"] = intervals[key][1][ia, ib]
-    cols["dominance_a_given_b"] = mats["dominance"][ia, ib]
-    cols["dominance_b_given_a"] = mats["dominance"][ib, ia]
+    for s in PAIR_STATISTICS:
+        if s.symmetric:
+            cols[s.key] = mats[s.key][ia, ib]
+            if s.key in intervals:
+                cols[f"{s.key}_low"] = intervals[s.key][0][ia, ib]
+                cols[f"{s.key}_high"] = intervals[s.key][1][ia, ib]
+    for s in PAIR_STATISTICS:
+        if not s.symmetric:
+            cols[s.pair_columns[0]] = mats[s.key][ia, ib]
+            cols[s.pair_columns[1]] = mats[s.key][ib, ia]
     return pd.DataFrame(cols)
 
 
@@ -199,55 +184,70 @@ def _specialisation(logits, labels, temperatures, names, base_index, memory_budg
     return hist, wins, meta
 
 
-def _json_safe(obj):
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _json_safe(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+def _selection(names, report, select, temperatures, memory_budget):
+    """Weaker partners and greedy selection: chosen on ``select``, reported on ``report``;
+    each is ``(split, logits, labels, pair-ensemble accuracies, member accuracies)``."""
+    rep_split, rep_logits, rep_labels, rep_pairs, rep_acc = report
+    sel_split, sel_logits, sel_labels, sel_pairs, sel_acc = select
+    best = best_weaker_partners(sel_pairs, rep_pairs, sel_acc, rep_acc)
+    partners = pd.DataFrame(
+        {
+            "strong": [names[i] for i in best["strong"]],
+            "partner": [names[j] for j in best["partner"]],
+            **{k: v for k, v in best.items() if k not in ("strong", "partner")},
+        }
+    )
+    start = int(np.argmax(sel_acc))
+    greedy = greedy_selection(
+        sel_logits,
+        sel_labels,
+        rep_logits,
+        rep_labels,
+        start=start,
+        candidates=np.flatnonzero(sel_acc < sel_acc[start]),
+        temperatures=temperatures,
+        names=names,
+        memory_budget=int(memory_budget),
+    )
+    steps = pd.DataFrame(
+        {
+            "size": np.arange(1, len(greedy["members"]) + 1),
+            "member": [names[k] for k in greedy["members"]],
+            "select_accuracy": greedy["select_accuracy"],
+            "report_accuracy": greedy["report_accuracy"],
+        }
+    )
+    meta = {
+        "select_split": sel_split,
+        "report_split": rep_split,
+        "weaker": "member j is weaker than i when its accuracy alone on select_split is lower",
+        "ensembles": "argmax of summed temperature-scaled probabilities",
+        "greedy": "from the member most accurate on select_split, add the weaker member that "
+        "most raises the ensemble's select_split accuracy while it rises",
+    }
+    return partners, steps, meta
 
 
 # ---------------------------------------------------------------------------- writing
 def _prepare_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise JaxdivError(f"--out {out} is a file; give a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / "summary.json").exists():
+    if out.is_dir() and any(out.iterdir()) and not (out / SUMMARY).exists():
         raise JaxdivError(
             f"--out {out} is a non-empty directory that holds no earlier analysis; "
             "choose a new or empty directory"
         )
 
 
-def _write_atomic(out: Path, files: dict[str, object]) -> None:
-    """Write every file into a temporary sibling folder, then rename it to ``out`` (an earlier
-    analysis there is replaced only after the new one is complete)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    try:
-        for name, value in files.items():
-            path = tmp / name
-            if isinstance(value, pd.DataFrame):
-                value.to_csv(path, index=False, float_format="%.7g")  # float32 precision
-            elif isinstance(value, np.ndarray):
-                np.save(path, value)
-            else:
-                path.write_text(json.dumps(_json_safe(value), indent=2) + "\n")
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(out, old)
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
+def _write(folder: Path, files: dict[str, object]) -> None:
+    for name, value in files.items():
+        path = folder / name
+        if isinstance(value, pd.DataFrame):
+            value.to_csv(path, index=False, float_format="%.7g")  # float32 precision
+        elif isinstance(value, np.ndarray):
+            np.save(path, value)
         else:
-            os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            path.write_text(json.dumps(json_safe(value), indent=2) + "\n")
 
 
 # ---------------------------------------------------------------------------- entry point
@@ -261,7 +261,7 @@ def run_analyze(
     *,
     base: str | None = None,
     accuracy_band: tuple[float, float] | None = None,
-    memory_budget: int = 256 * 2**20,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> dict:
     """Analyse split ``split`` of the store at ``store_dir`` and write the tables to ``out_dir``.
 
@@ -282,18 +282,20 @@ def run_analyze(
     logits = jnp.asarray(logits_np)  # one host-to-device copy shared by every kernel
     del logits_np
 
+    cal_logits = cal_labels = None
     if calibration_split is not None:
         _calibration_members(store, calibration_split, names)
-        _, cal_labels, cal_logits = _load(store, calibration_split, names)
-        if cal_logits.shape[2] != c:
+        _, cal_labels, cal_logits_np = _load(store, calibration_split, names)
+        if cal_logits_np.shape[2] != c:
             raise JaxdivError(
-                f"calibration split {calibration_split!r} has {cal_logits.shape[2]} classes "
+                f"calibration split {calibration_split!r} has {cal_logits_np.shape[2]} classes "
                 f"but {split!r} has {c}"
             )
+        cal_logits = jnp.asarray(cal_logits_np)
+        del cal_logits_np
         temperatures = fit_temperatures(
             cal_logits, cal_labels, names=names, memory_budget=memory_budget
         )
-        del cal_logits
     else:
         temperatures = np.ones(n)
     report = calibration_report(
@@ -316,28 +318,49 @@ def run_analyze(
             memory_budget=int(memory_budget),
         )
         intervals = {
-            ("js_divergence" if key == "js" else key): (
-                np.asarray(v["low"], np.float64),
-                np.asarray(v["high"], np.float64),
-            )
+            key: (np.asarray(v["low"], np.float64), np.asarray(v["high"], np.float64))
             for key, v in boot.items()
         }
 
     infos = [store.member_info(name) for name in names]
     categories = [info.get("category") for info in infos]
+    member_values = {
+        "accuracy": accuracy,
+        "nll": report["nll_before"],
+        "ece": report["ece_before"],
+        "temperature": report["temperature"],
+        "nll_calibrated": report["nll_after"],
+        "ece_calibrated": report["ece_after"],
+    }
     members = pd.DataFrame(
         {
             "name": names,
-            "accuracy": accuracy,
-            "nll": report["nll_before"],
-            "ece": report["ece_before"],
-            "temperature": report["temperature"],
-            "nll_calibrated": report["nll_after"],
-            "ece_calibrated": report["ece_after"],
+            **{s.key: member_values[s.key] for s in MEMBER_STATISTICS},
             "category": [c_ if c_ is not None else "" for c_ in categories],
         }
     )
     pairs = _pairs_frame(names, accuracy, mats, intervals)
+
+    if cal_logits is None:
+        select = (split, logits, labels, mats["ensemble_accuracy"], accuracy)
+    else:
+        sel_pairs = pair_ensembles(
+            cal_logits,
+            cal_labels,
+            temperatures=temperatures,
+            names=names,
+            memory_budget=int(memory_budget),
+        )["ensemble_accuracy"]
+        sel_pairs = np.asarray(sel_pairs, np.float64)
+        # a member "paired with itself" is the member alone
+        select = (calibration_split, cal_logits, cal_labels, sel_pairs, np.diag(sel_pairs).copy())
+    partners, greedy, selection = _selection(
+        names,
+        (split, logits, labels, mats["ensemble_accuracy"], accuracy),
+        select,
+        temperatures,
+        memory_budget,
+    )
 
     ia, ib = np.triu_indices(n, k=1)
     summary: dict = {
@@ -352,20 +375,28 @@ def run_analyze(
             if bootstrap
             else None
         ),
-        "statistics": list(PAIR_STATISTICS) + ["dominance"],
+        "statistics": [s.key for s in PAIR_STATISTICS],
         "gain_vs_ei_all_pairs": fit_line(
             mats["error_inconsistency"][ia, ib], mats["relative_ensemble_gain"][ia, ib]
         ),
         "base": None,
         "categories": None,
     }
-    files: dict[str, object] = {"pairs.csv": pairs, "members.csv": members, "members.json": names}
+    files: dict[str, object] = {
+        "pairs.csv": pairs,
+        "members.csv": members,
+        "members.json": names,
+        "statistics.json": registry.as_records(PAIR_STATISTICS + MEMBER_STATISTICS),
+        "weaker_partners.csv": partners,
+        "greedy.csv": greedy,
+        "selection.json": selection,
+    }
     files.update({f"{key}.npy": mat for key, mat in mats.items()})
     files["per_class_accuracy.npy"] = per_class_accuracy(
         logits, labels, memory_budget=memory_budget
     )
 
-    base_name = _find_base(infos, names, base)
+    base_name = find_base(infos, names, base)
     if base_name is None:
         summary["categories_note"] = (
             "no base member: mark one with category 'Base' (or \"base\": true) in its member "
@@ -373,15 +404,13 @@ def run_analyze(
         )
     else:
         b = names.index(base_name)
-        relative = [
-            None if str(c_ or "").strip().lower() in BASE_MARKERS else c_ for c_ in categories
-        ]
         agg = category_aggregates(
             names,
-            relative,
+            [relative_category(c_) for c_ in categories],
             b,
             accuracy,
-            {k: mats[k] for k in (*PAIR_STATISTICS, "dominance")},
+            mats,
+            order=CATEGORIES,
             accuracy_band=accuracy_band,
         )
         summary["base"] = base_name
@@ -390,6 +419,7 @@ def run_analyze(
         summary["specialisation"] = meta
         files["base_angle_histograms.npy"] = hist
         files["base_class_wins.npy"] = wins
-    files["summary.json"] = summary
-    _write_atomic(out, files)
-    return _json_safe(summary)
+    files[SUMMARY] = summary
+    with staged_folder(out) as tmp:
+        _write(tmp, files)
+    return json_safe(summary)

@@ -14,7 +14,7 @@ evaluation split:
 
 Mixing and compression use (base, other) pairs when the store names a base member (as in the
 paper), else every pair (``pairs=``); stacked generalisation and CKA use every pair.
-Outputs, written together (into a temporary sibling folder renamed into place)::
+Outputs, published together as one folder (``jaxdiv.files.staged_folder``)::
 
     OUT/represent.json        settings, facts and per-category aggregates (base pairs)
     OUT/members.csv           member, category, embedding_dim, probe_accuracy, probe_c,
@@ -27,44 +27,39 @@ Outputs, written together (into a temporary sibling folder renamed into place)::
     OUT/stacked.csv           pair, single_a, single_b, pair accuracy, gain
     OUT/cka.csv               pair (a < b), linear CKA;  OUT/cka.npy  [N, N]
     OUT/categories.csv        with a base: per category mean/std/count of the pair statistics
-    OUT/mixing.png, OUT/compression.png, OUT/stacked.png, OUT/cka.png
-    OUT/category_<stat>.png   with a base: the statistic per category
+    OUT/category_pairs.csv    with a base: one row per (base, other) pair, every statistic
+    OUT/statistics.json       the registry entries of the statistics in the tables
 
 Tables are tidy (one row per observation); NaN is an empty cell in the CSVs, null in JSON.
+The figures are drawn from these tables by ``jaxdiv.report.representation``.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
-import shutil
-import tempfile
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-import matplotlib.ticker
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from jaxdiv.analysis import mixing as mx  # noqa: E402
-from jaxdiv.analysis.categories import (  # noqa: E402
-    CATEGORIES,
-    category_aggregates,
-    normalise_category,
+from jaxdiv.analysis import mixing as mx
+from jaxdiv.analysis import statistics as registry
+from jaxdiv.analysis.categories import category_aggregates
+from jaxdiv.analysis.cka import ESTIMATORS, linear_cka
+from jaxdiv.analysis.probes import (
+    DEFAULT_C_GRID,
+    DEFAULT_MEMORY_BUDGET,
+    MAX_ITER,
+    TOL,
+    evaluate_probes,
 )
-from jaxdiv.analysis.cka import ESTIMATORS, linear_cka  # noqa: E402
-from jaxdiv.analysis.probes import DEFAULT_C_GRID, MAX_ITER, TOL, evaluate_probes  # noqa: E402
-from jaxdiv.errors import JaxdivError, choices_error  # noqa: E402
-from jaxdiv.report import figures  # noqa: E402
-from jaxdiv.store.store import Store  # noqa: E402
+from jaxdiv.errors import JaxdivError, choices_error
+from jaxdiv.files import json_safe, staged_folder
+from jaxdiv.population.spec import CATEGORIES
+from jaxdiv.stages.base import find_base, relative_category
+from jaxdiv.store.store import Store
 
 TRANSFER_TASKS = ("fewshot", "coarse", "none")
 PAIR_MODES = ("auto", "base", "all")
@@ -72,39 +67,6 @@ SUMMARY = "represent.json"
 
 
 # ---------------------------------------------------------------------------- reading
-def _base_of(infos: list[dict], names: list[str], base: str | None) -> str | None:
-    """The base: ``base`` if given, else the member marked ``"base": true`` or category
-    "base", else the member every ``"base": "<name>"`` names (as in ``jaxdiv analyze``)."""
-    if base is not None:
-        if base not in names:
-            raise JaxdivError(
-                f"base member {base!r} is not among the members analysed: {', '.join(names)}"
-            )
-        return base
-    flagged = [
-        n
-        for n, i in zip(names, infos, strict=True)
-        if i.get("base") is True or str(i.get("category") or "").strip().lower() == "base"
-    ]
-    if len(flagged) > 1:
-        raise JaxdivError(
-            f"several members are marked as the base ({', '.join(flagged)}); mark one or pass base="
-        )
-    if flagged:
-        return flagged[0]
-    named = {i["base"] for i in infos if isinstance(i.get("base"), str)}
-    if len(named) > 1:
-        raise JaxdivError(f"members name different base members: {', '.join(sorted(named))}")
-    return next(iter(named)) if named and next(iter(named)) in names else None
-
-
-def _category(info: dict) -> str | None:
-    raw = info.get("category")
-    if raw is None or str(raw).strip().lower() in ("", "base"):
-        return None
-    return normalise_category(str(raw))
-
-
 def load_embeddings(
     store: Store, train_split: str, eval_split: str, members: Sequence[str] | None = None
 ) -> dict:
@@ -192,110 +154,7 @@ def load_embeddings(
     }
 
 
-# ---------------------------------------------------------------------------- figures
-def _colour(cat: str | None, is_base_pair: bool) -> str:
-    return figures.category_colour(cat) if is_base_pair else "#4c72b0"
-
-
-def mixing_figure(
-    mix: dict, labels: Sequence[str], cats: Sequence[str | None], base_mode: bool, path: Path
-) -> Path:
-    """Mean probe accuracy vs the first member's share, one line (with interval) per pair."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    x = 100.0 * mix["ratios"]
-    seen = set()
-    for p in range(len(mix["pairs"])):
-        colour = _colour(cats[p], base_mode)
-        key = cats[p] if base_mode else None
-        ax.plot(
-            x,
-            mix["mean"][p],
-            "-o",
-            color=colour,
-            markersize=3,
-            linewidth=1.1,
-            alpha=0.85,
-            label=(key or "pair") if key not in seen else None,
-        )
-        seen.add(key)
-        if np.isfinite(mix["low"][p]).any():
-            ax.fill_between(x, mix["low"][p], mix["high"][p], color=colour, alpha=0.12)
-    first = "base" if base_mode else "first member"
-    ax.set_xlabel(f"share of the {first}'s dimensions (%), total dimension fixed")
-    ax.set_ylabel("probe accuracy (mean over seeds)")
-    ax.set_title("Random-subset mixing of two embeddings")
-    ax.invert_xaxis()
-    ax.grid(alpha=0.3)
-    if len(mix["pairs"]) <= 30 or base_mode:
-        ax.legend(fontsize=7, loc="best")
-    return figures._save(fig, path)
-
-
-def compression_figure(
-    comp: dict, cats: Sequence[str | None], base_mode: bool, target: float, path: Path
-) -> Path:
-    """Accuracy vs number of kept dimensions, one panel per ranking criterion."""
-    crits = comp["criteria"]
-    fig, axes = plt.subplots(1, len(crits), figsize=(5.2 * len(crits), 3.9), squeeze=False)
-    for ci, crit in enumerate(crits):
-        ax = axes[0, ci]
-        seen = set()
-        for p in range(len(comp["pairs"])):
-            key = cats[p] if base_mode else None
-            ax.plot(
-                comp["keep"],
-                comp["accuracy"][p, ci],
-                "-",
-                marker=".",
-                color=_colour(cats[p], base_mode),
-                linewidth=1.0,
-                alpha=0.85,
-                label=(key or "pair") if key not in seen else None,
-            )
-            seen.add(key)
-        ax.axhline(target, color="black", linestyle=":", linewidth=1, label=f"target {target:.3f}")
-        ax.set_xscale("log", base=2)
-        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        ax.set_xlabel("dimensions kept (of the concatenation)")
-        ax.set_ylabel("probe accuracy")
-        ax.set_title(f"ranked by {crit}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
-    return figures._save(fig, path)
-
-
-def stacked_figure(stack: dict, path: Path, task: str) -> Path:
-    """Pair probe accuracy against the better single member, every pair a point."""
-    a, b = stack["pairs"][:, 0], stack["pairs"][:, 1]
-    best = np.maximum(stack["single"][a], stack["single"][b])
-    fig, ax = plt.subplots(figsize=(4.8, 4.4))
-    ax.scatter(best, stack["pair"], s=22, color="#4c72b0", edgecolor="white", linewidth=0.4)
-    lo = float(min(best.min(), stack["pair"].min()))
-    hi = float(max(best.max(), stack["pair"].max()))
-    pad = 0.02 * max(hi - lo, 1e-3)
-    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="#999999", linestyle=":")
-    ax.set_xlabel("better single member (probe accuracy)")
-    ax.set_ylabel("concatenated pair (probe accuracy)")
-    ax.set_title(f"Stacked generalisation ({task})")
-    ax.grid(alpha=0.3)
-    return figures._save(fig, path)
-
-
 # ---------------------------------------------------------------------------- writing
-def _json_safe(obj):
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _json_safe(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise JaxdivError(f"output {out} is a file; give a directory")
@@ -304,16 +163,6 @@ def _check_out(out: Path) -> None:
             f"output {out} is a non-empty directory that holds no earlier "
             "representation analysis; choose a new or empty directory"
         )
-
-
-def _publish(tmp: Path, out: Path) -> None:
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-        os.rename(out, old)
-        os.rename(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, out)
 
 
 # ---------------------------------------------------------------------------- entry point
@@ -340,10 +189,10 @@ def run_represent(
     max_iter: int = MAX_ITER,
     tol: float = TOL,
     seed: int = 0,
-    memory_budget: int = 512 * 2**20,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
     log=None,
 ) -> dict:
-    """Run the representation analysis of a store and write tables and figures to ``out_dir``.
+    """Run the representation analysis of a store and publish its tables as ``out_dir``.
 
     ``pairs``: "auto" (base pairs when a base is known, else all), "base" or "all", for
     mixing and compression. ``target``: accuracy to reach when compressing (default: the
@@ -368,9 +217,11 @@ def run_represent(
     names, infos = data["names"], data["infos"]
     n = len(names)
     tr, ev, ytr, yev = data["train"], data["eval"], data["train_labels"], data["eval_labels"]
-    base_name = _base_of(infos, names, base)
+    base_name = find_base(infos, names, base)
     b = names.index(base_name) if base_name is not None else None
-    cats = [None if i == b else _category(info) for i, info in enumerate(infos)]
+    cats = [
+        None if i == b else relative_category(info.get("category")) for i, info in enumerate(infos)
+    ]
     if pairs == "base" and b is None:
         raise JaxdivError(
             "pairs='base' needs a base member: mark one in the store "
@@ -563,7 +414,6 @@ def run_represent(
     }
 
     # ------------------------------------------------------------------ categories
-    cat_stats = {}
     if base_mode:
 
         def mat(values):
@@ -583,7 +433,7 @@ def run_represent(
             g[all_idx[:, 0], all_idx[:, 1]] = stack["gain"]
             g[all_idx[:, 1], all_idx[:, 0]] = stack["gain"]
             stats["stacked_gain"] = g
-        agg = category_aggregates(names, cats, b, single_acc, stats, fit=None)
+        agg = category_aggregates(names, cats, b, single_acc, stats, order=CATEGORIES, fit=None)
         summary["categories"] = {c: agg["categories"][c] for c in CATEGORIES}
         rows = []
         for c in CATEGORIES:
@@ -599,45 +449,17 @@ def run_represent(
                     }
                 )
         tables["categories.csv"] = pd.DataFrame(rows)
-        for key in stats:
-            cat_stats[key] = {
-                c: [row[key] for row in agg["rows"] if row["category"] == c] for c in CATEGORIES
-            }
+        tables["category_pairs.csv"] = pd.DataFrame(
+            agg["rows"], columns=["member", "category", "accuracy", *stats]
+        )
 
     # ------------------------------------------------------------------ write
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    try:
+    with staged_folder(out) as tmp:
         for name, df in tables.items():
             df.to_csv(tmp / name, index=False, float_format="%.9g")
         np.save(tmp / "cka.npy", cka)
-        labels = [f"{x}|{y}" for x, y in zip(pa, pb, strict=True)]
-        mixing_figure(mix, labels, pair_cats, base_mode, tmp / "mixing.png")
-        compression_figure(comp, pair_cats, base_mode, target, tmp / "compression.png")
-        if stack is not None:
-            stacked_figure(stack, tmp / "stacked.png", transfer)
-        figures.matrix_heatmap(
-            cka,
-            names,
-            tmp / "cka.png",
-            title=f"Linear CKA ({cka_estimator}, {eval_split})",
-            vmin=0.0,
-            vmax=1.0,
-            categories=["Base" if i == b else c for i, c in enumerate(cats)]
-            if b is not None
-            else None,
-        )
-        for key, values in cat_stats.items():
-            figures.category_points(
-                values,
-                tmp / f"category_{key}.png",
-                ylabel=key,
-                title=f"{key} of (base, other) pairs",
-            )
+        records = registry.as_records(registry.select(needs="embeddings"))
+        (tmp / "statistics.json").write_text(json.dumps(records, indent=2) + "\n")
         summary["files"] = sorted(p.name for p in tmp.iterdir()) + [SUMMARY]
-        (tmp / SUMMARY).write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
-        _publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return _json_safe(summary)
+        (tmp / SUMMARY).write_text(json.dumps(json_safe(summary), indent=2) + "\n")
+    return json_safe(summary)

@@ -1,9 +1,13 @@
 """``jaxdiv study``: train a population, predict it into its store, analyse, report.
 
+The one stage that runs all the others, in data-flow order (so it alone reaches the report
+room): the population scheduler (train + predict), ``run_analyze``, ``run_represent``, then
+``jaxdiv.report.html.write_report`` on the folders they published.
+
 Every stage is idempotent: running the study again continues where it stopped (members
 resume from their checkpoints, finished members are skipped) and redoes nothing finished.
 
-    WORKDIR/population.json     the expanded members (name, category, differences)
+    WORKDIR/population.json     the expanded members (name, category, dataset, differences)
     WORKDIR/members/<name>/     each member's run directory
     WORKDIR/store/              the prediction store (validation and test)
     WORKDIR/failures.json       members that failed, with their errors
@@ -23,6 +27,10 @@ from jaxdiv.errors import JaxdivError
 from jaxdiv.files import write_json_atomic
 from jaxdiv.population.scheduler import enable_compilation_cache, run_population
 from jaxdiv.population.spec import expand_population
+from jaxdiv.report.html import write_report
+from jaxdiv.stages.analyze import run_analyze
+from jaxdiv.stages.represent import run_represent
+from jaxdiv.store.splits import store_split_name
 from jaxdiv.store.store import Store
 
 
@@ -33,6 +41,7 @@ def _population_record(members) -> list[dict]:
             "category": m.category or "Base",
             "method": m.config.method.name,
             "architecture": m.config.model.name,
+            "dataset": m.config.data.dataset,
             "train_split": m.config.data.train_split,
             "differences": list(m.differences),
         }
@@ -69,8 +78,6 @@ def run_study(
             f"analysis.split {report_split!r} and analysis.calibration_split {calib!r} must be "
             f"among the predicted splits {splits}"
         )
-    from jaxdiv.store.splits import store_split_name
-
     log(f"study {name!r}: {len(members)} members -> {workdir}")
     outcomes = run_population(
         members,
@@ -93,8 +100,6 @@ def run_study(
             f"only {len(finished)} member(s) finished; the analysis needs two. "
             f"See {workdir / 'failures.json'}"
         )
-    from jaxdiv.report.analyze import run_analyze
-
     log(f"analysing {len(finished)} members on {report_split!r} (calibration: {calib})")
     summary = run_analyze(
         store.root,
@@ -106,8 +111,6 @@ def run_study(
     )
     represent = pop.get("represent", {})
     if represent is not False and represent is not None:
-        from jaxdiv.report.represent import run_represent
-
         log("representation analysis (probes on embeddings, CKA)")
         options = dict(represent) if represent is not True else {}
         # probes are fitted on a split other than the one they are scored on
@@ -129,8 +132,6 @@ def run_study(
         )
     report = None
     if bool(pop.get("report", True)):
-        from jaxdiv.report.html import write_report
-
         log("writing the report")
         report = write_report(workdir, pop)
     result = {

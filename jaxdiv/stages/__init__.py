@@ -1,0 +1,1 @@
+"""Stages: each reads a store or a folder, runs analysis kernels and publishes one folder."""
