@@ -2,32 +2,35 @@
 
 Run (full schedule, one GPU):
     python -m jaxdiv train --config=configs/cifar10_byol.py --workdir=runs/byol
-    python -m jaxdiv.methods.probe_eval --workdir=runs/byol --splits=validation,test
+    python -m jaxdiv predict --workdir=runs/byol --splits=validation,test
 
 Run (quick variant, 2 CPU cores):
     python -m jaxdiv train --config=configs/cifar10_byol.py:quick --workdir=runs/byol_quick
-    python -m jaxdiv.methods.probe_eval --workdir=runs/byol_quick --splits=validation,test
+    python -m jaxdiv predict --workdir=runs/byol_quick --splits=validation,test
 
-The second command fits the offline probe (multinomial logistic regression on frozen
-embeddings of un-augmented images, L2 chosen on `validation`), reports its accuracy and a
-kNN accuracy, and writes the probe's logits and the embeddings into WORKDIR/store like any
+The second command (`predict`, for a method without a classifier) fits the offline probe
+(jaxdiv/store/probe.py: multinomial logistic regression on frozen embeddings of un-augmented
+images, L2 chosen on `validation`), records its accuracy and a kNN accuracy in the member's
+info, and writes the probe's logits and the embeddings into WORKDIR/store like any
 supervised member's. Training logs `train_online_probe_accuracy`: the ONLINE probe on
 augmented views, not comparable with the offline numbers.
 
 Expected:
 - full: 800 epochs, batch 512, SGD momentum 0.9 lr 1.0 cosine, 10 warm-up epochs, wd 1e-5,
   target decay from 0.99 to 1 (cosine), BYOL's asymmetric views (blur always on view 1,
-  solarisation on view 2). Not run here (no GPU was lent to the session that wrote it).
+  solarisation on view 2). Not yet measured on a GPU.
 - quick: 100 AdamW steps of batch 256 (two views each) on train[:45000]; the offline probe
   is fitted on train[:10000]. Measured on an idle 2-core CPU machine (no GPU), 2026-11-25,
   before jaxdiv's Eigen-convolution default (which cuts the pre-training time to 60-70% of
-  it): pre-training 7.1 min, probe_eval 30 s; offline probe 33.9% test (33.8% validation),
+  it): pre-training 7.1 min, `predict` 30 s; offline probe 33.9% test (33.8% validation),
   kNN 29.3% test: no better than the backbone at initialisation. The backbone embedding's
   variance stays in about one direction at this length (effective rank 1.2 of 64 on test;
   1.5 at initialisation, 10.2 after quick SimCLR), and 200 steps gave 34.1% (kNN 30.9%):
   BYOL needs a much longer run (the full schedule; not measured here) before its probe means
   anything. Reference: the same ResNet-20 at initialisation (1 step at learning rate 0, same
   probe): 33.1% test / 32.6% validation, kNN 29.6%.
+  (Probe figures measured with the probe's earlier solver, optax L-BFGS on the same
+  objective.)
 
 Any key can be overridden, e.g. `--config.method.base_tau=0.996`.
 """

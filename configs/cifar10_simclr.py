@@ -2,28 +2,31 @@
 
 Run (full schedule, one GPU):
     python -m jaxdiv train --config=configs/cifar10_simclr.py --workdir=runs/simclr
-    python -m jaxdiv.methods.probe_eval --workdir=runs/simclr --splits=validation,test
+    python -m jaxdiv predict --workdir=runs/simclr --splits=validation,test
 
 Run (quick variant, 2 CPU cores):
     python -m jaxdiv train --config=configs/cifar10_simclr.py:quick --workdir=runs/simclr_quick
-    python -m jaxdiv.methods.probe_eval --workdir=runs/simclr_quick --splits=validation,test
+    python -m jaxdiv predict --workdir=runs/simclr_quick --splits=validation,test
 
-The second command fits the offline probe (multinomial logistic regression on frozen
-embeddings of un-augmented images, L2 chosen on `validation`), reports its accuracy and a
-kNN accuracy, and writes the probe's logits and the embeddings into WORKDIR/store like any
+The second command (`predict`, for a method without a classifier) fits the offline probe
+(jaxdiv/store/probe.py: multinomial logistic regression on frozen embeddings of un-augmented
+images, L2 chosen on `validation`), records its accuracy and a kNN accuracy in the member's
+info, and writes the probe's logits and the embeddings into WORKDIR/store like any
 supervised member's. Training logs `train_online_probe_accuracy`: the ONLINE probe on
 augmented views, not comparable with the offline numbers.
 
 Expected:
 - full: 800 epochs, batch 512, SGD momentum 0.9 lr 0.6 cosine, 10 warm-up epochs, wd 1e-6,
-  temperature 0.5. Not run here (no GPU was lent to the session that wrote it).
+  temperature 0.5. Not yet measured on a GPU.
 - quick: 100 AdamW steps of batch 256 (two views each) on train[:45000]; the offline probe
   is fitted on train[:10000]. Measured on an idle 2-core CPU machine (no GPU), 2026-11-25,
   before jaxdiv's Eigen-convolution default (which cuts the pre-training time to 60-70% of
-  it): pre-training 6.7 min, probe_eval 28 s; offline probe 42.7% test (42.2% validation),
+  it): pre-training 6.7 min, `predict` 28 s; offline probe 42.7% test (42.2% validation),
   kNN 39.9% test: about 10 points above the backbone at initialisation. Reference: the same
   ResNet-20 at initialisation (1 step at learning rate 0, same probe): 33.1% test / 32.6%
   validation, kNN 29.6%.
+  (Probe figures measured with the probe's earlier solver, optax L-BFGS on the same
+  objective.)
 
 Any key can be overridden, e.g. `--config.method.temperature=0.2`.
 """

@@ -2,32 +2,35 @@
 
 Run (full schedule, one GPU):
     python -m jaxdiv train --config=configs/cifar10_simsiam.py --workdir=runs/simsiam
-    python -m jaxdiv.methods.probe_eval --workdir=runs/simsiam --splits=validation,test
+    python -m jaxdiv predict --workdir=runs/simsiam --splits=validation,test
 
 Run (quick variant, 2 CPU cores):
     python -m jaxdiv train --config=configs/cifar10_simsiam.py:quick --workdir=runs/simsiam_quick
-    python -m jaxdiv.methods.probe_eval --workdir=runs/simsiam_quick --splits=validation,test
+    python -m jaxdiv predict --workdir=runs/simsiam_quick --splits=validation,test
 
-The second command fits the offline probe (multinomial logistic regression on frozen
-embeddings of un-augmented images, L2 chosen on `validation`), reports its accuracy and a
-kNN accuracy, and writes the probe's logits and the embeddings into WORKDIR/store like any
+The second command (`predict`, for a method without a classifier) fits the offline probe
+(jaxdiv/store/probe.py: multinomial logistic regression on frozen embeddings of un-augmented
+images, L2 chosen on `validation`), records its accuracy and a kNN accuracy in the member's
+info, and writes the probe's logits and the embeddings into WORKDIR/store like any
 supervised member's. Training logs `train_online_probe_accuracy`: the ONLINE probe on
 augmented views, not comparable with the offline numbers.
 
 Expected:
 - full: 800 epochs, batch 512, SGD momentum 0.9 lr 0.06 (0.03 x batch / 256) cosine,
   wd 5e-4, the paper's CIFAR heads (2-layer projector ending in BN, 512-wide bottleneck
-  predictor). Not run here (no GPU was lent to the session that wrote it).
+  predictor). Not yet measured on a GPU.
 - quick: 100 AdamW steps of batch 256 (two views each) on train[:45000]; the offline probe
   is fitted on train[:10000]. Measured on an idle 2-core CPU machine (no GPU), 2026-11-25,
   before jaxdiv's Eigen-convolution default (which cuts the pre-training time to 60-70% of
-  it): pre-training 5.9 min, probe_eval 28 s; offline probe 32.2% test (31.8% validation),
+  it): pre-training 5.9 min, `predict` 28 s; offline probe 32.2% test (31.8% validation),
   kNN 29.4% test: no better than the backbone at initialisation. The backbone embedding's
   variance stays in about one direction at this length (effective rank 1.0 of 64 on test;
   1.5 at initialisation, 10.2 after quick SimCLR), and SGD (lr 0.1) instead of AdamW gave
   28.4%: SimSiam needs a much longer run (the full schedule; not measured here) before its
   probe means anything. Reference: the same ResNet-20 at initialisation (1 step at learning
   rate 0, same probe): 33.1% test / 32.6% validation, kNN 29.6%.
+  (Probe figures measured with the probe's earlier solver, optax L-BFGS on the same
+  objective.)
 
 Any key can be overridden, e.g. `--config.optimizer.learning_rate=0.03`.
 """

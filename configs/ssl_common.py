@@ -47,7 +47,7 @@ def pretraining_config(
     c = cifar10_supervised.get_config()
     c.name = name
     del c.data["crop_padding"], c.data["flip"], c["finetune_from"]
-    c.data.eval_split = ""  # no classifier during pretraining; see probe_eval
+    c.data.eval_split = ""  # no classifier during pretraining; `predict` fits the probe
     # Both views (jaxdiv.data.views.ViewConfig fields); data.view1 / data.view2 override.
     c.data.views = ml_collections.ConfigDict(SIMCLR_VIEWS)
     c.method = method
@@ -60,7 +60,8 @@ def pretraining_config(
     c.batch_size = 512
     c.num_epochs = 800.0
     c.eval_every_steps = 0
-    # The offline linear probe and kNN (python -m jaxdiv.methods.probe_eval).
+    # The offline linear probe and kNN, fitted by `python -m jaxdiv predict --workdir=...`
+    # (jaxdiv/store/probe.py).
     c.probe = ml_collections.ConfigDict(
         {
             "fit_split": "train[:45000]",

@@ -105,6 +105,9 @@ def test_standardise_uses_training_statistics_and_keeps_constant_columns():
     tr, ot = pr.standardise(train, other)
     np.testing.assert_allclose(tr, [[-1.0, 0.0], [1.0, 0.0]])
     np.testing.assert_allclose(ot, [[0.0, 1.0]])  # constant column: centred, unscaled
+    mean, std = pr.standardisation(train)
+    np.testing.assert_allclose(mean, [[2.0, 5.0]])
+    np.testing.assert_allclose(std, [[1.0, 1.0]])  # the constant column's std is replaced by 1
 
 
 def test_bad_inputs_raise_clear_errors():
@@ -148,3 +151,67 @@ def test_closed_form_gradient_equals_autodiff():
     ref = jax.grad(lambda q: pr._objective(q, xt, y1h, fmask, lam).sum())((w, b))
     for g, r in zip(grad, ref, strict=True):
         np.testing.assert_allclose(g, r, atol=1e-5)
+
+
+# --- the offline probe of a representation learner (jaxdiv.store.probe) ----------------------
+
+
+def _offline_blobs(n, d=6, c=3, seed=0, noise=1.5):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(c, d)) * 2
+    y = rng.integers(0, c, n)
+    return (centres[y] + noise * rng.normal(size=(n, d))).astype(np.float32), y
+
+
+def test_offline_probe_l2_is_sklearn_c_over_n_on_standardised_features():
+    from jaxdiv.store.probe import fit_linear_probe
+
+    x, y = _offline_blobs(300)
+    l2 = 0.01
+    probe, grid = fit_linear_probe(x, y, x, y, 3, (l2,))
+    assert probe.l2 == l2 and grid[l2]["converged"]
+    (z,) = pr.standardise(x)
+    ref = _sk(z, y, 1 / (l2 * len(x)))
+    logits = probe.logits(x)
+    ours = np.exp(logits - logits.max(1, keepdims=True))
+    ours /= ours.sum(1, keepdims=True)
+    np.testing.assert_allclose(ours, ref.predict_proba(z), atol=PROB_TOL)
+
+
+def test_offline_probe_chooses_l2_on_validation():
+    from jaxdiv.store.probe import fit_linear_probe
+
+    x, y = _offline_blobs(600, d=40, noise=4.0, seed=1)  # few examples, many dims: shrinkage
+    x, y, vx, vy = x[:200], y[:200], x[200:], y[200:]
+    probe, grid = fit_linear_probe(x, y, vx, vy, 3, (1e-5, 1e-2, 1.0, 100.0))
+    assert probe.l2 == max(grid, key=lambda k: (grid[k]["accuracy"], -grid[k]["loss"]))
+    assert grid[probe.l2]["accuracy"] == max(g["accuracy"] for g in grid.values())
+    np.testing.assert_allclose(
+        grid[probe.l2]["accuracy"], (probe.logits(vx).argmax(-1) == vy).mean()
+    )
+    assert grid[100.0]["accuracy"] < grid[probe.l2]["accuracy"]  # the grid matters
+    with pytest.raises(JaxdivError, match="strengths > 0"):
+        fit_linear_probe(x, y, vx, vy, 3, (0.0, 1.0))
+
+
+def test_knn_matches_sklearn_majority_vote_and_a_weighted_reference():
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from jaxdiv.store.probe import knn_accuracy, knn_scores
+
+    x, y = _offline_blobs(350, seed=2)
+    x, y, q, qy = x[:300], y[:300], x[300:], y[300:]
+    ours = knn_scores(x, y, q, 3, k=7, temperature=None, chunk=16)
+    ref = KNeighborsClassifier(7, metric="cosine").fit(x, y)
+    np.testing.assert_array_equal(ours.argmax(-1), ref.predict(q))
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    sims = qn @ xn.T
+    expect = np.zeros((50, 3))
+    for i in range(50):
+        for j in np.argsort(-sims[i])[:7]:
+            expect[i, y[j]] += np.exp(sims[i, j] / 0.1)
+    np.testing.assert_allclose(knn_scores(x, y, q, 3, k=7, temperature=0.1), expect, rtol=1e-4)
+    assert knn_accuracy(x, y, q, qy, 3, k=7) > 0.6
+    with pytest.raises(JaxdivError, match="kNN needs 1 <= k"):
+        knn_scores(x, y, q, 3, k=301)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from jaxdiv.errors import JaxdivError
-from jaxdiv.methods import METHODS, build_method, losses, probe_eval
+from jaxdiv.methods import METHODS, build_method, losses
 from jaxdiv.methods.heads import TwoViewNet
 from jaxdiv.models import build_model
 from tests.support import run_python
@@ -178,60 +178,6 @@ def test_bad_head_and_view_options_are_reported():
         build_method(c, model, 10)
 
 
-# --- offline probe and kNN against scikit-learn -------------------------------------------
-
-
-def _blobs(n, d=6, c=3, seed=0, noise=1.5):
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(c, d)) * 2
-    y = rng.integers(0, c, n)
-    return (centres[y] + noise * rng.normal(size=(n, d))).astype(np.float32), y
-
-
-def test_logistic_regression_matches_sklearn():
-    from sklearn.linear_model import LogisticRegression
-
-    x, y = _blobs(300)
-    l2 = 0.01
-    w, b = probe_eval.fit_logistic_regression(x, y, 3, l2, tol=1e-7)
-    ref = LogisticRegression(C=1 / (l2 * len(x)), tol=1e-10, max_iter=10_000).fit(x, y)
-    ours = jax.nn.softmax(x @ w + b)
-    np.testing.assert_allclose(ours, ref.predict_proba(x), atol=2e-4)
-
-
-def test_linear_probe_chooses_l2_on_validation():
-    x, y = _blobs(600, d=40, noise=4.0, seed=1)  # few examples, many dims: needs shrinkage
-    x, y, vx, vy = x[:200], y[:200], x[200:], y[200:]
-    fit = probe_eval.fit_linear_probe(x, y, vx, vy, 3, (1e-5, 1e-2, 1.0, 100.0))
-    assert fit.probe.l2 == max(fit.grid, key=lambda k: (fit.grid[k], -k))
-    assert fit.val_accuracy == max(fit.grid.values())
-    np.testing.assert_allclose(fit.val_accuracy, (fit.probe.logits(vx).argmax(-1) == vy).mean())
-    assert fit.grid[100.0] < fit.val_accuracy  # the grid matters
-
-
-def test_knn_matches_sklearn_majority_vote_and_a_weighted_reference():
-    from sklearn.neighbors import KNeighborsClassifier
-
-    x, y = _blobs(350, seed=2)
-    x, y, q, qy = x[:300], y[:300], x[300:], y[300:]
-    ours = probe_eval.knn_scores(x, y, q, 3, k=7, temperature=None, chunk=16)
-    ref = KNeighborsClassifier(7, metric="cosine").fit(x, y)
-    np.testing.assert_array_equal(ours.argmax(-1), ref.predict(q))
-    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
-    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
-    sims = qn @ xn.T
-    expect = np.zeros((50, 3))
-    for i in range(50):
-        for j in np.argsort(-sims[i])[:7]:
-            expect[i, y[j]] += np.exp(sims[i, j] / 0.1)
-    np.testing.assert_allclose(
-        probe_eval.knn_scores(x, y, q, 3, k=7, temperature=0.1), expect, rtol=1e-4
-    )
-    assert probe_eval.knn_accuracy(x, y, q, qy, 3, k=7) > 0.6
-    with pytest.raises(JaxdivError, match="kNN needs 1 <= k"):
-        probe_eval.knn_scores(x, y, q, 3, k=301)
-
-
 # --- device-count invariance of a whole SSL loss --------------------------------------------
 
 
@@ -312,16 +258,16 @@ def _quick_simclr_config() -> ml_collections.ConfigDict:
 
 @pytest.mark.usefixtures("tfds_dir")
 def test_quick_simclr_run_beats_its_own_initialisation_on_the_offline_probe(tmp_path):
-    from jaxdiv.data.datasets import load_split
+    from jaxdiv.data.streaming import eval_split
+    from jaxdiv.store.predict import predict_member
+    from jaxdiv.store.probe import evaluate_representation
     from jaxdiv.store.store import Store
     from jaxdiv.train.loop import build_setup, init_state, train
     from jaxdiv.train.metrics import read_metrics
 
     config = _quick_simclr_config()
     train(config, tmp_path, progress=False)
-    results = probe_eval.predict_member_with_probe(
-        config, tmp_path, tmp_path / "store", ["test[:2000]"]
-    )
+    results = predict_member(config, tmp_path, tmp_path / "store", ["test[:2000]"])
     store = Store(tmp_path / "store")
     info = store.member_info("simclr_tiny")
     trained = info["metrics"]
@@ -335,9 +281,9 @@ def test_quick_simclr_run_beats_its_own_initialisation_on_the_offline_probe(tmp_
     init_key = jax.random.split(jax.random.PRNGKey(config.seed))[0]
     state = init_state(setup, init_key)
     fit, val, test = (
-        load_split("cifar10", s) for s in ("train[:4096]", "train[45000:46000]", "test[:2000]")
+        eval_split(config.data, s) for s in ("train[:4096]", "train[45000:46000]", "test[:2000]")
     )
-    _, at_init, _ = probe_eval.evaluate_representation(
+    _, at_init, _ = evaluate_representation(
         setup.method,
         {"params": state["params"], **state["state"]},
         setup.mesh,

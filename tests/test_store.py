@@ -1,4 +1,5 @@
-"""Prediction store layout, atomic member writes and import-predictions validation."""
+"""Prediction store layout, atomic member writes, import-predictions validation, and predict
+of a representation learner (one restore, the offline probe kept, streamed splits)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ def test_half_written_member_is_never_read_as_finished(tmp_path):
     partial = tmp_path / "members" / "partial"
     (partial / ".test-abc123").mkdir(parents=True)
     np.save(partial / ".test-abc123" / "logits.npy", np.zeros((3, 3)))
+    (partial / ".test.tmp-def456").mkdir()  # the staged folder of jaxdiv.files.staged_folder
     (partial / "member.json").write_text('{"name": "partial"}')
     assert s.members("test") == ["done"]
     assert not s.has_member("partial", "test")
@@ -60,7 +62,7 @@ def test_half_written_member_is_never_read_as_finished(tmp_path):
         s.member_logits("partial", "test")
     s.write_member("partial", "test", np.ones((6, 3)))  # a rerun cleans the leftovers
     assert s.members("test") == ["done", "partial"]
-    assert not list(partial.glob(".test-*"))
+    assert not list(partial.glob(".test-*")) and not list(partial.glob(".test.tmp-*"))
 
 
 def test_members_are_independent_and_bad_writes_are_refused(tmp_path):
@@ -181,3 +183,126 @@ def test_duplicate_member_names_and_label_mismatch_are_refused(tmp_path):
             tmp_path / "s", "test", tmp_path / "labels_bad.npz", [tmp_path / "m2.npz"]
         )
     assert Store(tmp_path / "s").members("test") == ["m"]
+
+
+# --- predict: a representation learner's offline probe ---------------------------------------
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _ssl_member(workdir):
+    """A SimCLR ResNet-8 trained 2 steps with ImageNet normalisation on its views."""
+    import ml_collections
+
+    from jaxdiv.train.loop import train
+    from tests.support import tiny_config
+
+    c = tiny_config(name="ssl", num_steps=2, checkpoint_every_steps=2)
+    c.method = ml_collections.ConfigDict({"name": "simclr", "temperature": 0.2})
+    c.method.projector = ml_collections.ConfigDict({"hidden": [16], "out": 8})
+    c.data.views = ml_collections.ConfigDict(
+        {"crop_scale": [0.3, 1.0], "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+    )
+    c.data.train_split = "train[:256]"
+    c.data.eval_split = ""
+    c.probe = ml_collections.ConfigDict(
+        {"fit_split": "train[:256]", "val_split": "train[256:384]", "l2_grid": [1e-3, 1e-1]}
+    )
+    c.probe.knn_k = 5
+    train(c, workdir, progress=False)
+    return c
+
+
+class _Reads:
+    """Counts checkpoint restores and records every split read (and any loaded train split)."""
+
+    def __init__(self, monkeypatch):
+        import jaxdiv.store.predict as predict
+        from jaxdiv.data import streaming
+
+        self.restores, self.splits, self.train_loads = 0, [], 0
+        restore, eval_split, train_split = (
+            predict.restore_variables,
+            streaming.eval_split,
+            streaming.train_split,
+        )
+
+        def counted_restore(*a, **kw):
+            self.restores += 1
+            return restore(*a, **kw)
+
+        def recorded_eval(data_cfg, split):
+            self.splits.append(split)
+            return eval_split(data_cfg, split)
+
+        def recorded_train(data_cfg, *, load=True):
+            self.train_loads += bool(load)
+            return train_split(data_cfg, load=load)
+
+        monkeypatch.setattr(predict, "restore_variables", counted_restore)
+        monkeypatch.setattr(streaming, "eval_split", recorded_eval)
+        monkeypatch.setattr(streaming, "train_split", recorded_train)
+
+    def reset(self):
+        self.restores, self.splits, self.train_loads = 0, [], 0
+
+
+@pytest.mark.usefixtures("tfds_dir")
+def test_predict_of_a_representation_learner(tmp_path, monkeypatch):
+    from jaxdiv.data.augment import normalize
+    from jaxdiv.data.datasets import load_split
+    from jaxdiv.store.predict import predict_member
+    from jaxdiv.store.probe import OfflineProbe
+    from jaxdiv.train.loop import restore_variables
+
+    work = tmp_path / "run"
+    config = _ssl_member(work)
+    reads = _Reads(monkeypatch)
+
+    # first predict: one restore; the probe is fitted (fit and validation splits read)
+    out = predict_member(config, work, tmp_path / "store", ["test[:64]"])
+    assert reads.restores == 1 and reads.train_loads == 0
+    assert sorted(reads.splits) == ["test[:64]", "train[256:384]", "train[:256]"]
+    s = Store(tmp_path / "store")
+    info = s.member_info("ssl")
+    assert "offline linear probe (L2" in info["classifier"]
+    m = info["metrics"]
+    assert out["test_64"]["accuracy"] == m["offline_probe_test[:64]_accuracy"]
+    assert {"offline_probe_val_accuracy", "knn_val_accuracy", "knn_test[:64]_accuracy"} <= set(m)
+    assert (work / "offline_probe" / "probe.npz").exists()
+
+    # embeddings use the member's training normalisation (ImageNet statistics), not CIFAR's
+    setup, variables, _ = restore_variables(config, work)
+    images = load_split("cifar10", "test[:64]").images
+    _, ref = setup.method.predict(variables, normalize(images, IMAGENET_MEAN, IMAGENET_STD))
+    _, cifar = setup.method.predict(variables, normalize(images))
+    emb = s.embeddings("ssl", "test_64")
+    np.testing.assert_allclose(emb, ref, atol=1e-4)
+    assert not np.allclose(emb, cifar, atol=1e-2)
+    kept = OfflineProbe(config, work, setup.method, variables, setup.mesh, 10, 2)
+    np.testing.assert_allclose(s.member_logits("ssl", "test_64"), kept.fit().logits(emb), atol=1e-4)
+
+    # a further split: the kept probe is reused, only that split is read
+    reads.reset()
+    predict_member(config, work, tmp_path / "store", ["test[64:128]"])
+    assert reads.restores == 1 and reads.splits == ["test[64:128]"] and reads.train_loads == 0
+    m2 = s.member_info("ssl")["metrics"]
+    assert m2["offline_probe_l2"] == m["offline_probe_l2"] and "test_64_accuracy" in m2
+    assert "offline_probe_test[64:128]_accuracy" in m2
+
+    # everything present: no restore, nothing read
+    reads.reset()
+    assert predict_member(config, work, tmp_path / "store", ["test[:64]", "test[64:128]"]) == {}
+    assert reads.restores == 0 and reads.splits == []
+
+    # the same member through the streamed reader (ImageNet's path): same images, same outputs
+    streamed = config.copy_and_resolve_references()
+    streamed.data.update(streaming=True, center_fraction=1.0, num_threads=2, train_crop="resize")
+    reads.reset()
+    predict_member(streamed, work, tmp_path / "streamed", ["test[:64]"])
+    assert sorted(reads.splits) == ["test[:64]", "train[256:384]", "train[:256]"]  # refitted
+    t = Store(tmp_path / "streamed")
+    np.testing.assert_allclose(t.embeddings("ssl", "test_64"), emb, atol=1e-4)
+    np.testing.assert_allclose(
+        t.member_logits("ssl", "test_64"), s.member_logits("ssl", "test_64"), atol=1e-3
+    )

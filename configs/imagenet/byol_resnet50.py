@@ -1,7 +1,8 @@
 """ImageNet BYOL ResNet-50 with an offline linear probe (Framework variant of the base).
 
-Run:
+Run (pre-train, then fit the probe and write its predictions into the store):
     python -m jaxdiv train --config=configs/imagenet/byol_resnet50.py --workdir=runs/in/byol
+    python -m jaxdiv predict --workdir=runs/in/byol
     python -m jaxdiv train --config=configs/imagenet/byol_resnet50.py --dry_run
 
 Recipe (BYOL, Grill et al. 2020, at batch 1024): projector and predictor 4096 -> 256, EMA

@@ -2,6 +2,7 @@
 
 Run (pre-train, then fit the probe and write its predictions into the store):
     python -m jaxdiv train --config=configs/imagenet/simclr_resnet50.py --workdir=runs/in/simclr
+    python -m jaxdiv predict --workdir=runs/in/simclr
     python -m jaxdiv train --config=configs/imagenet/simclr_resnet50.py --dry_run
 
 Recipe (SimCLR, Chen et al. 2020, at batch 1024): NT-Xent at temperature 0.1 over the

@@ -60,6 +60,15 @@ DEFAULT_MEMORY_BUDGET = 512 * 2**20  # bytes of device temporaries per chunk of 
 
 
 # ---------------------------------------------------------------------------- features
+def standardisation(train, eps: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    """The float64 ``(mean, std)`` over axis -2 of ``train`` (axis kept) that ``standardise``
+    applies; a std below ``eps`` is replaced by 1 (that feature is only centred)."""
+    train = np.asarray(train, np.float64)
+    mean = train.mean(axis=-2, keepdims=True)
+    std = train.std(axis=-2, keepdims=True)
+    return mean, np.where(std < eps, 1.0, std)
+
+
 def standardise(train, *others, eps: float = 1e-6):
     """Centre and scale features (last axis) by the mean/std of ``train`` over axis -2.
 
@@ -67,9 +76,7 @@ def standardise(train, *others, eps: float = 1e-6):
     below ``eps`` are only centred.
     """
     train = np.asarray(train, np.float64)
-    mean = train.mean(axis=-2, keepdims=True)
-    std = train.std(axis=-2, keepdims=True)
-    std = np.where(std < eps, 1.0, std)
+    mean, std = standardisation(train, eps)
     out = [((train - mean) / std).astype(np.float32)]
     out += [((np.asarray(o, np.float64) - mean) / std).astype(np.float32) for o in others]
     return tuple(out)

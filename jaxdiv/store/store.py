@@ -12,9 +12,10 @@ Layout (plain ``.npy`` and JSON, readable without jaxdiv)::
       members/<name>/<split>/done.json        written last: marks the split finished
 
 Each member split is written into a hidden temporary folder and renamed into place in one
-step, so a reader sees either a finished member split or nothing; leftovers of a killed
-writer are ignored and cleaned on the next write. Members never share files, so they can
-be written independently (by different processes or machines).
+step (``jaxdiv.files.staged_folder``), so a reader sees either a finished member split or
+nothing; leftovers of a killed writer are ignored and cleaned on the next write. Members
+never share files, so they can be written independently (by different processes or
+machines).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxdiv.errors import JaxdivError
-from jaxdiv.files import write_json_atomic
+from jaxdiv.files import staged_folder, write_json_atomic
 
 FORMAT = "jaxdiv-store"
 VERSION = 1
@@ -240,25 +241,18 @@ class Store:
         final = member_dir / split
         if final.exists() and not overwrite and (final / "done.json").exists():
             raise JaxdivError(f"member {name!r} already has predictions for split {split!r}")
-        for stale in member_dir.glob(f".{split}-*"):  # leftovers of a killed writer
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(dir=member_dir, prefix=f".{split}-"))
-        np.save(tmp / "logits.npy", logits)
-        if embeddings is not None:
-            np.save(tmp / "embeddings.npy", embeddings)
-        write_json_atomic(
-            tmp / "done.json",
-            {
-                "examples": int(logits.shape[0]),
-                "classes": int(logits.shape[1]),
-                "embedding_dim": None if embeddings is None else int(embeddings.shape[1]),
-            },
-        )
-        if final.exists():
-            old = member_dir / f".{split}-old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.rename(final, old)
-            os.rename(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, final)
+        for pattern in (f".{split}-*", f".{split}.tmp-*", f".{split}.old-*"):
+            for stale in member_dir.glob(pattern):  # leftovers of a killed writer
+                shutil.rmtree(stale, ignore_errors=True)
+        with staged_folder(final) as tmp:
+            np.save(tmp / "logits.npy", logits)
+            if embeddings is not None:
+                np.save(tmp / "embeddings.npy", embeddings)
+            write_json_atomic(
+                tmp / "done.json",
+                {
+                    "examples": int(logits.shape[0]),
+                    "classes": int(logits.shape[1]),
+                    "embedding_dim": None if embeddings is None else int(embeddings.shape[1]),
+                },
+            )
