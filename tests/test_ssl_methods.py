@@ -225,10 +225,10 @@ def test_eval_mode_embedding_is_the_backbone_embedding():
 def _quick_simclr_config() -> ml_collections.ConfigDict:
     """ResNet-8 pretrained with SimCLR on 4,096 CIFAR-10 images (150 steps of batch 128).
 
-    Measured (2-core CPU, about 100 s for this test on an idle machine): offline probe 39.8%
-    validation / 42.0% test against 34.3% / 37.2% for the same weights at initialisation; kNN
-    37.1% vs 30.8% (probe fitted by jaxdiv.analysis.probes; the earlier optax L-BFGS solver
-    gave 40.9% / 42.4% against 34.2% / 37.1%).
+    Measured (2-core CPU): offline probe 39.8% validation / 42.0% test against 34.3% / 37.2%
+    for the same weights at initialisation; kNN 37.1% vs 30.8% (probe fitted by
+    jaxdiv.analysis.probes; the earlier optax L-BFGS solver gave 40.9% / 42.4% against
+    34.2% / 37.1%, the test then taking about 100 s on an idle machine).
     """
     from tests.support import tiny_config
 
