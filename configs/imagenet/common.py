@@ -88,7 +88,8 @@ def supervised_base(name: str) -> ml_collections.ConfigDict:
     c.log_every_steps = 100
     c.eval_every_steps = 6250  # minival every ~5 epochs
     c.eval_batch_size = 1000
-    # The offline linear probe of representation learners (jaxdiv/methods/probe_eval.py),
+    # The offline linear probe of representation learners (jaxdiv/store/probe.py, fitted by
+    # `jaxdiv predict`),
     # here for every member so that the population's configs differ only where they should:
     # fit on 10% of the training images, L2 strength chosen on minival.
     c.probe = ml_collections.ConfigDict(

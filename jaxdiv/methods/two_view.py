@@ -11,7 +11,7 @@ Metrics (the trainer logs them as ``train_<name>``):
   ``ssl_loss``: the self-supervised objective alone;
   ``online_probe_loss`` / ``online_probe_accuracy``: the ONLINE linear probe on the
   stop-gradient embedding of the augmented training views (not comparable with the offline
-  probe of ``probe_eval``, which is fit on frozen embeddings of un-augmented images).
+  probe of ``jaxdiv.store.probe``, which is fit on frozen embeddings of un-augmented images).
 """
 
 from __future__ import annotations
@@ -77,8 +77,9 @@ class TwoViewMethod:
         return variables
 
     def predict(self, variables: Variables, images: jax.Array) -> tuple[None, jax.Array]:
-        """``(None, embedding)``: no logits until the offline probe is fit (``probe_eval``);
-        the online probe is deliberately not offered as the member's classifier."""
+        """``(None, embedding)``: no logits until the offline probe is fit (``jaxdiv predict``,
+        ``jaxdiv.store.probe``); the online probe is deliberately not offered as the member's
+        classifier."""
         return None, self.net.apply(
             self._online_variables(variables), images, method=TwoViewNet.embed
         )

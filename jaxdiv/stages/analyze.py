@@ -97,7 +97,7 @@ def _calibration_members(store: Store, split: str, names: list[str]) -> None:
     if split not in present:
         raise JaxdivError(
             f"calibration split {split!r} is not in the store at {store.root}; splits "
-            f"present: {', '.join(present) or 'none'} (or pass --calibration-split=none)"
+            f"present: {', '.join(present) or 'none'} (or pass --calibration_split=none)"
         )
     theirs = store.members(split)
     missing = sorted(set(names) - set(theirs))
@@ -111,7 +111,7 @@ def _calibration_members(store: Store, split: str, names: list[str]) -> None:
         raise JaxdivError(
             "the calibration split must hold the same members as the analysed split; "
             + "; ".join(parts)
-            + ". Predict the missing members or pass --calibration-split=none"
+            + ". Predict the missing members or pass --calibration_split=none"
         )
 
 
