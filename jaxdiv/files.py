@@ -2,16 +2,22 @@
 
 A reader never sees half a file or half a folder: JSON goes through a temporary file and an
 atomic rename; a folder of results is written into a hidden sibling and renamed into place
-(an earlier folder there is replaced only once the new one is complete).
+(an earlier folder there is replaced only once the new one is complete). ``file_lock`` gives
+one writer at a time an exclusive lock that the kernel drops when the writer dies, so a lock is
+never left stale and whatever a dead writer left behind can be recognised as such.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import math
 import os
 import shutil
+import socket
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from jaxdiv.errors import JaxdivError
 
 
 def json_safe(obj: Any) -> Any:
@@ -75,3 +83,56 @@ def staged_folder(out: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+class LockBusy(JaxdivError):
+    """Another process (or thread) holds the lock; ``holder`` is what it wrote into the file."""
+
+    def __init__(self, path: Path, holder: str):
+        self.path, self.holder = path, holder
+        super().__init__(f"{path} is locked by {holder}; wait for that writer to finish")
+
+
+_held: dict[tuple[int, str], int] = {}  # (thread, lock path) -> depth, for re-entrant use
+
+
+@contextmanager
+def file_lock(path: str | os.PathLike, *, wait: bool = False) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) while the block runs.
+
+    Raises ``LockBusy`` at once when another process or thread holds it (``wait`` blocks
+    instead). Re-entrant within one thread. The holder writes ``pid N on HOST`` into the file;
+    the kernel releases the lock when the holder exits or is killed. The file is never removed
+    (removing it would let two writers lock two different files).
+    """
+    path = Path(path)
+    key = (threading.get_ident(), str(path.absolute()))
+    if key in _held:
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise JaxdivError(f"{path} is a symbolic link; remove it and rerun") from None
+        raise
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+            raise LockBusy(path, holder or "another writer") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        _held[key] = 1
+        try:
+            yield
+        finally:
+            del _held[key]
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # releases the lock

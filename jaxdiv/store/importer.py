@@ -2,12 +2,19 @@
 
 ``labels.npz`` holds ``ids`` (strings) and ``labels`` (ints); each model file holds ``ids``
 and ``logits`` (float [examples, classes]) and becomes a member named after its file stem.
-Every file is validated before anything is written, so a refused import changes nothing.
+Every file is validated as it will be stored (logits cast to float32 and checked finite after
+the cast, ids matched, shapes and classes checked) before anything is written; then the write
+locks of all the new member splits are taken together, so a refused import (bad file, member
+already present, another process writing one of the members) changes nothing.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import uuid
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +22,26 @@ import numpy as np
 from jaxdiv.errors import JaxdivError
 from jaxdiv.store.store import Store, _check_name
 
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # an .npz is a zip archive (empty or not)
+
 
 def _load_npz(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
     if not path.exists():
         raise JaxdivError(f"{path}: no such file")
+    if path.is_dir():
+        raise JaxdivError(f"{path}: is a folder, not an .npz archive")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic == b"\x93NUMPY":
+        raise JaxdivError(
+            f"{path}: a single .npy array, not an .npz archive; save it with "
+            f"np.savez(path, {', '.join(f'{k}=...' for k in keys)})"
+        )
+    if magic[:4] not in _ZIP_MAGIC:
+        raise JaxdivError(
+            f"{path}: not an .npz archive; save it with "
+            f"np.savez(path, {', '.join(f'{k}=...' for k in keys)})"
+        )
     try:
         with np.load(path, allow_pickle=False) as f:
             missing = [k for k in keys if k not in f.files]
@@ -29,8 +52,15 @@ def _load_npz(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
             return {k: f[k] for k in keys}
     except JaxdivError:
         raise
-    except Exception as e:  # corrupt file, pickled object arrays, not an npz
-        raise JaxdivError(f"{path}: cannot read as .npz without pickle ({e})") from None
+    except ValueError as e:
+        if "allow_pickle" in str(e):
+            raise JaxdivError(
+                f"{path}: holds object arrays, which are not read (they would need pickle); "
+                "save ids as strings and logits as floats"
+            ) from None
+        raise JaxdivError(f"{path}: corrupt .npz archive ({e})") from None
+    except Exception as e:  # truncated or damaged zip
+        raise JaxdivError(f"{path}: corrupt .npz archive ({type(e).__name__}: {e})") from None
 
 
 def _ids_as_str(ids: np.ndarray, path: Path) -> np.ndarray:
@@ -58,6 +88,14 @@ def _align(model_ids: np.ndarray, ref_ids: np.ndarray, path: Path) -> np.ndarray
         raise JaxdivError(f"{path}: ids do not match the split's ids: {'; '.join(parts)}")
     position = {k: i for i, k in enumerate(model_ids.tolist())}
     return np.array([position[k] for k in ref_ids.tolist()], dtype=np.int64)
+
+
+def _withdraw(member_split: Path) -> None:
+    """Remove a published member split: renamed aside first, so no reader sees it half gone
+    (a leftover of a kill is removed by the next writer of that member split)."""
+    aside = member_split.with_name(f".{member_split.name}.old-{uuid.uuid4().hex[:8]}")
+    os.rename(member_split, aside)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def import_predictions(
@@ -97,7 +135,7 @@ def import_predictions(
     seen: set[str] = set()
     for p in map(Path, model_paths):
         name = p.stem
-        _check_name("member", name)
+        store.member_dir(name)  # a valid name, and no symbolic link to write through
         if name in seen:
             raise JaxdivError(f"{p}: member name {name!r} given twice in this import")
         if name in existing and store.has_member(name, split):
@@ -125,11 +163,17 @@ def import_predictions(
             raise JaxdivError(
                 f"{p}: {logits.shape[1]} classes, but {prepared[0][0]!r} has {num_classes}"
             )
-        bad = ~np.isfinite(logits)
+        with np.errstate(over="ignore"):
+            stored = logits.astype(np.float32)  # as the store keeps them
+        bad = ~np.isfinite(stored)
         if bad.any():
             n_bad = int(bad.any(axis=1).sum())
-            raise JaxdivError(f"{p}: {n_bad} example(s) with NaN or inf logits")
-        prepared.append((name, logits[_align(model_ids, ids, p)]))
+            overflow = bool((np.isfinite(logits) & bad).any())
+            raise JaxdivError(
+                f"{p}: {n_bad} example(s) with NaN or inf logits"
+                + (" (values beyond float32's largest, 3.4e38)" if overflow else "")
+            )
+        prepared.append((name, stored[_align(model_ids, ids, p)]))
 
     if store.exists() and split in store.splits():
         for name in store.members(split):
@@ -140,9 +184,29 @@ def import_predictions(
                     f"in the store has {c}"
                 )
 
-    store.write_split(split, labels, ids)
-    for name, logits in prepared:
-        if name not in existing:
-            store.write_member_info(name, {"source": "imported", "config": None, "metrics": {}})
-        store.write_member(name, split, logits)
+    info = {"source": "imported", "config": None, "metrics": {}}
+    with ExitStack() as locks:
+        for name, _ in prepared:  # all or none: refused here, nothing was written
+            locks.enter_context(store.lock_member_split(name, split))
+        for name, _ in prepared:  # another import may have finished since the check above
+            if store.has_member(name, split):
+                raise JaxdivError(
+                    f"member {name!r} already has predictions for split {split!r} (written "
+                    "by another process meanwhile); rename the file to import it as a new member"
+                )
+        store.write_split(split, labels, ids)
+        new = {n for n, _ in prepared if not (store.member_dir(n) / "member.json").exists()}
+        written: list[str] = []
+        try:
+            for name, logits in prepared:
+                store.write_member(name, split, logits, info=info)
+                written.append(name)
+        except BaseException:  # e.g. a full disk or Ctrl-C: undo, still under the locks
+            for name in written:
+                _withdraw(store.member_dir(name) / split)
+            for name in new:
+                with store.lock_member_info(name):
+                    if not any(store.has_member(name, s) for s in store.splits()):
+                        (store.member_dir(name) / "member.json").unlink(missing_ok=True)
+            raise
     return [name for name, _ in prepared]

@@ -13,9 +13,13 @@ Layout (plain ``.npy`` and JSON, readable without jaxdiv)::
 
 Each member split is written into a hidden temporary folder and renamed into place in one
 step (``jaxdiv.files.staged_folder``), so a reader sees either a finished member split or
-nothing; leftovers of a killed writer are ignored and cleaned on the next write. Members
-never share files, so they can be written independently (by different processes or
-machines).
+nothing. A writer holds ``members/<name>/.<split>.lock`` (``jaxdiv.files.file_lock``) while
+it writes that member split: a second writer is refused at once, and the hidden folders
+left in ``members/<name>/`` by a killed writer are removed by the next holder of the lock
+(only then is their writer known to be gone). ``member.json`` is written under
+``members/<name>/.member.json.lock``. Members never share files, so they can be written
+independently (by different processes or machines). A member folder that is a symbolic link
+is refused (a write would land outside the store).
 """
 
 from __future__ import annotations
@@ -25,17 +29,29 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from jaxdiv.errors import JaxdivError
-from jaxdiv.files import staged_folder, write_json_atomic
+from jaxdiv.files import LockBusy, file_lock, staged_folder, write_json_atomic
 
 FORMAT = "jaxdiv-store"
 VERSION = 1
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
+
+
+def _load_npy(path: Path, owner: str) -> np.ndarray:
+    """``np.load`` of a store file; a missing or corrupt file is one line naming its owner."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as e:  # truncated, not .npy, pickled objects, unreadable
+        raise JaxdivError(
+            f"{owner}: cannot read {path} ({type(e).__name__}: {e}); the file is corrupt: "
+            "write it again (`jaxdiv predict --overwrite` or a new import)"
+        ) from None
 
 
 def _check_name(kind: str, name: str) -> None:
@@ -108,7 +124,16 @@ class Store:
         path = self.root / "members" / name / "member.json"
         if not path.exists():
             raise JaxdivError(f"no member {name!r} in the store at {self.root}")
-        return json.loads(path.read_text())
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise JaxdivError(
+                f"member {name!r}: cannot read {path} ({type(e).__name__}: {e}); the file is "
+                "corrupt: write it again (`jaxdiv predict --overwrite` or a new import)"
+            ) from None
+        if not isinstance(info, dict):
+            raise JaxdivError(f"member {name!r}: {path} does not hold a JSON object; it is corrupt")
+        return info
 
     def member_table(self):
         """A pandas DataFrame with one row per member (name, category, method, metrics...)."""
@@ -132,7 +157,14 @@ class Store:
         return d
 
     def member_logits(self, name: str, split: str) -> np.ndarray:
-        return np.load(self._member_split_dir(name, split) / "logits.npy")
+        path = self._member_split_dir(name, split) / "logits.npy"
+        logits = _load_npy(path, f"member {name!r}")
+        if logits.ndim != 2:
+            raise JaxdivError(
+                f"member {name!r}: {path} holds shape {logits.shape}, not [examples, classes]; "
+                "the file is corrupt"
+            )
+        return logits
 
     def logits(self, split: str, members: Sequence[str] | None = None) -> np.ndarray:
         """Stacked logits float32 [N, M, C] for ``members`` (default: all finished)."""
@@ -140,7 +172,14 @@ class Store:
         names = list(members) if members is not None else self.members(split)
         if not names:
             raise JaxdivError(f"no finished members for split {split!r} in {self.root}")
-        return np.stack([self.member_logits(n, split) for n in names]).astype(np.float32)
+        arrays = [self.member_logits(n, split) for n in names]
+        for n, a in zip(names, arrays, strict=True):
+            if a.shape != arrays[0].shape:
+                raise JaxdivError(
+                    f"member {n!r} has {a.shape[1]} classes for split {split!r} but "
+                    f"{names[0]!r} has {arrays[0].shape[1]}; leave one of them out"
+                )
+        return np.stack(arrays).astype(np.float32)
 
     def embeddings(self, name: str, split: str) -> np.ndarray:
         path = self._member_split_dir(name, split) / "embeddings.npy"
@@ -149,7 +188,7 @@ class Store:
                 f"member {name!r} has no embeddings for split {split!r} (imported members "
                 "carry logits only); re-run `jaxdiv predict` for it or leave it out"
             )
-        return np.load(path)
+        return _load_npy(path, f"member {name!r}")
 
     # ------------------------------------------------------------------ writing
     def ensure(self) -> None:
@@ -208,6 +247,52 @@ class Store:
         self.ensure()
         write_json_atomic(self.root / "members" / name / "member.json", {**info, "name": name})
 
+    def member_dir(self, name: str) -> Path:
+        """``members/<name>``, refused when it (or ``members``) is a symbolic link or a file."""
+        _check_name("member", name)
+        for d in (self.root / "members", self.root / "members" / name):
+            if d.is_symlink():
+                raise JaxdivError(
+                    f"{d} is a symbolic link; a store's members must be real folders inside "
+                    f"{self.root} (writing through it would change files elsewhere)"
+                )
+            if d.exists() and not d.is_dir():
+                raise JaxdivError(f"{d} is a file, not a folder; move it out of the store")
+        return self.root / "members" / name
+
+    @contextmanager
+    def lock_member_split(self, name: str, split: str) -> Iterator[None]:
+        """Hold the write lock of one member split, or refuse at once when another writer holds
+        it. Re-entrant; released when the block ends or the process dies."""
+        _check_name("split", split)
+        member_dir = self.member_dir(name)
+        member_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            with file_lock(member_dir / f".{split}.lock"):
+                yield
+        except LockBusy as e:
+            raise JaxdivError(
+                f"member {name!r} split {split!r} in {self.root} is being written by another "
+                f"process ({e.holder}); wait for it to finish and rerun if it fails"
+            ) from None
+
+    @contextmanager
+    def lock_member_info(self, name: str) -> Iterator[None]:
+        """Hold the lock of ``members/<name>/member.json`` (waits for another holder): read,
+        change and write it inside the block so that no update is lost."""
+        member_dir = self.member_dir(name)
+        member_dir.mkdir(parents=True, exist_ok=True)
+        with file_lock(member_dir / ".member.json.lock", wait=True):
+            yield
+
+    def _remove_leftovers(self, name: str, split: str) -> None:
+        """Remove the hidden folders killed writers of ``name``/``split`` left behind; call
+        with the member split's lock held (any other writer of it is then gone)."""
+        leftover = re.compile(rf"^\.{re.escape(split)}(\.tmp-|\.old-|-)[A-Za-z0-9_]+$")
+        for stale in self.member_dir(name).iterdir():
+            if leftover.match(stale.name) and stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+
     def write_member(
         self,
         name: str,
@@ -216,34 +301,53 @@ class Store:
         embeddings: np.ndarray | None = None,
         *,
         overwrite: bool = False,
+        info: dict | None = None,
     ) -> None:
-        """Write one member's outputs for ``split`` atomically (the split must exist)."""
+        """Write one member's outputs for ``split`` atomically (the split must exist), under
+        the member split's lock; ``info`` becomes ``member.json`` when the member has none
+        yet (``{}`` by default). Arrays are checked as stored: float32, finite after the
+        cast, one row per example of the split."""
         _check_name("member", name)
         labels = self.labels(split)
-        logits = np.asarray(logits, dtype=np.float32)
+        with np.errstate(over="ignore"):
+            logits = np.asarray(logits, dtype=np.float32)
         if logits.ndim != 2 or logits.shape[0] != labels.shape[0]:
             raise JaxdivError(
                 f"member {name!r}: logits must be [{labels.shape[0]} examples, classes] for "
                 f"split {split!r}; got {logits.shape}"
             )
         if not np.isfinite(logits).all():
-            raise JaxdivError(f"member {name!r}: NaN or inf logits for split {split!r}")
+            raise JaxdivError(
+                f"member {name!r}: NaN or inf logits for split {split!r} (as float32)"
+            )
         if embeddings is not None:
-            embeddings = np.asarray(embeddings, dtype=np.float32)
+            with np.errstate(over="ignore"):
+                embeddings = np.asarray(embeddings, dtype=np.float32)
             if embeddings.ndim != 2 or embeddings.shape[0] != labels.shape[0]:
                 raise JaxdivError(
                     f"member {name!r}: embeddings must be [{labels.shape[0]}, dim]; "
                     f"got {embeddings.shape}"
                 )
-        member_dir = self.root / "members" / name
-        if not (member_dir / "member.json").exists():
-            self.write_member_info(name, {})
+            if not np.isfinite(embeddings).all():
+                raise JaxdivError(
+                    f"member {name!r}: NaN or inf embeddings for split {split!r} (as float32)"
+                )
+        member_dir = self.member_dir(name)
         final = member_dir / split
-        if final.exists() and not overwrite and (final / "done.json").exists():
-            raise JaxdivError(f"member {name!r} already has predictions for split {split!r}")
-        for pattern in (f".{split}-*", f".{split}.tmp-*", f".{split}.old-*"):
-            for stale in member_dir.glob(pattern):  # leftovers of a killed writer
-                shutil.rmtree(stale, ignore_errors=True)
+        with self.lock_member_split(name, split):
+            if not overwrite and (final / "done.json").exists():
+                raise JaxdivError(f"member {name!r} already has predictions for split {split!r}")
+            self._remove_leftovers(name, split)
+            with self.lock_member_info(name):
+                if not (member_dir / "member.json").exists():
+                    self.write_member_info(name, info or {})
+            self._publish_member_split(final, logits, embeddings)
+
+    @staticmethod
+    def _publish_member_split(
+        final: Path, logits: np.ndarray, embeddings: np.ndarray | None
+    ) -> None:
+        """Write ``final`` through a hidden staged folder, ``done.json`` last."""
         with staged_folder(final) as tmp:
             np.save(tmp / "logits.npy", logits)
             if embeddings is not None:
