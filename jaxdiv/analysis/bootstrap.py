@@ -7,10 +7,12 @@ sums over examples of per-example pair terms -- both right ``c_i c_j``, same pre
 ensemble right, ensemble right where exactly one member is, the per-example JS and symmetric
 KL -- and of the members' weighted correct counts. So each example tile's pair terms
 ``[pairs, tile]`` are computed ONCE and contracted with the tile's weights ``[B, tile]`` in
-one matrix product, giving the sums of all B resamples together; the statistic is then
-evaluated per resample and the interval is the ``(1 - confidence) / 2`` and ``(1 +
-confidence) / 2`` quantiles over resamples (linear interpolation, NaN resamples skipped, as
-``numpy.nanquantile``). Row 0 of the weights is all ones: the point estimate comes free.
+one matrix product, giving the sums of all B resamples together (the weights are integers, so
+the sums of indicator terms are exact integers in float32 up to 2**24 examples); the statistic
+is then evaluated per resample (float64 for the statistics of counts) and the interval is the
+``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles over resamples (linear
+interpolation, NaN resamples skipped, as ``numpy.nanquantile``). Row 0 of the weights is all
+ones: the point estimate comes free.
 
 The weights are drawn from per-resample keys ``jax.random.split(key, B)``, so the result is a
 deterministic function of ``key`` and does not depend on the memory budget. Memory: pairs are
@@ -141,8 +143,10 @@ def bootstrap_pairwise(
     the divergences cost one logarithm per pair, example and class, so leave them out when
     not needed). ``temperatures`` and ``combine`` as in ``pair_ensembles``.
 
-    Returns ``{name: {"estimate", "low", "high"}}``, each a symmetric float32 ``[N, N]``:
-    the statistic on the data and the percentile interval at ``confidence``. Formulas are
+    Returns ``{name: {"estimate", "low", "high"}}``, each a symmetric NumPy ``[N, N]``:
+    the statistic on the data and the percentile interval at ``confidence`` (float64 for the
+    statistics of counts, computed from the exact weighted counts; float32 for the
+    divergences). Formulas are
     those of ``pairwise_error_stats``, ``predictive_divergences`` and ``pair_ensembles``; a
     resample where a statistic is undefined (NaN) is skipped, and the bounds are NaN when it
     is undefined in every resample.
@@ -203,15 +207,19 @@ def bootstrap_pairwise(
             sums["js"], sums["skl"] = _divergence_sums(logits, inv_t, weights, off_j, chunk=chunk)
         if want_ens:
             sums["right"], sums["right_xor"] = _ensemble_sums(kernel, weights, off)
-        group_stats = _group_intervals(total, a, off_j, sums, stats=tuple(stats), q=q)
+        with jax.enable_x64(True):  # statistics of the exact weighted counts in float64
+            group_stats = _group_intervals(total, a, off_j, sums, stats=tuple(stats), q=q)
         for k, v in group_stats.items():
             pieces[k].append(v)
-    return _assemble_intervals({k: jnp.concatenate(v, axis=1) for k, v in pieces.items()})
+    with jax.enable_x64(True):
+        out = _assemble_intervals({k: jnp.concatenate(v, axis=1) for k, v in pieces.items()})
+        return jax.device_get(out)
 
 
 @partial(jax.jit, static_argnames=("stats", "q"))
 def _group_intervals(total, a, offsets, sums, *, stats, q):
-    """``{stat: [3, D, N]}`` (estimate, low, high) from one group's weighted sums."""
+    """``{stat: [3, D, N]}`` (estimate, low, high) from one group's weighted sums; run under
+    ``jax.enable_x64(True)``: the statistics of counts (and their quantiles) are float64."""
     n = a.shape[1]
     partner = (jnp.arange(n)[None, :] + offsets[:, None]) % n
     a_i, a_j = a[:, None, :], a[:, partner]
@@ -232,7 +240,7 @@ def _group_intervals(total, a, offsets, sums, *, stats, q):
     for s in stats:
         v = values[s]  # [B, D, N]; row 0 is the estimate
         if v.shape[0] > 1:
-            bounds = jnp.nanquantile(v[1:], jnp.asarray(q, jnp.float32), axis=0)
+            bounds = jnp.nanquantile(v[1:], jnp.asarray(q, jnp.float64), axis=0)
         else:
             bounds = jnp.stack([v[0], v[0]])
         out[s] = jnp.stack([v[0], bounds[0], bounds[1]])

@@ -60,6 +60,7 @@ from jaxdiv.analysis.members import inverse_temperatures
 from jaxdiv.analysis.pairwise import (
     divergences_checked,
     error_counts,
+    float64_statistics,
     pair_offsets,
     pairs_to_matrix,
     pairwise_error_stats,
@@ -474,7 +475,7 @@ def pair_ensembles(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     names=None,
 ) -> dict[str, jax.Array]:
-    """The two-member ensemble of every pair: symmetric float32 ``[N, N]`` matrices.
+    """The two-member ensemble of every pair: symmetric float64 NumPy ``[N, N]`` matrices.
 
     ``logits`` ``[N, M, C]``, ``labels`` ``[M]``, ``temperatures`` ``[N]`` (optional, e.g.
     fitted on a calibration split), ``combine`` ``"prob"`` or ``"logit"`` (module docstring).
@@ -502,15 +503,15 @@ def pair_ensembles_checked(logits, labels, inv_t, combine, memory_budget, featur
     offsets = pair_offsets(kernel.n)
     right, right_xor = kernel.counts(offsets)
     a, n11, _ = error_counts(features["correct"], None, offsets, memory_budget)
-    return _assemble_ensemble_stats(kernel.m, a, n11, right, right_xor)
+    return float64_statistics(_assemble_ensemble_stats, kernel.m, a, n11, right, right_xor)
 
 
 @jax.jit
 def _assemble_ensemble_stats(m, a, n11, right, right_xor) -> dict[str, jax.Array]:
-    """Statistics matrices from the counts of all pairs (offsets 1 .. N // 2)."""
+    """Statistics matrices from the counts of all pairs (offsets 1 .. N // 2); float64 under
+    ``jax.enable_x64(True)``."""
     n = a.shape[0]
     offsets = pair_offsets(n)
-    a = a.astype(jnp.float32)
     partner = (np.arange(n)[None, :] + offsets[:, None]) % n
     pair = ensemble_stats_from_counts(m, a[None, :], a[partner], n11, right, right_xor)
     diag = ensemble_stats_from_counts(m, a, a, a, a, jnp.zeros_like(a))
@@ -520,14 +521,14 @@ def _assemble_ensemble_stats(m, a, n11, right, right_xor) -> dict[str, jax.Array
 def ensemble_stats_from_counts(n, a_i, a_j, n11, right, right_xor) -> dict[str, jax.Array]:
     """Pair-ensemble statistics from counts (broadcastable, any leading shape): ``n``
     examples (or total weight), members right ``a_i``, ``a_j``, both right ``n11``, ensemble
-    right ``right``, ensemble right where exactly one member is ``right_xor``."""
-    f32 = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
-    n, a_i, a_j, n11, right, right_xor = map(f32, (n, a_i, a_j, n11, right, right_xor))
+    right ``right``, ensemble right where exactly one member is ``right_xor``. Float64 ratios
+    of the exact counts: call it under ``jax.enable_x64(True)`` (``float64_statistics``)."""
+    f64 = lambda v: jnp.asarray(v, jnp.float64)  # noqa: E731
+    n, a_i, a_j, n11, right, right_xor = map(f64, (n, a_i, a_j, n11, right, right_xor))
     n_xor = a_i + a_j - 2.0 * n11
-    acc = right / n
     return {
-        "ensemble_accuracy": acc,
-        "relative_ensemble_gain": acc - 0.5 * (a_i + a_j) / n,
+        "ensemble_accuracy": right / n,
+        "relative_ensemble_gain": (2.0 * right - a_i - a_j) / (2.0 * n),
         "conversion_rate": jnp.where(n_xor > 0, right_xor / jnp.maximum(n_xor, 1.0), jnp.nan),
     }
 
@@ -554,7 +555,8 @@ def pairwise_table(
     inv_t = check_ensemble_inputs(logits, labels, temperatures, combine, memory_budget, names)
     logits, labels = jnp.asarray(logits), jnp.asarray(labels, jnp.int32)
     f = member_features(logits, labels, inv_t, combine, memory_budget)
-    out = {"accuracy": jnp.mean(f["correct"], axis=1, dtype=jnp.float32)}
+    m = logits.shape[1]
+    out = {"accuracy": np.asarray(jnp.sum(f["correct"], axis=1, dtype=jnp.int32)) / m}
     out.update(pairwise_error_stats(f["correct"], f["pred"], memory_budget=memory_budget))
     if divergences:
         out.update(divergences_checked(logits, inv_t, memory_budget))
@@ -609,8 +611,9 @@ def subset_ensemble_accuracy(
     combine: str = "prob",
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     names=None,
-) -> jax.Array:
-    """Accuracy of the ensemble of each subset of members: float32 ``[S]``.
+) -> np.ndarray:
+    """Accuracy of the ensemble of each subset of members: float64 NumPy ``[S]`` (exact
+    counts over examples).
 
     ``subsets`` is a list of non-empty lists of distinct member indices (any sizes). The
     ensemble sums its members' scores (same argmax as the average; module docstring) and
@@ -634,7 +637,7 @@ def subset_ensemble_accuracy(
         combine=combine,
         chunk=chunk,
     )
-    return counts.astype(jnp.float32) / m
+    return np.asarray(counts, np.int64) / m
 
 
 # ---------------------------------------------------------------------------- greedy selection

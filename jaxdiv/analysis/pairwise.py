@@ -1,7 +1,8 @@
 """All-pairs statistics of a population: error-indicator statistics and predictive divergences.
 
 Every function returns symmetric ``[N, N]`` matrices for all N x N member pairs, computed by
-jitted kernels with no Python loop over pairs.
+jitted kernels with no Python loop over pairs: float64 NumPy arrays for the statistics of
+exact counts, float32 JAX arrays for the divergences.
 
 Conventions (shared with ``jaxdiv.analysis.ensembles`` and ``jaxdiv.analysis.bootstrap``):
 
@@ -22,7 +23,8 @@ vectors, and that table from one product of indicator matrices: ``n11 = C C^T`` 
 ``a_i`` (row sums); ``n10 = a_i - n11``, ``n01 = a_j - n11``, ``n00 = M - a_i - a_j + n11``.
 The product is done on bit-packed indicators (32 examples per uint32 word, AND + popcount),
 and prediction agreement on the bit planes of the predicted class (XOR/OR + popcount); counts
-are exact integers (proportions are exact in float32 up to 2**24 examples).
+are exact integers (int32 per example chunk); the statistics are then computed from them in
+float64 (``float64_statistics``).
 """
 
 from __future__ import annotations
@@ -112,22 +114,35 @@ def member_predictions(
 
 
 # ---------------------------------------------------------------------------- error statistics
+def float64_statistics(fn, *args) -> dict[str, np.ndarray]:
+    """``fn(*args)`` (a jitted function of exact counts) run with JAX float64 enabled, as
+    NumPy arrays: the final statistics of counts are float64 (correctly rounded divisions of
+    exact integers), while the counting kernels stay int32 / float32."""
+    with jax.enable_x64(True):
+        return jax.device_get(fn(*args))
+
+
 def error_stats_from_counts(n, a_i, a_j, n11, n_disagree=None) -> dict[str, jax.Array]:
-    """Pair statistics from contingency counts (any broadcastable shapes, float32).
+    """Pair statistics from contingency counts (any broadcastable shapes), float64.
+
+    Call it under ``jax.enable_x64(True)`` (``float64_statistics`` does): the counts (exact
+    integers, also when they are bootstrap-weighted sums) are cast to float64 and every
+    statistic is one ratio of exact integer expressions (products of counts up to 2**26
+    examples are exact), so it is within a few ulp of the real-number value.
 
     ``n`` examples (or total weight), ``a_i``/``a_j`` how many each member gets right, ``n11``
     how many both get right, ``n_disagree`` how many they predict differently. With
-    ``p_ab`` the proportions of the 2 x 2 table (``p11`` both right, ``p00`` both wrong,
-    ``p10``/``p01`` exactly one right), ``pa = a_i / n``, ``pb = a_j / n`` and
-    ``cov = p11 p00 - p10 p01 = p11 - pa pb``:
+    ``n10 = a_i - n11``, ``n01 = a_j - n11``, ``n00 = n - a_i - a_j + n11``, the proportions
+    ``p_ab = n_ab / n``, ``pa = a_i / n``, ``pb = a_j / n`` and ``cov = p11 p00 - p10 p01 =
+    p11 - pa pb``:
 
     - error_inconsistency ``EI = p10 + p01``: fraction of examples exactly one gets right.
     - error_consistency_kappa (Geirhos et al. 2020; Cohen's kappa of the correctness vectors)
       ``(c_obs - c_exp) / (1 - c_exp)`` with ``c_obs = 1 - EI`` and ``c_exp = pa pb + (1 - pa)
-      (1 - pb)``, computed as ``2 cov / (pa (1 - pb) + pb (1 - pa))``. Edge case ``c_exp = 1``
-      (both members always right, or both always wrong): kappa is 0 / 0 and is NaN, as in
-      ``sklearn.metrics.cohen_kappa_score``. (It has no limit: one extra shared error sends it
-      to 1, one extra error of one member to 0.)
+      (1 - pb)``, computed as ``2 (n11 n00 - n10 n01) / (a_i (n - a_j) + a_j (n - a_i))``.
+      Edge case ``c_exp = 1`` (both members always right, or both always wrong): kappa is
+      0 / 0 and is NaN, as in ``sklearn.metrics.cohen_kappa_score``. (It has no limit: one
+      extra shared error sends it to 1, one extra error of one member to 0.)
     - double_fault ``p00``: the JOINT probability that both are wrong (not conditional).
     - error_correlation: Pearson correlation (phi coefficient) of the two error indicators
       ``1 - c``, ``cov / sqrt(pa (1 - pa) pb (1 - pb))``; NaN when a member is always right or
@@ -135,37 +150,27 @@ def error_stats_from_counts(n, a_i, a_j, n11, n_disagree=None) -> dict[str, jax.
     - yules_q ``(p11 p00 - p10 p01) / (p11 p00 + p10 p01)``; NaN when the denominator is 0.
     - disagreement ``n_disagree / n``: fraction of examples predicted differently.
     """
-    n = jnp.asarray(n, jnp.float32)
-    # integer-valued counts are exact in float32 (below 2**24); each proportion is one division
+    f64 = lambda v: jnp.asarray(v, jnp.float64)  # noqa: E731
+    n, a_i, a_j, n11 = map(f64, (n, a_i, a_j, n11))
     n10 = a_i - n11
     n01 = a_j - n11
     n00 = n - a_i - a_j + n11
-    pa, pb = a_i / n, a_j / n
-    p11, p10, p01, p00 = n11 / n, n10 / n, n01 / n, n00 / n
-    cov = p11 - pa * pb
-    nan = jnp.float32(jnp.nan)
-    kappa_den = pa * (1.0 - pb) + pb * (1.0 - pa)
-    const_i = (a_i == 0) | (a_i == n)
-    const_j = (a_j == 0) | (a_j == n)
-    kappa_undefined = const_i & const_j & (a_i == a_j)
-    q_den = p11 * p00 + p10 * p01
-    q_undefined = (n11 * n00 == 0) & (n10 * n01 == 0)
-    var = pa * (1.0 - pa) * pb * (1.0 - pb)
+    det = n11 * n00 - n10 * n01  # n**2 cov
+    nan = jnp.float64(jnp.nan)
+
+    def ratio(num, den):
+        return jnp.where(den == 0, nan, num / jnp.where(den == 0, 1.0, den))
+
+    var_i, var_j = a_i * (n - a_i), a_j * (n - a_j)
     out = {
         "error_inconsistency": (n10 + n01) / n,
-        "error_consistency_kappa": jnp.where(
-            kappa_undefined, nan, 2.0 * cov / jnp.where(kappa_undefined, 1.0, kappa_den)
-        ),
-        "double_fault": p00,
-        "error_correlation": jnp.where(
-            const_i | const_j,
-            nan,
-            cov / jnp.sqrt(jnp.where(const_i | const_j, 1.0, var)),
-        ),
-        "yules_q": jnp.where(q_undefined, nan, cov / jnp.where(q_undefined, 1.0, q_den)),
+        "error_consistency_kappa": ratio(2.0 * det, a_i * (n - a_j) + a_j * (n - a_i)),
+        "double_fault": n00 / n,
+        "error_correlation": ratio(det, jnp.sqrt(var_i) * jnp.sqrt(var_j)),
+        "yules_q": ratio(det, n11 * n00 + n10 * n01),
     }
     if n_disagree is not None:
-        out["disagreement"] = n_disagree / n
+        out["disagreement"] = f64(n_disagree) / n
     return out
 
 
@@ -270,21 +275,13 @@ def _check_indicators(correct, preds):
     return correct, preds, n_bits
 
 
-@partial(jax.jit, static_argnames=("n_bits",))
-def _error_stats_kernel(correct, preds, *, n_bits: int):
-    n, m = correct.shape
-    offsets = pair_offsets(n)
-    a, n11, dis = _error_counts(correct, preds, jnp.asarray(offsets), n_bits=n_bits)
-    return _assemble_error_stats(m, a, n11, dis)
-
-
 def pairwise_error_stats(
     correct,
     preds=None,
     *,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> dict[str, jax.Array]:
-    """Error-indicator statistics of all member pairs, each a symmetric float32 ``[N, N]``.
+    """Error-indicator statistics of all member pairs, each a symmetric float64 NumPy ``[N, N]``.
 
     ``correct`` bool ``[N, M]`` (member right on example), ``preds`` int ``[N, M]`` (predicted
     classes, optional: adds ``disagreement``). Keys: ``error_inconsistency``,
@@ -296,7 +293,7 @@ def pairwise_error_stats(
     Counts are exact integers: correctness is bit-packed (32 examples per word) and ``n11 =
     C C^T`` is AND + popcount for all pairs at once; agreement compares the bit planes of the
     predicted classes (XOR, OR over planes, popcount). Examples are processed in chunks whose
-    working set fits the budget.
+    working set fits the budget. The statistics are float64 ratios of the exact counts.
     """
     check_budget(memory_budget)
     correct, preds, n_bits = _check_indicators(correct, preds)
@@ -306,10 +303,12 @@ def pairwise_error_stats(
     budget_fits = (
         _counts_bytes(n, m, n_bits, preds is not None) + COUNT_GROUP_BYTES <= memory_budget
     )
+    offsets = pair_offsets(n)
     if budget_fits:
-        return _error_stats_kernel(jnp.asarray(correct), preds, n_bits=n_bits)
-    a, n11, dis = error_counts(correct, preds, pair_offsets(n), memory_budget, n_bits=n_bits)
-    return _assemble_error_stats(m, a, n11, dis)
+        counts = _error_counts(jnp.asarray(correct), preds, jnp.asarray(offsets), n_bits=n_bits)
+    else:
+        counts = error_counts(correct, preds, offsets, memory_budget, n_bits=n_bits)
+    return float64_statistics(_assemble_error_stats, m, *counts)
 
 
 def error_counts(correct, preds, offsets, memory_budget: int, *, n_bits: int = 1):
@@ -344,19 +343,13 @@ def error_counts(correct, preds, offsets, memory_budget: int, *, n_bits: int = 1
 
 @jax.jit
 def _assemble_error_stats(m, a, n11, dis) -> dict[str, jax.Array]:
-    """Statistics matrices from the counts of all pairs (offsets 1 .. N // 2)."""
+    """Statistics matrices from the counts of all pairs (offsets 1 .. N // 2); float64 under
+    ``jax.enable_x64(True)``."""
     n = a.shape[0]
     offsets = pair_offsets(n)
-    af = a.astype(jnp.float32)
     partner = (np.arange(n)[None, :] + np.asarray(offsets)[:, None]) % n
-    pair = error_stats_from_counts(
-        m,
-        af[None, :],
-        af[partner],
-        n11.astype(jnp.float32),
-        None if dis is None else dis.astype(jnp.float32),
-    )
-    diag = error_stats_from_counts(m, af, af, af, None if dis is None else jnp.zeros_like(af))
+    pair = error_stats_from_counts(m, a[None, :], a[partner], n11, dis)
+    diag = error_stats_from_counts(m, a, a, a, None if dis is None else jnp.zeros_like(a))
     return {k: pairs_to_matrix(v, offsets, diag[k]) for k, v in pair.items()}
 
 
