@@ -229,6 +229,7 @@ def _study(run_study: Callable, files: list[str]) -> None:
     )
     if result["failed"]:
         print(f"members that failed: {', '.join(result['failed'])}", file=sys.stderr)
+        sys.exit(1)
 
 
 def _represent(run_represent: Callable, files: list[str]) -> None:

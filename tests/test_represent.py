@@ -11,7 +11,7 @@ from jaxdiv.analysis.cka import linear_cka
 from jaxdiv.analysis.probes import evaluate_probes
 from jaxdiv.errors import JaxdivError
 from jaxdiv.report.representation import draw_representation
-from jaxdiv.stages.represent import run_represent
+from jaxdiv.stages.represent import TooFewMembers, run_represent
 from jaxdiv.store.store import Store
 
 NAMES = ("base", "reinit", "arch", "frame")
@@ -176,7 +176,7 @@ def test_bad_input_raises_clear_errors(tmp_path):
     root = tmp_path / "store"
     _write_store(root, embeddings=False)
     with pytest.raises(JaxdivError, match="member\\(s\\) arch have no embeddings"):
-        run_represent(root, tmp_path / "o1")
+        run_represent(root, tmp_path / "o1", members=list(NAMES))
     with pytest.raises(JaxdivError, match="mixing ratio 1.2 is outside"):
         run_represent(root, tmp_path / "o1", ratios=(1.0, 1.2))
     with pytest.raises(JaxdivError, match="split 'train' is not in the store"):
@@ -221,3 +221,28 @@ def test_cli_verb_reports_errors_in_one_line(tmp_path):
     assert proc.returncode == 2
     assert "jaxdiv represent: error: no prediction store" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_members_without_embeddings_are_left_out_with_one_line(tmp_path):
+    root = tmp_path / "store"
+    _write_store(root, embeddings=False)
+    lines: list[str] = []
+    summary = run_represent(root, tmp_path / "out", log=lines.append, transfer="none", **FAST)
+    left_out = [line for line in lines if "without embeddings" in line]
+    assert left_out == [
+        "representation: leaving out 1 member(s) without embeddings (arch); 3 remain"
+    ]
+    assert summary["members"] == ["base", "frame", "reinit"]
+    assert "arch" in summary["skipped"]
+    assert "arch" not in set(pd.read_csv(tmp_path / "out" / "members.csv")["member"])
+
+
+def test_fewer_than_two_members_with_embeddings_is_too_few(tmp_path):
+    root = tmp_path / "store"
+    _write_store(root)
+    for name in ("reinit", "arch", "frame"):
+        for split in ("validation", "test"):
+            (root / "members" / name / split / "embeddings.npy").unlink()
+    with pytest.raises(TooFewMembers, match="at least 2 members with embeddings"):
+        run_represent(root, tmp_path / "out", **FAST)
+    assert not (tmp_path / "out").exists()

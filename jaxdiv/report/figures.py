@@ -160,9 +160,10 @@ def gain_vs_inconsistency(
                 linewidth=0.5,
                 zorder=3,
             )
-    slope = float((fit or {}).get("slope", np.nan))
-    intercept = float((fit or {}).get("intercept", np.nan))
-    r = float((fit or {}).get("r", np.nan))
+    # a fit of too few pairs is written with null (NaN) values
+    slope, intercept, r = (
+        np.nan if (fit or {}).get(k) is None else float(fit[k]) for k in ("slope", "intercept", "r")
+    )
     finite = np.isfinite(x) & np.isfinite(y)
     if np.isfinite(slope) and np.isfinite(intercept) and finite.any():
         xs = np.linspace(x[finite].min(), x[finite].max(), 50)

@@ -76,10 +76,12 @@ class StudyInputs:
     calibration_split: str | None
     class_names: list[str]
     failures: dict = field(default_factory=dict)
+    analysis: Path | None = None  # the analysis folder (default WORKDIR/analysis)
+    representation: Path | None = None  # the representation folder (default WORKDIR/...)
 
-    @property
-    def analysis(self) -> Path:
-        return self.workdir / "analysis"
+    def __post_init__(self) -> None:
+        self.analysis = Path(self.analysis or self.workdir / "analysis")
+        self.representation = Path(self.representation or self.workdir / "representation")
 
     @property
     def base_index(self) -> int:
@@ -168,11 +170,18 @@ def _category(raw) -> str:
     return known[_key(text)]
 
 
-def load_inputs(workdir: str | os.PathLike, pop_config=None) -> StudyInputs:
-    """Read the population record and the analysis folder, check they agree."""
+def load_inputs(
+    workdir: str | os.PathLike,
+    pop_config=None,
+    *,
+    analysis: str | os.PathLike | None = None,
+    representation: str | os.PathLike | None = None,
+) -> StudyInputs:
+    """Read the population record and the analysis folder, check they agree. ``analysis``
+    and ``representation`` default to ``WORKDIR/analysis`` and ``WORKDIR/representation``."""
     workdir = Path(workdir)
     population = _read_json(workdir / "population.json", "the population record")
-    analysis = workdir / "analysis"
+    analysis = Path(analysis) if analysis is not None else workdir / "analysis"
     names = [str(n) for n in _read_json(analysis / "members.json", "the analysis")]
     summary = _read_json(analysis / "summary.json", "the analysis summary")
     for path in (analysis / "members.csv", analysis / "pairs.csv"):
@@ -216,6 +225,8 @@ def load_inputs(workdir: str | os.PathLike, pop_config=None) -> StudyInputs:
         calibration_split=str(calib) if calib else None,
         class_names=class_names_for(dataset, int(summary["num_classes"])),
         failures=failures or {},
+        analysis=analysis,
+        representation=Path(representation) if representation is not None else None,
     )
 
 
@@ -686,7 +697,7 @@ _REPRESENTATION_FIGURES = {
 
 def _representation_section(s: StudyInputs, out: Path) -> str:
     """Figures drawn from ``WORKDIR/representation`` (``jaxdiv represent``), when it has run."""
-    src = s.workdir / "representation"
+    src = s.representation
     if not (src / "represent.json").is_file():
         return ""
     drawn = {p.name: p for p in draw_representation(src, out)}
@@ -725,14 +736,23 @@ def render_page(s: StudyInputs, sections: Sequence[str]) -> str:
     )
 
 
-def write_report(workdir: str | os.PathLike, pop_config=None) -> Path:
+def write_report(
+    workdir: str | os.PathLike,
+    pop_config=None,
+    *,
+    analysis: str | os.PathLike | None = None,
+    representation: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+) -> Path:
     """Write ``WORKDIR/report/index.html`` and its figures; returns the page's path.
 
     ``pop_config`` (the population ConfigDict, optional) names the dataset (for class names;
-    otherwise population.json's base member does).
+    otherwise population.json's base member does). ``analysis``, ``representation`` and
+    ``out`` replace ``WORKDIR/analysis``, ``WORKDIR/representation`` and ``WORKDIR/report``
+    (the study writes all three into one staging folder and publishes them together).
     """
-    s = load_inputs(workdir, pop_config)
-    final = s.workdir / "report"
+    s = load_inputs(workdir, pop_config, analysis=analysis, representation=representation)
+    final = Path(out) if out is not None else s.workdir / "report"
     with staged_folder(final) as tmp:
         umask = os.umask(0)
         os.umask(umask)

@@ -66,14 +66,26 @@ PAIR_MODES = ("auto", "base", "all")
 SUMMARY = "represent.json"
 
 
+class TooFewMembers(JaxdivError):
+    """Fewer than two members have predictions and embeddings on both splits."""
+
+
 # ---------------------------------------------------------------------------- reading
 def load_embeddings(
-    store: Store, train_split: str, eval_split: str, members: Sequence[str] | None = None
+    store: Store,
+    train_split: str,
+    eval_split: str,
+    members: Sequence[str] | None = None,
+    log=None,
 ) -> dict:
     """Names, labels, ids and per-member embeddings of both splits, checked.
 
-    Raises JaxdivError when a split is missing, a member lacks finished predictions or
-    embeddings, row counts disagree with the split's ids, or the two splits share examples.
+    With ``members`` None, every member with finished predictions on both splits that has
+    embeddings is used; the others (e.g. imported members, which carry logits only) are left
+    out, named in ``skipped`` and in one ``log`` line. Raises ``TooFewMembers`` when fewer
+    than two remain, JaxdivError when a split is missing, a member named in ``members`` lacks
+    finished predictions or embeddings, row counts disagree with the split's ids, or the two
+    splits share examples.
     """
     store.metadata()
     for split in (train_split, eval_split):
@@ -105,7 +117,7 @@ def load_embeddings(
                 f"for both {train_split!r} and {eval_split!r}"
             )
     if len(names) < 2:
-        raise JaxdivError(
+        raise TooFewMembers(
             f"representation analysis needs at least 2 members with "
             f"predictions for {train_split!r} and {eval_split!r}; found "
             f"{len(names)}"
@@ -136,12 +148,26 @@ def load_embeddings(
             emb[s].append(e.astype(np.float32))
         if emb[train_split][-1].shape[1] != emb[eval_split][-1].shape[1]:
             raise JaxdivError(f"member {n!r}: embedding width differs between the splits")
-    if no_emb:
+    if no_emb and members is not None:
         raise JaxdivError(
             f"member(s) {', '.join(no_emb)} have no embeddings for {train_split!r} and "
             f"{eval_split!r} (imported members carry logits only); re-run `jaxdiv predict` "
             "for them or leave them out with members=[...]"
         )
+    if no_emb:
+        for n in no_emb:
+            skipped[n] = "no embeddings (imported members carry logits only)"
+        names = [n for n in names if n not in no_emb]
+        (log or (lambda _msg: None))(
+            f"representation: leaving out {len(no_emb)} member(s) without embeddings "
+            f"({', '.join(no_emb)}); {len(names)} remain"
+        )
+        if len(names) < 2:
+            raise TooFewMembers(
+                f"representation analysis needs at least 2 members with embeddings for "
+                f"{train_split!r} and {eval_split!r}; found {len(names)}"
+                + (f" ({', '.join(names)})" if names else "")
+            )
     infos = [store.member_info(n) for n in names]
     return {
         "names": names,
@@ -213,8 +239,11 @@ def run_represent(
     out = Path(out_dir)
     _check_out(out)
     store = Store(store_dir)
-    data = load_embeddings(store, train_split, eval_split, members)
+    data = load_embeddings(store, train_split, eval_split, members, log=say)
     names, infos = data["names"], data["infos"]
+    if base is not None and base in data["skipped"]:
+        say(f"representation: base {base!r} is left out ({data['skipped'][base]}); no base")
+        base = None
     n = len(names)
     tr, ev, ytr, yev = data["train"], data["eval"], data["train_labels"], data["eval_labels"]
     base_name = find_base(infos, names, base)

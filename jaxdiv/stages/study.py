@@ -2,7 +2,13 @@
 
 The one stage that runs all the others, in data-flow order (so it alone reaches the report
 room): the population scheduler (train + predict), ``run_analyze``, ``run_represent``, then
-``jaxdiv.report.html.write_report`` on the folders they published.
+``jaxdiv.report.html.write_report`` on their folders. The three write into one staging folder
+and are published together once all are written (``jaxdiv.stages.publish``): a failure in any
+leaves the previous run's three as they were. Members without embeddings (imported ones) are
+analysed and reported; the representation stage leaves them out (or skips itself when fewer
+than two remain). One study at a time holds a workdir; leftovers of killed runs are cleaned
+at the start. When a member failed, the others are still analysed and reported (the report
+lists the failures) and ``jaxdiv study`` exits with status 1.
 
 Every stage is idempotent: running the study again continues where it stopped (members
 resume from their checkpoints, finished members are skipped) and redoes nothing finished.
@@ -19,6 +25,7 @@ resume from their checkpoints, finished members are skipped) and redoes nothing 
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import ml_collections
@@ -29,7 +36,8 @@ from jaxdiv.population.scheduler import enable_compilation_cache, run_population
 from jaxdiv.population.spec import expand_population
 from jaxdiv.report.html import write_report
 from jaxdiv.stages.analyze import run_analyze
-from jaxdiv.stages.represent import run_represent
+from jaxdiv.stages.publish import Publication, clean_leftovers, study_lock
+from jaxdiv.stages.represent import TooFewMembers, run_represent
 from jaxdiv.store.splits import store_split_name
 from jaxdiv.store.store import Store
 
@@ -57,14 +65,25 @@ def run_study(
     strategy: str = "auto",
     log=print,
 ) -> dict:
-    """Run (or continue) the whole study; returns a summary of what happened."""
-    workdir = Path(workdir)
+    """Run (or continue) the whole study; returns a summary of what happened.
+
+    One study at a time holds the workdir (``jaxdiv.stages.publish.study_lock``); leftovers
+    of killed runs are cleaned first; analysis, representation and report are published
+    together (``Publication``) once all three are written. ``failed`` in the result names
+    the members that failed (the others are analysed and reported)."""
+    with ExitStack() as stack:
+        return _run_study(pop, Path(workdir), stack, progress, strategy, log)
+
+
+def _run_study(pop, workdir: Path, stack: ExitStack, progress, strategy, log) -> dict:
     t0 = time.perf_counter()
     members = expand_population(pop)  # validates everything before any training
     name = str(pop.get("name", "population"))
     store = Store(workdir / "store", population=name)
     store.ensure()  # refuses a store of another population
     workdir.mkdir(parents=True, exist_ok=True)
+    stack.enter_context(study_lock(workdir))
+    clean_leftovers(workdir, log)
     record_path = workdir / "population.json"
     write_json_atomic(record_path, {"name": name, "members": _population_record(members)})
     enable_compilation_cache(workdir / ".jax_cache")
@@ -101,11 +120,12 @@ def run_study(
             f"See {workdir / 'failures.json'}"
         )
     log(f"analysing {len(finished)} members on {report_split!r} (calibration: {calib})")
+    publication = stack.enter_context(Publication(workdir))
     summary = run_analyze(
         store.root,
         report_split,
         calib,
-        workdir / "analysis",
+        publication.path("analysis"),
         bootstrap=int(analysis_cfg.get("bootstrap", 0)),
         seed=int(pop.get("seed", 0)),
     )
@@ -120,20 +140,31 @@ def run_study(
                 "the representation stage needs a second predicted split "
                 "(e.g. validation) to fit its probes on; add it to `splits`"
             )
-        run_represent(
-            store.root,
-            workdir / "representation",
-            train_split=fit_split,
-            eval_split=report_split,
-            base=members[0].name,
-            seed=int(pop.get("seed", 0)),
-            log=log,
-            **options,
-        )
+        try:
+            run_represent(
+                store.root,
+                publication.path("representation"),
+                train_split=fit_split,
+                eval_split=report_split,
+                base=members[0].name,
+                seed=int(pop.get("seed", 0)),
+                log=log,
+                **options,
+            )
+        except TooFewMembers as err:
+            log(f"representation stage skipped: {err}")
     report = None
     if bool(pop.get("report", True)):
         log("writing the report")
-        report = write_report(workdir, pop)
+        write_report(
+            workdir,
+            pop,
+            analysis=publication.path("analysis"),
+            representation=publication.path("representation"),
+            out=publication.path("report"),
+        )
+        report = workdir / "report" / "index.html"
+    publication.commit()
     result = {
         "population": name,
         "members": len(members),
