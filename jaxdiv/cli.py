@@ -27,7 +27,10 @@ from jaxdiv.errors import JaxdivError
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:variant].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, store).")
 _FORCE = flags.DEFINE_bool(
-    "force", False, "Move a workdir's run of a different config aside and start afresh."
+    "force",
+    False,
+    "Move results made from another config aside (train: the run and WORKDIR/store; predict: "
+    "the member's store entries; study: both, per changed member) and start afresh.",
 )
 _STORE = flags.DEFINE_string("store", None, "Prediction store directory.")
 _SPLITS = flags.DEFINE_list("splits", ["validation", "test"], "Splits to predict.")
@@ -174,7 +177,9 @@ def _predict(predict_member: Callable, files: list[str]) -> None:
 
         config = load_config(workdir)
     store = _STORE.value or str(workdir / "store")
-    results = predict_member(config, workdir, store, _SPLITS.value, name=_MEMBER.value)
+    results = predict_member(
+        config, workdir, store, _SPLITS.value, name=_MEMBER.value, overwrite=_FORCE.value
+    )
     for split, m in results.items():
         print(f"{split}: accuracy {m['accuracy']:.4f}  loss {m['loss']:.4f}  -> {store}")
     if not results:
@@ -226,6 +231,7 @@ def _study(run_study: Callable, files: list[str]) -> None:
         _require(_WORKDIR, "the study directory"),
         progress=_PROGRESS.value,
         strategy=_STRATEGY.value,
+        force=_FORCE.value,
     )
     if result["failed"]:
         print(f"members that failed: {', '.join(result['failed'])}", file=sys.stderr)
@@ -297,8 +303,8 @@ VERBS: dict[str, Verb] = {
         _predict,
         "write a trained model's logits and embeddings into a prediction store",
         "--workdir=DIR [--config=...] [--store=DIR (default WORKDIR/store)] "
-        "[--splits=validation,test] [--member=NAME]",
-        ("config", "workdir", "store", "splits", "member"),
+        "[--splits=validation,test] [--member=NAME] [--force]",
+        ("config", "workdir", "store", "splits", "member", "force"),
     ),
     "import-predictions": Verb(
         "jaxdiv.store.importer:import_predictions",
@@ -330,8 +336,8 @@ VERBS: dict[str, Verb] = {
         _study,
         "the whole population study end to end (train every member, predict, analyse, "
         "report); re-running continues where it stopped",
-        "--config=configs/quickstart.py --workdir=DIR [--strategy=auto|sequential|vmap]",
-        ("config", "workdir", "progress", "strategy"),
+        "--config=configs/quickstart.py --workdir=DIR [--strategy=auto|sequential|vmap] [--force]",
+        ("config", "workdir", "progress", "strategy", "force"),
     ),
     "represent": Verb(
         "jaxdiv.stages.represent:run_represent",

@@ -141,16 +141,16 @@ def test_train_predict_import_end_to_end(tmp_path):
     out = jaxdiv(
         "predict", f"--workdir={work}", f"--store={store}", "--splits=test[:256],train[45000:45100]"
     ).stdout
-    assert "test_256: accuracy" in out
+    assert "test.0-256: accuracy" in out
     s = Store(store)
-    assert s.splits() == ["test_256", "train_45000_45100"]
-    assert s.members("test_256") == ["tiny"]
-    logits = s.member_logits("tiny", "test_256")
+    assert s.splits() == ["test.0-256", "train.45000-45100"]
+    assert s.members("test.0-256") == ["tiny"]
+    logits = s.member_logits("tiny", "test.0-256")
     assert logits.shape == (256, 10) and np.isfinite(logits).all()
-    assert s.embeddings("tiny", "test_256").shape[0] == 256
+    assert s.embeddings("tiny", "test.0-256").shape[0] == 256
     info = s.member_info("tiny")
     assert info["architecture"] == "resnet" and info["method"] == "supervised"
-    assert 0 <= info["metrics"]["test_256_accuracy"] <= 1
+    assert 0 <= info["metrics"]["test.0-256_accuracy"] <= 1
     assert "val_accuracy" in info["metrics"]
     # predicting again does nothing; the store is unchanged
     assert (
@@ -158,24 +158,24 @@ def test_train_predict_import_end_to_end(tmp_path):
         in jaxdiv("predict", f"--workdir={work}", f"--store={store}", "--splits=test[:256]").stdout
     )
     # a model trained elsewhere joins the same split through import-predictions
-    ids, labels = s.ids("test_256"), s.labels("test_256")
+    ids, labels = s.ids("test.0-256"), s.labels("test.0-256")
     np.savez(tmp_path / "labels.npz", ids=ids[::-1], labels=labels[::-1])
     np.savez(tmp_path / "other_model.npz", ids=ids, logits=np.eye(10)[labels] * 3.0)
     out = jaxdiv(
         "import-predictions",
         f"--store={store}",
-        "--split=test_256",
+        "--split=test.0-256",
         f"--labels={tmp_path / 'labels.npz'}",
         str(tmp_path / "other_model.npz"),
     ).stdout
     assert "imported 1 member" in out
-    assert s.members("test_256") == ["other_model", "tiny"]
-    assert (s.logits("test_256")[0].argmax(-1) == labels).all()
+    assert s.members("test.0-256") == ["other_model", "tiny"]
+    assert (s.logits("test.0-256")[0].argmax(-1) == labels).all()
     # and the analysis verb reads the store
     out = jaxdiv(
         "analyze",
         f"--store={store}",
-        "--split=test_256",
+        "--split=test.0-256",
         "--calibration_split=none",
         f"--out={tmp_path / 'analysis'}",
     ).stdout

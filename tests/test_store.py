@@ -267,7 +267,7 @@ def test_predict_of_a_representation_learner(tmp_path, monkeypatch):
     info = s.member_info("ssl")
     assert "offline linear probe (L2" in info["classifier"]
     m = info["metrics"]
-    assert out["test_64"]["accuracy"] == m["offline_probe_test[:64]_accuracy"]
+    assert out["test.0-64"]["accuracy"] == m["offline_probe_test[:64]_accuracy"]
     assert {"offline_probe_val_accuracy", "knn_val_accuracy", "knn_test[:64]_accuracy"} <= set(m)
     assert (work / "offline_probe" / "probe.npz").exists()
 
@@ -276,18 +276,20 @@ def test_predict_of_a_representation_learner(tmp_path, monkeypatch):
     images = load_split("cifar10", "test[:64]").images
     _, ref = setup.method.predict(variables, normalize(images, IMAGENET_MEAN, IMAGENET_STD))
     _, cifar = setup.method.predict(variables, normalize(images))
-    emb = s.embeddings("ssl", "test_64")
+    emb = s.embeddings("ssl", "test.0-64")
     np.testing.assert_allclose(emb, ref, atol=1e-4)
     assert not np.allclose(emb, cifar, atol=1e-2)
     kept = OfflineProbe(config, work, setup.method, variables, setup.mesh, 10, 2)
-    np.testing.assert_allclose(s.member_logits("ssl", "test_64"), kept.fit().logits(emb), atol=1e-4)
+    np.testing.assert_allclose(
+        s.member_logits("ssl", "test.0-64"), kept.fit().logits(emb), atol=1e-4
+    )
 
     # a further split: the kept probe is reused, only that split is read
     reads.reset()
     predict_member(config, work, tmp_path / "store", ["test[64:128]"])
     assert reads.restores == 1 and reads.splits == ["test[64:128]"] and reads.train_loads == 0
     m2 = s.member_info("ssl")["metrics"]
-    assert m2["offline_probe_l2"] == m["offline_probe_l2"] and "test_64_accuracy" in m2
+    assert m2["offline_probe_l2"] == m["offline_probe_l2"] and "test.0-64_accuracy" in m2
     assert "offline_probe_test[64:128]_accuracy" in m2
 
     # everything present: no restore, nothing read
@@ -302,7 +304,7 @@ def test_predict_of_a_representation_learner(tmp_path, monkeypatch):
     predict_member(streamed, work, tmp_path / "streamed", ["test[:64]"])
     assert sorted(reads.splits) == ["test[:64]", "train[256:384]", "train[:256]"]  # refitted
     t = Store(tmp_path / "streamed")
-    np.testing.assert_allclose(t.embeddings("ssl", "test_64"), emb, atol=1e-4)
+    np.testing.assert_allclose(t.embeddings("ssl", "test.0-64"), emb, atol=1e-4)
     np.testing.assert_allclose(
-        t.member_logits("ssl", "test_64"), s.member_logits("ssl", "test_64"), atol=1e-3
+        t.member_logits("ssl", "test.0-64"), s.member_logits("ssl", "test.0-64"), atol=1e-3
     )

@@ -32,13 +32,16 @@ _CACHE_FORMAT = "v1"
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class ArraySplit:
-    """A whole split in memory: images uint8 [N,H,W,C], labels int32 [N], ids str [N]."""
+    """A whole split in memory: images uint8 [N,H,W,C], labels int32 [N], ids str [N].
+
+    ``source`` is where the examples come from (``split_source``), None when unknown."""
 
     images: np.ndarray
     labels: np.ndarray
     ids: np.ndarray
     num_classes: int
     class_names: tuple[str, ...]
+    source: dict | None = None
 
     def __post_init__(self):
         n = len(self.images)
@@ -60,9 +63,35 @@ class ArraySplit:
         """The first ``n`` examples (all of them if ``n`` exceeds the split)."""
         if n < 0:
             raise JaxdivError(f"take(n) needs n >= 0, got {n}")
+        source = None
+        if self.source and len(self.source["range"]) == 1:
+            (name, lo, _), count = self.source["range"][0], min(n, len(self))
+            rng = [[name, lo, lo + count]]
+            source = {**self.source, "split": f"{name}[{lo}:{lo + count}]", "range": rng}
         return dataclasses.replace(
-            self, images=self.images[:n], labels=self.labels[:n], ids=self.ids[:n]
+            self, images=self.images[:n], labels=self.labels[:n], ids=self.ids[:n], source=source
         )
+
+
+def resolve_split_source(dataset: str, split: str, data_dir: str | None = None) -> dict:
+    """``split_source`` of a split without reading its records (only the dataset's info)."""
+    import tensorflow_datasets as tfds
+
+    data_dir, where = resolve_data_dir(data_dir)
+    builder = _prepared_builder(tfds, dataset, data_dir, where)
+    instructions = _absolute_split(tfds, builder, dataset, split)
+    return split_source(dataset, str(builder.info.version), split, instructions)
+
+
+def split_source(dataset: str, version: str, split: str, instructions) -> dict:
+    """Where a split's examples come from: dataset, version, the split string as written
+    and its resolved ``[[split_name, start, stop], ...]`` ranges."""
+    return {
+        "dataset": dataset,
+        "version": version,
+        "split": split,
+        "range": [[str(name), int(lo), int(hi)] for name, lo, hi in instructions],
+    }
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> tuple[str, str]:
@@ -113,6 +142,7 @@ def load_split(dataset: str, split: str, data_dir: str | None = None) -> ArraySp
         ids=arrays["ids"],
         num_classes=num_classes,
         class_names=class_names,
+        source=split_source(dataset, version, split, instructions),
     )
 
 

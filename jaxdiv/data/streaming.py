@@ -40,6 +40,7 @@ from jaxdiv.data.datasets import (
     _write_cache,
     load_split,
     resolve_data_dir,
+    split_source,
 )
 from jaxdiv.data.loader import TrainLoader
 from jaxdiv.data.preprocess import CROPS, preprocess
@@ -392,7 +393,8 @@ def eval_split(data_cfg: ml_collections.ConfigDict, split: str) -> ArraySplit:
         return load_split(data_cfg.dataset, split, data_cfg.get("data_dir"))
     builder, instructions, source, data_dir = _source(data_cfg, split)
     split_key = "+".join(f"{name}_{lo}_{hi}" for name, lo, hi in instructions)
-    meta = _labels_and_ids(source, data_cfg.dataset, str(builder.info.version), split_key, data_dir)
+    version = str(builder.info.version)
+    meta = _labels_and_ids(source, data_cfg.dataset, version, split_key, data_dir)
     label = builder.info.features["label"]
     images = LazyImages(
         source,
@@ -406,4 +408,5 @@ def eval_split(data_cfg: ml_collections.ConfigDict, split: str) -> ArraySplit:
         ids=meta["ids"],
         num_classes=int(label.num_classes),
         class_names=tuple(label.names),
+        source=split_source(data_cfg.dataset, version, split, instructions),
     )

@@ -12,6 +12,15 @@ lists the failures) and ``jaxdiv study`` exits with status 1.
 
 Every stage is idempotent: running the study again continues where it stopped (members
 resume from their checkpoints, finished members are skipped) and redoes nothing finished.
+A member whose config changed since it was trained or predicted (run-time keys aside) is
+never reported from its old results: the study refuses it with the differences, and
+``force=True`` (``jaxdiv study --force``) moves its old run to
+``WORKDIR/members/<name>/superseded/<time>/`` and its store entries to
+``WORKDIR/store/superseded/<time>/<name>`` before retraining it.
+
+Split strings become store names by ``jaxdiv.store.splits.store_split_name`` (``test``
+stays, ``test[:300]`` is ``test.0-300``), so a report split and a calibration split of
+different examples (``test[9800:]`` and ``test[:9800]``) never share a name.
 
     WORKDIR/population.json     the expanded members (name, category, dataset, differences)
     WORKDIR/members/<name>/     each member's run directory
@@ -38,8 +47,11 @@ from jaxdiv.report.html import write_report
 from jaxdiv.stages.analyze import run_analyze
 from jaxdiv.stages.publish import Publication, clean_leftovers, study_lock
 from jaxdiv.stages.represent import TooFewMembers, run_represent
+from jaxdiv.store.predict import stale_entries, stale_run
 from jaxdiv.store.splits import store_split_name
 from jaxdiv.store.store import Store
+from jaxdiv.train.checkpoint import has_checkpoint
+from jaxdiv.train.workdir import prepare_workdir
 
 
 def _population_record(members) -> list[dict]:
@@ -57,30 +69,63 @@ def _population_record(members) -> list[dict]:
     ]
 
 
+def _changed_members(members, workdir: Path, store: Store) -> dict[str, list[str]]:
+    """Members whose run or store entries come from another config: name -> differences."""
+    changed = {}
+    for m in members:
+        mdir = workdir / "members" / m.name
+        diff = stale_run(mdir, m.config) if has_checkpoint(mdir) else []
+        diff = diff or stale_entries(store, m.name, m.config)
+        if diff:
+            changed[m.name] = diff
+    return changed
+
+
+def _supersede(members, changed: dict[str, list[str]], workdir: Path, store: Store, log) -> None:
+    """Move each changed member's old run and store entries aside (never deleted)."""
+    for m in members:
+        if m.name in changed:
+            prepare_workdir(m.config, workdir / "members" / m.name, force=True)
+            moved = store.supersede_member(m.name)
+            log(f"  {m.name} changed ({'; '.join(changed[m.name][:3])}); old results -> {moved}")
+
+
 def run_study(
     pop: ml_collections.ConfigDict,
     workdir: str | Path,
     *,
     progress: bool = True,
     strategy: str = "auto",
+    force: bool = False,
     log=print,
 ) -> dict:
-    """Run (or continue) the whole study; returns a summary of what happened.
+    """Run (or continue) the whole study; returns a summary of what happened. A member
+    changed since its results were made is refused, or with ``force`` retrained.
 
     One study at a time holds the workdir (``jaxdiv.stages.publish.study_lock``); leftovers
     of killed runs are cleaned first; analysis, representation and report are published
     together (``Publication``) once all three are written. ``failed`` in the result names
     the members that failed (the others are analysed and reported)."""
     with ExitStack() as stack:
-        return _run_study(pop, Path(workdir), stack, progress, strategy, log)
+        return _run_study(pop, Path(workdir), stack, progress, strategy, force, log)
 
 
-def _run_study(pop, workdir: Path, stack: ExitStack, progress, strategy, log) -> dict:
+def _run_study(pop, workdir: Path, stack: ExitStack, progress, strategy, force, log) -> dict:
     t0 = time.perf_counter()
     members = expand_population(pop)  # validates everything before any training
     name = str(pop.get("name", "population"))
     store = Store(workdir / "store", population=name)
     store.ensure()  # refuses a store of another population
+    changed = _changed_members(members, workdir, store)
+    if changed and not force:
+        shown = "; ".join(
+            f"{n} ({', '.join(d[:3])}{', ...' if len(d) > 3 else ''})" for n, d in changed.items()
+        )
+        raise JaxdivError(
+            f"{len(changed)} member(s) changed since their results were made: {shown}; "
+            f"retrain them with `jaxdiv study --config=CONFIG --workdir={workdir} --force` "
+            "(old runs and store entries are moved aside)"
+        )
     workdir.mkdir(parents=True, exist_ok=True)
     stack.enter_context(study_lock(workdir))
     clean_leftovers(workdir, log)
@@ -98,6 +143,7 @@ def _run_study(pop, workdir: Path, stack: ExitStack, progress, strategy, log) ->
             f"among the predicted splits {splits}"
         )
     log(f"study {name!r}: {len(members)} members -> {workdir}")
+    _supersede(members, changed, workdir, store, log)
     outcomes = run_population(
         members,
         workdir,
@@ -109,7 +155,7 @@ def _run_study(pop, workdir: Path, stack: ExitStack, progress, strategy, log) ->
         log=log,
     )
     failed = [o for o in outcomes if o.status == "failed"]
-    # the store names data splits such as ``test[:256]`` as ``test_256``
+    # the store names data splits such as ``test[:256]`` as ``test.0-256``
     report_split = store_split_name(report_split)
     calib = store_split_name(calib) if calib else None
     splits = [store_split_name(x) for x in splits]

@@ -5,10 +5,23 @@ more than one view) writes the logits of its offline linear probe (``jaxdiv.stor
 The checkpoint is restored once per call, and the training split is read only when the
 offline probe has to be fitted on it. Every split goes through
 ``jaxdiv.data.streaming.eval_split`` (in memory or streamed).
+
+Nothing stale is kept: each member's ``member.json`` records ``config_hash``, the sha256
+of the config its run was trained with (``WORKDIR/config.json``) without the run-time keys
+(``jaxdiv.train.workdir.RUNTIME_KEYS``). A member whose store entries come from another
+config (its run was retrained since, e.g. by ``train --force``) is refused with the
+differences and the command that replaces them; with ``overwrite`` (``jaxdiv predict
+--force``) the old entries move to ``STORE/superseded/<time>/<name>`` first.
+
+A split already in the store is skipped only when it holds the same examples: its
+``split.json`` names the same dataset, version and resolved range, or (a store from before
+split.json, an imported split) the member's ids and labels have its fingerprint
+(``jaxdiv.store.splits``); other data are refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,13 +29,81 @@ from pathlib import Path
 import ml_collections
 
 from jaxdiv.data import streaming
+from jaxdiv.data.datasets import ArraySplit, resolve_split_source
 from jaxdiv.errors import JaxdivError
 from jaxdiv.store.probe import OfflineProbe
 from jaxdiv.store.splits import store_split_name
 from jaxdiv.store.store import Store
 from jaxdiv.train.evaluate import accuracy_and_loss, make_predict_fn, predict_split
 from jaxdiv.train.loop import build_setup, restore_variables
-from jaxdiv.train.workdir import config_to_dict
+from jaxdiv.train.workdir import _differences, _strip_runtime, config_to_dict
+
+_SOURCE_KEYS = ("dataset", "version", "range")
+
+
+def config_hash(config: ml_collections.ConfigDict | dict) -> str:
+    """``sha256:<hex>`` of a config without its run-time keys (``RUNTIME_KEYS``)."""
+    d = config if isinstance(config, dict) else config_to_dict(config)
+    text = json.dumps(_strip_runtime(d), sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def config_differences(old: dict, new: ml_collections.ConfigDict | dict) -> list[str]:
+    """``key: old -> new`` for every key that differs, run-time keys left out."""
+    new = new if isinstance(new, dict) else config_to_dict(new)
+    return _differences(_strip_runtime(old), _strip_runtime(new))
+
+
+def _shown(diff: list[str]) -> str:
+    return "; ".join(diff[:6]) + (f"; ... ({len(diff)} in all)" if len(diff) > 6 else "")
+
+
+def run_config(workdir: Path, config: ml_collections.ConfigDict) -> dict:
+    """The config the run in ``workdir`` was trained with (``config.json``), else ``config``."""
+    path = Path(workdir) / "config.json"
+    return json.loads(path.read_text()) if path.exists() else config_to_dict(config)
+
+
+def stale_entries(store: Store, name: str, config: ml_collections.ConfigDict | dict) -> list[str]:
+    """How the config behind ``name``'s store entries differs from ``config`` (empty when
+    they agree, when the store has no such member, or for an imported member without a
+    config)."""
+    if not store.exists() or name not in store.all_members():
+        return []
+    info = store.member_info(name)
+    old = info.get("config")
+    if not isinstance(old, dict):
+        return []
+    stored, new = info.get("config_hash"), config_hash(config)
+    if stored == new:
+        return []
+    diff = config_differences(old, config)
+    if stored is None:  # a store from before config_hash: its recorded config decides
+        return diff
+    return diff or [f"config_hash: {stored} -> {new}"]
+
+
+def stale_run(workdir: Path, config: ml_collections.ConfigDict) -> list[str]:
+    """How the config ``workdir`` was trained with (``config.json``) differs from ``config``."""
+    path = Path(workdir) / "config.json"
+    if not path.exists():
+        return []
+    return config_differences(json.loads(path.read_text()), config)
+
+
+def _same_data(
+    store: Store, key: str, data_cfg: ml_collections.ConfigDict, split: str
+) -> ArraySplit | None:
+    """Check that the store's split ``key`` holds the examples of ``split``: at no cost when
+    its recorded source (dataset, version, resolved range) is the same, else by reading the
+    split's ids and labels (returned) and comparing fingerprints; refuses other data."""
+    theirs = store.split_info(key)
+    ours = resolve_split_source(data_cfg.dataset, split, data_cfg.get("data_dir"))
+    if theirs.get("dataset") and all(theirs.get(k) == ours[k] for k in _SOURCE_KEYS):
+        return None
+    loaded = streaming.eval_split(data_cfg, split)
+    store.write_split(key, loaded.labels, loaded.ids, loaded.source)  # refuses other data
+    return loaded
 
 
 def member_info(config: ml_collections.ConfigDict, workdir: Path, step: int) -> dict:
@@ -37,6 +118,7 @@ def member_info(config: ml_collections.ConfigDict, workdir: Path, step: int) -> 
         "checkpoint_step": step,
         "workdir": str(workdir.absolute()),
         "config": config_to_dict(config),
+        "config_hash": config_hash(run_config(workdir, config)),
         "metrics": metrics,
     }
 
@@ -58,11 +140,24 @@ def predict_member(
     workdir = Path(workdir)
     name = name or config.get("name") or workdir.name
     store = Store(store_dir)
-    todo = [
-        s
-        for s in splits
-        if overwrite or not (store.exists() and store.has_member(name, store_split_name(s)))
-    ]
+    diff = stale_entries(store, name, run_config(workdir, config))
+    if diff and not overwrite:
+        raise JaxdivError(
+            f"member {name!r} in {store.root} was predicted from another config "
+            f"({_shown(diff)}); replace its entries with `jaxdiv predict --workdir={workdir} "
+            f"--store={store.root} --member={name} --force` (the old ones move to "
+            "STORE/superseded/)"
+        )
+    if diff:
+        store.supersede_member(name)
+    loaded: dict[str, ArraySplit] = {}
+    todo = []
+    for s in splits:
+        key = store_split_name(s)
+        if overwrite or not (store.exists() and store.has_member(name, key)):
+            todo.append(s)
+        elif (split := _same_data(store, key, config.data, s)) is not None:
+            loaded[s] = split
     if not todo:
         return {}
     setup, variables, step = restore_variables(
@@ -108,10 +203,10 @@ def predict_member(
     metrics = info.setdefault("metrics", {})
     results: dict[str, dict[str, float]] = {}
     for split_name in todo:
-        split = streaming.eval_split(config.data, split_name)
-        logits, embeddings, split_metrics = classify(split_name, split)
+        split = loaded.get(split_name) or streaming.eval_split(config.data, split_name)
         key = store_split_name(split_name)
-        store.write_split(key, split.labels, split.ids)
+        store.write_split(key, split.labels, split.ids, split.source)
+        logits, embeddings, split_metrics = classify(split_name, split)
         store.write_member(name, key, logits, embeddings, overwrite=overwrite)
         results[key] = accuracy_and_loss(logits, split.labels)
         metrics.update(split_metrics)

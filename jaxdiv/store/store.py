@@ -6,10 +6,19 @@ Layout (plain ``.npy`` and JSON, readable without jaxdiv)::
       store.json                      {"format": "jaxdiv-store", "version": 1, "population": ...}
       splits/<split>/labels.npy       int32 [M]
       splits/<split>/ids.npy          unicode [M]   (example ids, the join key)
-      members/<name>/member.json      {"name", "config", "metrics", "category", ...}
+      splits/<split>/split.json       {"dataset", "version", "split", "range", "count",
+                                       "fingerprint"}: where the examples come from
+      members/<name>/member.json      {"name", "config", "config_hash", "metrics", ...}
       members/<name>/<split>/logits.npy       float32 [M, C]
       members/<name>/<split>/embeddings.npy   float32 [M, D]   (optional)
       members/<name>/<split>/done.json        written last: marks the split finished
+      superseded/<time>/<name>/       a member's entries replaced by a retrained run
+
+Split names come from ``jaxdiv.store.splits.store_split_name``: ``test`` stays ``test``,
+``test[:50]`` is ``test.0-50``, ``test[50:]`` is ``test.50-end``; different examples never
+share a name, and a split whose data differ from the stored split's (another fingerprint)
+is refused with both sources named. A store from before ``split.json`` still reads; its
+fingerprints are computed from ids and labels when needed.
 
 Each member split is written into a hidden temporary folder and renamed into place in one
 step (``jaxdiv.files.staged_folder``), so a reader sees either a finished member split or
@@ -29,6 +38,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +47,7 @@ import numpy as np
 
 from jaxdiv.errors import JaxdivError
 from jaxdiv.files import LockBusy, file_lock, staged_folder, write_json_atomic
+from jaxdiv.store.splits import describe, fingerprint
 
 FORMAT = "jaxdiv-store"
 VERSION = 1
@@ -96,6 +107,20 @@ class Store:
                 f"split {split!r} is not in the store at {self.root}; splits present: {present}"
             )
         return d
+
+    def split_info(self, split: str) -> dict:
+        """A split's identity (``split.json``: dataset, version, split, range, count,
+        fingerprint); for a store from before split.json the source is None and the count
+        and fingerprint are computed from its ids and labels."""
+        path = self._split_dir(split) / "split.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        ids, labels = self.ids(split), self.labels(split)
+        return {
+            **{k: None for k in ("dataset", "version", "split", "range")},
+            "count": len(ids),
+            "fingerprint": fingerprint(ids, labels),
+        }
 
     def labels(self, split: str) -> np.ndarray:
         return np.load(self._split_dir(split) / "labels.npy")
@@ -210,8 +235,13 @@ class Store:
             path, {"format": FORMAT, "version": VERSION, "population": self._population}
         )
 
-    def write_split(self, split: str, labels: np.ndarray, ids: np.ndarray) -> None:
-        """Record a split's labels and ids once; later calls must agree exactly."""
+    def write_split(
+        self, split: str, labels: np.ndarray, ids: np.ndarray, source: dict | None = None
+    ) -> None:
+        """Record a split's labels, ids and identity (``split.json``: ``source``, as
+        ``jaxdiv.data.datasets.split_source`` gives it, plus count and fingerprint) once;
+        later calls must hold the same data (same fingerprint), else they are refused with
+        both sources named."""
         _check_name("split", split)
         labels = np.asarray(labels).astype(np.int32)
         ids = np.asarray(ids).astype(str)
@@ -221,25 +251,52 @@ class Store:
             )
         if len(np.unique(ids)) != len(ids):
             raise JaxdivError(f"example ids of split {split!r} are not unique")
+        info = {
+            **{k: None for k in ("dataset", "version", "split", "range")},
+            **(source or {}),
+            "count": len(ids),
+            "fingerprint": fingerprint(ids, labels),
+        }
         self.ensure()
         d = self.root / "splits" / split
         if (d / "labels.npy").exists():
-            same_ids = np.array_equal(self.ids(split), ids)
-            if not (same_ids and np.array_equal(self.labels(split), labels)):
+            theirs = self.split_info(split)
+            if theirs["fingerprint"] != info["fingerprint"]:
                 raise JaxdivError(
                     f"split {split!r} in {self.root} already holds different examples or "
-                    "labels; use a new store or another split name"
+                    f"labels ({describe(theirs)}), not {describe(info)}; use a new store or "
+                    "another split name"
                 )
+            if source and not (d / "split.json").exists():  # a store from before split.json
+                write_json_atomic(d / "split.json", info)
             return
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".split-{split}-"))
         np.save(tmp / "labels.npy", labels)
         np.save(tmp / "ids.npy", ids)
+        write_json_atomic(tmp / "split.json", info)
         d.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(tmp, d)
         except OSError:  # another writer won the race; theirs must agree with ours
             shutil.rmtree(tmp, ignore_errors=True)
-            self.write_split(split, labels, ids)
+            self.write_split(split, labels, ids, source)
+
+    def supersede_member(self, name: str) -> Path | None:
+        """Move ``members/<name>`` to ``superseded/<time>/<name>`` (never deleted); returns
+        where it went, or None when the store has no such member."""
+        _check_name("member", name)
+        src = self.root / "members" / name
+        if not src.exists():
+            return None
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        dest = self.root / "superseded" / stamp / name
+        n = 1
+        while dest.exists():
+            dest = self.root / "superseded" / f"{stamp}-{n}" / name
+            n += 1
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(src, dest)
+        return dest
 
     def write_member_info(self, name: str, info: dict) -> None:
         """Create or update ``members/<name>/member.json`` (name is always set)."""
