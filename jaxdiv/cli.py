@@ -29,8 +29,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, met
 _FORCE = flags.DEFINE_bool(
     "force",
     False,
-    "Move results made from another config aside (train: the run and WORKDIR/store; predict: "
-    "the member's store entries; study: both, per changed member) and start afresh.",
+    "Move results made from another config aside (train: the run; predict: the member's "
+    "store entries; study: both, per changed member) and start afresh.",
 )
 _STORE = flags.DEFINE_string("store", None, "Prediction store directory.")
 _SPLITS = flags.DEFINE_list("splits", ["validation", "test"], "Splits to predict.")
