@@ -1,5 +1,6 @@
 """Multi-process runs: how processes find each other, and 2 processes x 2 CPU devices on
-127.0.0.1 training exactly like 1 process x 4 devices, with checkpoints one process restores."""
+127.0.0.1 training exactly like 1 process x 4 devices, with checkpoints one process restores,
+and stacked members trained by 2 processes (each member's files written once)."""
 
 from __future__ import annotations
 
@@ -212,6 +213,78 @@ def test_checkpoint_of_two_processes_restores_in_one_process(runs):
     assert len(a) == len(b) and all(x.shape == y.shape for x, y in zip(a, b, strict=True))
     diff = max(float(np.abs(x - y).max()) for x, y in zip(a, b, strict=True))
     assert diff < 1e-3, diff
+
+
+# ------------------------------------------------- stacked members on 2 processes x 2 devices
+_COHORT_CODE = """
+import sys
+from pathlib import Path
+from jaxdiv.distributed import initialize
+initialize()
+from jaxdiv.train.loop import train_members
+from tests.tiny_mlp_config import tiny_mlp_config
+configs = []
+for seed in (0, 1):
+    c = tiny_mlp_config(num_steps=%d, log_every_steps=1, checkpoint_every_steps=2, seed=seed)
+    c.name = f"m{seed}"
+    configs.append(c)
+root = Path(sys.argv[1])
+results = train_members(configs, [root / c.name for c in configs], progress=False)
+print("RESULTS", [round(r["train_loss"], 6) for r in results])
+"""
+
+
+@pytest.fixture(scope="module")
+def cohort_run(runs, tmp_path_factory):
+    root = tmp_path_factory.mktemp("cohort")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("JAXDIV_") or k in ("JAXDIV_CACHE_DIR",)
+    }
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "launch/local.py",
+            "--num_processes=2",
+            "--cpu_devices_per_process=2",
+            "--",
+            sys.executable,
+            "-c",
+            _COHORT_CODE % STEPS,
+            str(root),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    return root, proc.stdout
+
+
+def test_stacked_members_on_two_processes_write_each_members_files_once(cohort_run, runs):
+    from jaxdiv.train.metrics import read_metrics
+
+    root, output = cohort_run
+    finals = [line for line in output.splitlines() if "RESULTS" in line]
+    assert {line[:4] for line in finals} == {"[0] ", "[1] "}
+    assert len({line[4:] for line in finals}) == 1  # both processes computed the same
+    for name in ("m0", "m1"):
+        workdir = root / name
+        steps = [m["step"] for m in read_metrics(workdir)]
+        assert steps == [1, 2, 3, 4, 4], steps  # 4 train lines and the final eval, once each
+        events = list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+        assert len(events) == 1  # one writer: the main process
+        assert json.loads((workdir / "result.json").read_text())["step"] == STEPS
+        assert sorted(
+            int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()
+        ) == [2, 4]
+    # member m0 is the config of the single runs above: the same trajectory
+    np.testing.assert_allclose(_losses(root / "m0"), _losses(runs[0] / "one"), rtol=1e-4)
+    assert _losses(root / "m0") != _losses(root / "m1")
 
 
 # --------------------------------------------------------------- cluster launch scripts

@@ -157,6 +157,37 @@ def test_dry_run_of_a_cohort_splits_members_over_the_member_axis(tfds_dir):
     assert cohort["flops_per_step_per_device"] < 0.5 * work / 2
 
 
+def test_dry_run_inputs_are_what_the_loop_feeds_its_step(tfds_dir):
+    """The dry run lowers ``make_train_step`` on ``abstract_step_inputs``: the same shapes,
+    dtypes and shardings as the state and batches the loop builds, for 1 and 2 members."""
+    from jaxdiv.train.loop import (
+        MemberBatches,
+        abstract_step_inputs,
+        build_setup,
+        init_state,
+        make_train_step,
+    )
+    from tests.tiny_mlp_config import tiny_mlp_config
+
+    def spec(tree):
+        return [(x.shape, x.dtype, x.sharding) for x in jax.tree_util.tree_leaves(tree)]
+
+    setup = build_setup(tiny_mlp_config())
+    for k in (1, 2):
+        state, batch, key = abstract_step_inputs(setup, k)
+        keys = jax.random.split(jax.random.PRNGKey(0), k)
+        real_state = init_state(setup, keys[0] if k == 1 else keys, members=k)
+        real_batch = MemberBatches(setup, list(range(k)))(0)
+        assert spec(real_state) == spec(state)
+        assert spec(real_batch) == spec(batch)
+        assert key.shape == ((2,) if k == 1 else (k, 2))
+        compiled = make_train_step(setup, k).lower(state, batch, key).compile()
+        _, metrics = compiled(
+            real_state, real_batch, jax.device_put(keys[0] if k == 1 else keys, key.sharding)
+        )
+        assert np.shape(metrics["loss"]) == (() if k == 1 else (k,))
+
+
 # ----------------------------------------------------------------- the whole population
 DISTINCT = ["vit_s16", "mixer_s16", "densenet121", "simclr_resnet50", "byol_resnet50"]
 GFLOP_PER_EXAMPLE = {  # 3 x (2 x published forward GMACs), 224x224

@@ -10,7 +10,13 @@ from flax import traverse_util
 
 from jaxdiv.errors import JaxdivError
 from jaxdiv.train import finetune
-from jaxdiv.train.loop import build_setup, init_state, restore_variables, train
+from jaxdiv.train.loop import (
+    build_setup,
+    init_state,
+    pretrained_backbone,
+    restore_variables,
+    train,
+)
 from tests.support import tiny_config
 
 pytestmark = pytest.mark.usefixtures("tfds_dir")
@@ -44,7 +50,9 @@ def test_backbone_comes_from_the_pretrained_run_and_the_head_is_fresh(pretrained
     config = tiny_config(finetune_from=str(workdir))
     setup = build_setup(config)
     fresh = init_state(setup, jax.random.PRNGKey(0))
-    state = finetune.start_from(fresh, workdir, config.model.name)
+    backbone, source_model = pretrained_backbone(workdir)
+    assert source_model == "resnet"
+    state = finetune.start_from(fresh, backbone, workdir, source_model, config.model.name)
 
     got, want, init = (
         _flat(state["params"]),

@@ -1,4 +1,5 @@
-"""Population expansion, categories, the scheduler's failure isolation and vmapped cohorts."""
+"""Population expansion, categories, the scheduler's failure isolation, its ETA, and seed
+cohorts trained as one member-stacked step."""
 
 from __future__ import annotations
 
@@ -10,11 +11,16 @@ import numpy as np
 import pytest
 
 from jaxdiv.errors import JaxdivError
-from jaxdiv.population.cohort import cohorts, train_cohort
-from jaxdiv.population.scheduler import run_population
+from jaxdiv.population.scheduler import (
+    MemberOutcome,
+    cohorts,
+    remaining_members,
+    run_population,
+)
 from jaxdiv.population.spec import category_of, expand_population
 from jaxdiv.store import Store
-from jaxdiv.train.loop import restore_variables, train
+from jaxdiv.store.splits import store_split_name
+from jaxdiv.train.loop import restore_variables, train, train_members
 from tests.support import tiny_config
 
 
@@ -121,7 +127,7 @@ def test_scheduler_isolates_failures_skips_finished_and_records_categories(tmp_p
     assert "diverged" in outcomes[2].error
     failures = json.loads((tmp_path / "failures.json").read_text())
     assert list(failures) == ["diverges"] and "diverged" in failures["diverges"]["error"]
-    assert store.members("test_128") == ["seed1", "tiny"]
+    assert store.members(store_split_name("test[:128]")) == ["seed1", "tiny"]
     info = store.member_info("seed1")
     assert info["category"] == "Reinit" and info["base"] == "tiny"
     assert store.member_info("tiny")["category"] == "Base"
@@ -132,8 +138,18 @@ def test_scheduler_isolates_failures_skips_finished_and_records_categories(tmp_p
     assert [o.status for o in again] == ["skipped", "skipped", "failed"]
 
 
+def test_eta_counts_the_members_still_to_train():
+    members = expand_population(population({"sweep": {"seed": [1, 2, 3]}}))
+    todo = members[1:]
+    assert remaining_members(todo, []) == 3
+    done = [MemberOutcome("tiny", "skipped"), MemberOutcome("seed1", "trained")]
+    assert remaining_members(todo, done) == 2
+    done.append(MemberOutcome("seed2", "failed", error="x"))
+    assert remaining_members(todo, done) == 1
+
+
 @pytest.mark.usefixtures("tfds_dir")
-def test_vmapped_cohort_matches_members_trained_one_by_one(tmp_path):
+def test_stacked_cohort_matches_members_trained_one_by_one(tmp_path):
     members = expand_population(
         population(
             {"overrides": {"seed": 1}},
@@ -144,11 +160,23 @@ def test_vmapped_cohort_matches_members_trained_one_by_one(tmp_path):
     )
     groups = cohorts(members)
     assert [[m.name for m in g] for g in groups] == [["tiny", "seed1", "seed2"]]
-    train_cohort(groups[0][:2], tmp_path / "cohort", progress=False, log=lambda *_: None)
-    for m in groups[0][:2]:
+    pair = groups[0][:2]
+    results = train_members(
+        [m.config for m in pair], [tmp_path / "cohort" / m.name for m in pair], progress=False
+    )
+    with pytest.raises(JaxdivError, match="differ only in seed"):
+        train_members([members[0].config, members[3].config], [tmp_path / "x", tmp_path / "y"])
+    for m, stacked in zip(pair, results, strict=True):
+        assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy"} <= set(stacked)
+        lines = (tmp_path / "cohort" / m.name / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(line)["step"] for line in lines] == [2, 4, 6, 6]
         train(m.config, tmp_path / "alone" / m.name, progress=False)
+        saved = json.loads((tmp_path / "cohort" / m.name / "result.json").read_text())
         result = train(m.config, tmp_path / "cohort" / m.name, progress=False)  # no-op: done
         assert result["step"] == 6
+        # the re-run finds the run finished and writes the same result.json
+        assert json.loads((tmp_path / "cohort" / m.name / "result.json").read_text()) == saved
+        assert result == saved == stacked
         _, a, _ = restore_variables(m.config, tmp_path / "cohort" / m.name)
         _, b, _ = restore_variables(m.config, tmp_path / "alone" / m.name)
         # equal up to float reassociation (vmapped convolutions), amplified by 6 SGD steps;
@@ -164,3 +192,33 @@ def test_vmapped_cohort_matches_members_trained_one_by_one(tmp_path):
         )
     )
     assert gap > 0.1
+
+
+@pytest.mark.usefixtures("tfds_dir")
+def test_scheduler_trains_seed_cohorts_stacked_and_isolates_a_failing_cohort(tmp_path):
+    members = expand_population(
+        population(
+            {"overrides": {"seed": 1}},
+            {"overrides": {"optimizer.learning_rate": 1e30}, "name": "diverges"},
+            {"overrides": {"optimizer.learning_rate": 1e30, "seed": 7}, "name": "diverges7"},
+            base=tiny_config(num_steps=4, **{"data.eval_split": ""}),
+        )
+    )
+    store = Store(tmp_path / "store", population="testpop")
+    lines = []
+    outcomes = run_population(
+        members,
+        tmp_path,
+        store,
+        ["test[:128]"],
+        population="testpop",
+        strategy="vmap",
+        progress=False,
+        log=lines.append,
+    )
+    assert [o.status for o in outcomes] == ["trained", "trained", "failed", "failed"]
+    assert any("cohort of 2 (tiny, seed1)" in line for line in lines)
+    assert any("cohort ['diverges', 'diverges7'] failed" in line for line in lines)
+    assert "diverged" in outcomes[2].error and "diverged" in outcomes[3].error
+    assert store.members(store_split_name("test[:128]")) == ["seed1", "tiny"]
+    assert json.loads((tmp_path / "members" / "seed1" / "result.json").read_text())["step"] == 4

@@ -9,7 +9,6 @@ after every optimiser step moves towards the online weights with decay
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax
 import ml_collections
@@ -64,19 +63,15 @@ class BYOL(TwoViewMethod):
         return {**variables, "target": target}
 
 
-def total_steps_of(config: ml_collections.ConfigDict) -> int:
-    """The run's step count, as the trainer computes it (``num_steps``, else epochs times
-    the training split's size, read from its metadata without loading it)."""
-    if int(config.get("num_steps", -1)) > 0:
-        return int(config.num_steps)
-    from jaxdiv.data import streaming
-
-    n = len(streaming.train_split(config.data, load=False))
-    per_epoch = n // int(config.batch_size)
-    return max(1, math.ceil(float(config.num_epochs) * per_epoch))
-
-
-def build(config: ml_collections.ConfigDict, model, num_classes: int) -> BYOL:
+def build(
+    config: ml_collections.ConfigDict, model, num_classes: int, *, total_steps: int | None
+) -> BYOL:
+    """BYOL whose EMA schedule spans ``total_steps``, the run's length (from the trainer)."""
+    if total_steps is None or int(total_steps) < 1:
+        raise JaxdivError(
+            "method 'byol' needs the run's step count for its EMA schedule; build it through "
+            "the trainer (build_setup), or pass total_steps= to build_method"
+        )
     check_batch_size(config, "byol", 2, "its projector and predictor use batch norm")
     base_tau = float(config.method.get("base_tau", 0.996))
     if not 0 <= base_tau <= 1:
@@ -90,4 +85,4 @@ def build(config: ml_collections.ConfigDict, model, num_classes: int) -> BYOL:
         predictor=PREDICTOR,
         predictor_required=True,
     )
-    return BYOL(**fields, total_steps=total_steps_of(config), base_tau=base_tau)
+    return BYOL(**fields, total_steps=int(total_steps), base_tau=base_tau)

@@ -5,11 +5,13 @@ interruption), then writes its predictions into the population's store. Members 
 in the store for every split are skipped; a member that fails is recorded in
 ``WORKDIR/failures.json`` with its error, and the others go on.
 
-Strategy: on XLA:CPU members train one after another as separate calls of the compiled step
-(batched-weight convolutions are much slower there, see design.md), sharing compilations
-through JAX's persistent compilation cache. On GPU/TPU, members that differ only in their
-seed can be stacked and trained together with ``jax.vmap`` (``strategy="vmap"``, see
-``jaxdiv.population.cohort``).
+Strategy: on XLA:CPU members train one after another (``jaxdiv.train.loop.train``) as
+separate calls of the compiled step (batched-weight convolutions are much slower there, see
+design.md), sharing compilations through JAX's persistent compilation cache. On GPU/TPU
+(``strategy="vmap"``), the members that differ only in their seed (a seed cohort,
+``loop.cohort_key``) train together as one member-stacked step
+(``jaxdiv.train.loop.train_members``); a cohort that fails leaves its members to train one
+by one, each resuming from the checkpoints the cohort wrote.
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ import jax
 from jaxdiv.errors import JaxdivError
 from jaxdiv.files import write_json_atomic
 from jaxdiv.population.spec import Member
+from jaxdiv.store.predict import predict_member
+from jaxdiv.store.splits import store_split_name
 from jaxdiv.store.store import Store
+from jaxdiv.train.loop import cohort_key, train, train_members
 
 STRATEGIES = ("auto", "sequential", "vmap")
 
@@ -68,6 +73,45 @@ def _fmt(seconds: float) -> str:
     return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def cohorts(members: Sequence[Member]) -> list[list[Member]]:
+    """Groups of two or more members whose configs differ only in seed (and name)."""
+    groups: dict[str, list[Member]] = {}
+    for m in members:
+        groups.setdefault(cohort_key(m.config), []).append(m)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def remaining_members(todo: Sequence[Member], outcomes: Sequence[MemberOutcome]) -> int:
+    """Members of ``todo`` without an outcome yet (the ETA's count)."""
+    done = {o.name for o in outcomes}
+    return sum(m.name not in done for m in todo)
+
+
+def _error_message(err: BaseException) -> str:
+    return str(err) if isinstance(err, JaxdivError) else f"{type(err).__name__}: {err}"
+
+
+def _train_cohorts(todo, members_dir: Path, progress: bool, log) -> set[str]:
+    """Train each seed cohort of ``todo`` as one stacked step; the names it finished."""
+    finished: set[str] = set()
+    for group in cohorts(todo):
+        names = [m.name for m in group]
+        log(f"  training cohort of {len(group)} ({', '.join(names)}) as one stacked step")
+        try:
+            train_members(
+                [m.config for m in group],
+                [members_dir / n for n in names],
+                progress=progress,
+            )
+        except (Exception, KeyboardInterrupt) as err:  # noqa: BLE001 - logged, then retried
+            if isinstance(err, KeyboardInterrupt):
+                raise
+            log(f"  cohort {names} failed ({_error_message(err)}); its members train one by one")
+            continue
+        finished.update(names)
+    return finished
+
+
 def run_population(
     members: Sequence[Member],
     workdir: str | Path,
@@ -80,10 +124,6 @@ def run_population(
     log=print,
 ) -> list[MemberOutcome]:
     """Train and predict every member; returns one outcome per member, in order."""
-    from jaxdiv.predict import predict_member
-    from jaxdiv.store.splits import store_split_name
-    from jaxdiv.train.loop import train
-
     workdir = Path(workdir)
     strategy = choose_strategy(strategy)
     base = members[0].name
@@ -93,16 +133,15 @@ def run_population(
     todo = [
         m for m in members if not all(store.has_member(m.name, store_split_name(s)) for s in splits)
     ]
+    trained_together: set[str] = set()
     if strategy == "vmap" and len(todo) > 1:
-        from jaxdiv.population.cohort import train_cohorts
-
-        train_cohorts(todo, workdir / "members", progress=progress, log=log)
+        trained_together = _train_cohorts(todo, workdir / "members", progress, log)
     started, trained = time.perf_counter(), 0
     for i, member in enumerate(members, 1):
         if member not in todo:
             outcomes.append(MemberOutcome(member.name, "skipped"))
             continue
-        remaining = len([m for m in todo if m not in (o.name for o in outcomes)])
+        remaining = remaining_members(todo, outcomes)
         eta = ""
         if trained:
             per = (time.perf_counter() - started) / trained
@@ -114,7 +153,8 @@ def run_population(
         t0 = time.perf_counter()
         mdir = workdir / "members" / member.name
         try:
-            train(member.config, mdir, progress=progress)
+            if member.name not in trained_together:
+                train(member.config, mdir, progress=progress)
             predict_member(
                 member.config,
                 mdir,
@@ -128,7 +168,7 @@ def run_population(
         except (Exception, KeyboardInterrupt) as err:  # noqa: BLE001 - recorded, not hidden
             if isinstance(err, KeyboardInterrupt):
                 raise
-            msg = str(err) if isinstance(err, JaxdivError) else f"{type(err).__name__}: {err}"
+            msg = _error_message(err)
             failures[member.name] = {"error": msg, "traceback": traceback.format_exc()}
             outcomes.append(MemberOutcome(member.name, "failed", time.perf_counter() - t0, msg))
             log(f"  member {member.name} FAILED: {msg} (details in {failures_path})")

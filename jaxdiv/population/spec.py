@@ -35,6 +35,7 @@ from typing import Any
 import ml_collections
 
 from jaxdiv.errors import JaxdivError, choices_error
+from jaxdiv.train.names import validate_names
 
 CATEGORIES = ("Reinit", "Hyperparameters", "Architecture", "Framework", "Dataset")
 
@@ -178,8 +179,6 @@ def _fresh_seeds(pop: ml_collections.ConfigDict, base: ml_collections.ConfigDict
 
 def expand_population(pop: ml_collections.ConfigDict) -> list[Member]:
     """The base followed by every variation, validated (clear errors before training)."""
-    from jaxdiv.train.loop import validate_names
-
     if "base" not in pop or "variations" not in pop:
         raise JaxdivError("a population config needs `base` (a training config) and `variations`")
     base_cfg = copy.deepcopy(pop.base)

@@ -37,6 +37,10 @@ class Checkpointer:
         target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, abstract_state)
         return self.manager.restore(step, args=ocp.args.StandardRestore(target))
 
+    def wait(self) -> None:
+        """Block until the pending save is written."""
+        self.manager.wait_until_finished()
+
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()

@@ -11,8 +11,11 @@ laptop, and reports XLA's own cost estimate of one step (``compiled.cost_analysi
 floating-point operations of one device's partition, counting a multiply-add as 2) and the
 per-device memory of its buffers (``compiled.memory_analysis()``).
 
-``members=K`` compiles K stacked members (a seed cohort) as one vmapped step, with the
-state's leading member dimension split over the mesh's ``member`` axis.
+The step compiled is the loop's own: ``loop.make_train_step(setup, members)`` applied to
+``loop.abstract_step_inputs(setup, members)``, the shapes and shardings the loop passes.
+``members=K`` compiles K stacked members (a seed cohort, ``loop.train_members``) as one
+member-stacked step, the state's leading member dimension split over the mesh's ``member``
+axis.
 """
 
 from __future__ import annotations
@@ -25,12 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 from jaxdiv.errors import JaxdivError
 from jaxdiv.train import mesh as mesh_lib
-from jaxdiv.train.loop import _init_fn, build_setup, make_train_step, train_step_fn
+from jaxdiv.train.loop import abstract_state, abstract_step_inputs, build_setup, make_train_step
 
 
 def simulate_devices(n: int) -> None:
@@ -47,12 +49,6 @@ def simulate_devices(n: int) -> None:
         return
     jax.config.update("jax_platforms", "cpu")
     jax.config.update("jax_num_cpu_devices", int(n))
-
-
-def _abstract(tree: Any, shardings: Any) -> Any:
-    return jax.tree_util.tree_map(
-        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), tree, shardings
-    )
 
 
 def _count(tree: Any) -> int:
@@ -72,45 +68,10 @@ def dry_run(config: ml_collections.ConfigDict, *, members: int = 1) -> dict[str,
             "use a multiple of it"
         )
     batch_size = int(config.batch_size)
-    h, w, c = setup.train_split.images.shape[1:]
-    state = jax.eval_shape(_init_fn(setup), jax.random.PRNGKey(0))
-    rep = mesh_lib.replicated(mesh)
-    batch = {
-        "image": jax.ShapeDtypeStruct((batch_size, h, w, c), jnp.uint8),
-        "label": jax.ShapeDtypeStruct((batch_size,), jnp.int32),
-        "index": jax.ShapeDtypeStruct((batch_size,), jnp.int32),
-    }
-    key = jax.ShapeDtypeStruct((2,), jnp.uint32)
-    if members == 1:
-        state_sh = mesh_lib.state_shardings(state, mesh, config.get("mesh"))
-        batch_sh = jax.tree_util.tree_map(lambda _: mesh_lib.batch_sharded(mesh), batch)
-        step = make_train_step(setup)
-        args = (
-            _abstract(state, state_sh),
-            _abstract(batch, batch_sh),
-            jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=rep),
-        )
-    else:
-        stack = lambda s: jax.ShapeDtypeStruct((members, *s.shape), s.dtype)  # noqa: E731
-        state = jax.tree_util.tree_map(stack, state)
-        batch = jax.tree_util.tree_map(stack, batch)
-        key = stack(key)
-        state_sh = mesh_lib.state_shardings(state, mesh, config.get("mesh"), stacked_members=True)
-        axes = mesh_lib.batch_axes(mesh)
-        spec = jax.sharding.PartitionSpec("member", axes[0] if len(axes) == 1 else axes)
-        batch_sh = jax.tree_util.tree_map(lambda _: jax.sharding.NamedSharding(mesh, spec), batch)
-        key_sh = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("member"))
-        metrics_sh = key_sh
-        step = jax.jit(
-            mesh_lib.over_members(train_step_fn(setup), mesh),
-            out_shardings=(state_sh, metrics_sh),
-            donate_argnums=(0,),
-        )
-        args = (
-            _abstract(state, state_sh),
-            _abstract(batch, batch_sh),
-            jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=key_sh),
-        )
+    h, w, c = setup.image_shape
+    args = abstract_step_inputs(setup, members)
+    state, state_sh = args[0], jax.tree_util.tree_map(lambda s: s.sharding, args[0])
+    step = make_train_step(setup, members, state_sh)
     t0 = time.perf_counter()
     lowered = step.lower(*args)
     t1 = time.perf_counter()
@@ -218,5 +179,4 @@ def run_cli(
 def parameter_count(config: ml_collections.ConfigDict) -> int:
     """Trainable parameters of ``config``'s model and method heads (no compilation)."""
     setup = build_setup(copy.deepcopy(config), load_train=False)
-    state = jax.eval_shape(_init_fn(setup), jax.random.PRNGKey(0))
-    return _count(state["params"])
+    return _count(abstract_state(setup)["params"])

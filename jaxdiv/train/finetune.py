@@ -6,6 +6,9 @@ latest checkpoint's backbone (parameters and batch statistics; for a two-view me
 the freshly initialised backbone of the new run; the classifier head stays newly initialised
 and the optimiser state starts from zero. Only a fresh run is initialised this way: a resumed
 run continues from its own checkpoint.
+
+These functions work on trees; the trainer (``jaxdiv.train.loop``) restores the source run
+and calls them.
 """
 
 from __future__ import annotations
@@ -31,17 +34,9 @@ def check_source(workdir: str | Path) -> None:
         )
 
 
-def pretrained_backbone(workdir: str | Path) -> tuple[dict[str, dict], str]:
-    """``({collection: flat {path: array}}, model name)`` of the latest checkpoint's backbone."""
-    from jaxdiv.train.loop import build_setup, restore_variables
-    from jaxdiv.train.workdir import load_config
-
-    check_source(workdir)
-    workdir = Path(workdir)
-    config = load_config(workdir)
-    setup = build_setup(config, load_train=False)
-    _, variables, _ = restore_variables(config, workdir, setup)
-    two_view = config.method.name != "supervised"
+def backbone_of(variables: dict, method_name: str) -> dict[str, dict]:
+    """``{collection: flat {path: array}}`` of a run's backbone, from its model variables."""
+    two_view = method_name != "supervised"
     out = {}
     for col in _COLLECTIONS:
         tree = variables.get(col)
@@ -51,12 +46,14 @@ def pretrained_backbone(workdir: str | Path) -> tuple[dict[str, dict], str]:
             tree.get("backbone", {}) if two_view else {k: v for k, v in tree.items() if k != HEAD}
         )
         out[col] = traverse_util.flatten_dict(jax.device_get(tree), sep="/")
-    return out, str(config.model.name)
+    return out
 
 
-def start_from(state: dict, workdir: str | Path, model_name: str) -> dict:
-    """``state`` (a fresh train state) with its backbone replaced by ``workdir``'s."""
-    backbone, source_model = pretrained_backbone(workdir)
+def start_from(
+    state: dict, backbone: dict[str, dict], source: str | Path, source_model: str, model_name: str
+) -> dict:
+    """``state`` (a fresh train state) with its backbone replaced by ``backbone``
+    (``backbone_of`` the run in ``source``, whose model is ``source_model``)."""
     new = dict(state)
     new["state"] = dict(state["state"])
     for col in _COLLECTIONS:
@@ -73,7 +70,7 @@ def start_from(state: dict, workdir: str | Path, model_name: str) -> dict:
         if missing or bad:
             detail = f"missing {missing[:3]}" if missing else f"shapes differ: {bad[:3]}"
             raise JaxdivError(
-                f"finetune_from={str(workdir)!r}: its backbone ({source_model!r}) does not fit "
+                f"finetune_from={str(source)!r}: its backbone ({source_model!r}) does not fit "
                 f"this model ({model_name!r}): {col} {detail}; use the same model.name and "
                 "model.kwargs as the pre-training run"
             )

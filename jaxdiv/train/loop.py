@@ -1,15 +1,32 @@
-"""The trainer: one jitted step under a device mesh, checkpointed, resumable, logged.
+"""The trainer: ONE jitted update step and ONE loop, for one member or K stacked members.
 
-Everything a step needs is derived from (seed, step): the batch (random access into the
-loader's shuffled order) and the PRNG key (``fold_in(seed_key, step)``), so a run resumed
-from a checkpoint continues exactly as an uninterrupted one would.
+Read it top to bottom, in banner sections: setup (a config's data, model, method and
+optimiser), mesh (each train-state leaf's sharding, worked out once), input (each step's
+batch, placed on the mesh), update step, checkpoint, loop.
+
+Members. ``train_members(configs, workdirs)`` trains K configs that differ only in their seed
+(and name) together: their train states are stacked along a leading member dimension that is
+split over the mesh's ``member`` axis, and the step is the one-member step under ``jax.vmap``,
+each slice of the member axis computing only its own members (``mesh.over_members``). With
+K=1 (``train``) the state has no member dimension and the step is the one-member step itself.
+Each member keeps its own run directory, written exactly as a single run writes it
+(config.json, checkpoints/ of its own un-stacked state, metrics.jsonl, tensorboard/,
+result.json), so a member can later be resumed, re-run or predicted alone. Only the main
+process (``jax.process_index() == 0``) writes metrics and results; every process checks the
+loss for divergence.
+
+Determinism. Everything a step needs is derived from (seed, step): the batch (random access
+into the loader's shuffled order) and the PRNG key (``fold_in(step_key, step)``), so a run
+resumed from a checkpoint continues exactly as an uninterrupted one would, and a member
+trained in a stack equals the member trained alone up to float reassociation.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
+import json
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,27 +35,30 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from jax.sharding import NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from jaxdiv.data import streaming
 from jaxdiv.data.datasets import ArraySplit
-from jaxdiv.errors import JaxdivError, choices_error
+from jaxdiv.errors import JaxdivError
 from jaxdiv.files import write_json_atomic
 from jaxdiv.methods import build_method
 from jaxdiv.methods.base import Method
 from jaxdiv.models import build_model
 from jaxdiv.train import finetune
 from jaxdiv.train import mesh as mesh_lib
+from jaxdiv.train import steps as steps_lib
 from jaxdiv.train.checkpoint import Checkpointer
 from jaxdiv.train.evaluate import accuracy_and_loss, make_predict_fn, predict_split
-from jaxdiv.train.mesh import check_batch, host_io, make_mesh, replicated, shard_batch
-from jaxdiv.train.metrics import MetricWriter
+from jaxdiv.train.metrics import MetricWriter, latest_values, read_metrics
+from jaxdiv.train.names import validate_names
 from jaxdiv.train.optim import build_optimizer, learning_rate_schedule
-from jaxdiv.train.workdir import prepare_workdir
+from jaxdiv.train.workdir import config_to_dict, load_config, prepare_workdir
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
+# ---------------------------------------------------------------------------------- setup
 @dataclasses.dataclass
 class Setup:
     """Everything built from a config before training: data, model, method, optimiser."""
@@ -47,57 +67,57 @@ class Setup:
     mesh: Any
     method: Method
     num_classes: int
-    train_split: ArraySplit | None
+    train_split: Any  # ArraySplit, StreamingSplit, or a shape-only placeholder
     steps_per_epoch: int
     total_steps: int
     tx: optax.GradientTransformation
     lr_schedule: Any
 
-
-def validate_names(config: ml_collections.ConfigDict) -> None:
-    """Unknown model, method or optimizer names fail before any data is read."""
-    from jaxdiv.methods import METHODS
-    from jaxdiv.models import MODEL_NAMES
-    from jaxdiv.train.optim import OPTIMIZERS
-
-    for kind, name, valid in (
-        ("model", config.model.name, MODEL_NAMES),
-        ("method", config.method.name, METHODS),
-        ("optimizer", config.optimizer.name, OPTIMIZERS),
-    ):
-        if name not in valid:
-            raise choices_error(kind, name, valid)
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(height, width, channels) of one training image."""
+        h, w, c = self.train_split.images.shape[1:]
+        return int(h), int(w), int(c)
 
 
 def build_setup(config: ml_collections.ConfigDict, *, load_train: bool = True) -> Setup:
-    """Validate the config and build the pieces (fails fast, before any compute)."""
+    """Validate the config and build the pieces (fails fast, before any compute).
+
+    ``load_train=False`` reads no record: the training split is a shape-only placeholder,
+    from ``config.data.num_train_examples``, ``num_classes`` and ``image_size`` when all three
+    are set (nothing is read at all, e.g. for a benchmark on synthetic batches), else from
+    the prepared dataset's metadata. Such a setup builds states and steps (``init_state``,
+    ``make_train_step``) but cannot feed the loop.
+    """
     dtype = config.get("compute_dtype", "float32")
     if dtype not in DTYPES:
         raise JaxdivError(f"unknown compute_dtype {dtype!r}; valid choices: {', '.join(DTYPES)}")
     validate_names(config)
-    mesh = make_mesh(config.get("mesh"))
-    check_batch(int(config.batch_size), mesh)
+    mesh = mesh_lib.make_mesh(config.get("mesh"))
+    mesh_lib.check_batch(int(config.batch_size), mesh)
     split = streaming.train_split(config.data, load=load_train)
+    per_epoch = steps_lib.steps_per_epoch(len(split), int(config.batch_size))
+    total = steps_lib.total_steps(config, per_epoch)
     num_classes = split.num_classes
     model_kwargs = dict(config.model.get("kwargs", {}) or {})
     model = build_model(config.model.name, num_classes, dtype=DTYPES[dtype], **model_kwargs)
-    method = build_method(config, model, num_classes)
-    steps_per_epoch = len(split) // int(config.batch_size)
-    if steps_per_epoch < 1:
-        raise JaxdivError(
-            f"batch size {config.batch_size} is larger than the {len(split)} training examples"
-        )
-    if int(config.get("num_steps", -1)) > 0:
-        total = int(config.num_steps)
-    else:
-        total = max(1, math.ceil(float(config.num_epochs) * steps_per_epoch))
-    tx = build_optimizer(config.optimizer, total, steps_per_epoch)
-    schedule = learning_rate_schedule(config.optimizer, total, steps_per_epoch)
-    return Setup(config, mesh, method, num_classes, split, steps_per_epoch, total, tx, schedule)
+    method = build_method(config, model, num_classes, total_steps=total)
+    tx = build_optimizer(config.optimizer, total, per_epoch)
+    schedule = learning_rate_schedule(config.optimizer, total, per_epoch)
+    return Setup(config, mesh, method, num_classes, split, per_epoch, total, tx, schedule)
 
 
-def _init_fn(setup: Setup):
-    h, w, c = setup.train_split.images.shape[1:]
+def cohort_key(config: ml_collections.ConfigDict) -> str:
+    """Configs with equal keys differ only in ``seed`` and ``name``: they can be stacked."""
+    d = config_to_dict(config)
+    d.pop("seed", None)
+    d.pop("name", None)
+    return json.dumps(d, sort_keys=True)
+
+
+# ----------------------------------------------------------------------------------- mesh
+def _init_fn(setup: Setup) -> Callable:
+    h, w, c = setup.image_shape
 
     def init(rng):
         variables = setup.method.init(rng, jnp.zeros((2, h, w, c), jnp.float32))
@@ -112,19 +132,148 @@ def _init_fn(setup: Setup):
     return init
 
 
-def state_shardings(setup: Setup) -> Any:
-    """Each train-state leaf's sharding from ``config.mesh.rules`` (default: replicated)."""
-    abstract = jax.eval_shape(_init_fn(setup), jax.random.PRNGKey(0))
-    return mesh_lib.state_shardings(abstract, setup.mesh, setup.config.get("mesh"))
+def abstract_state(setup: Setup, members: int = 1) -> Any:
+    """The train state's shapes and dtypes (a leading member dimension when ``members > 1``)."""
+    state = jax.eval_shape(_init_fn(setup), jax.random.PRNGKey(0))
+    if members == 1:
+        return state
+    return jax.tree_util.tree_map(
+        lambda s: jax.ShapeDtypeStruct((members, *s.shape), s.dtype), state
+    )
 
 
-def init_state(setup: Setup, rng: jax.Array) -> dict:
-    """The train state pytree {step, params, state, opt_state}, laid out on the mesh."""
-    return jax.jit(_init_fn(setup), out_shardings=state_shardings(setup))(rng)
+def state_shardings(setup: Setup, members: int = 1) -> Any:
+    """Each train-state leaf's sharding from ``config.mesh.rules`` (default: replicated); for
+    ``members > 1`` the leading member dimension is split over the ``member`` axis."""
+    return mesh_lib.state_shardings(
+        abstract_state(setup, members),
+        setup.mesh,
+        setup.config.get("mesh"),
+        stacked_members=members > 1,
+    )
 
 
-def train_step_fn(setup: Setup):
-    """The un-jitted step (state, batch, key) -> (state, metrics); see make_train_step."""
+def batch_sharding(mesh: Any, members: int = 1) -> NamedSharding:
+    """A batch leaf's sharding: batch axes on dim 0 (dim 1 behind ``member`` if stacked)."""
+    if members == 1:
+        return mesh_lib.batch_sharded(mesh)
+    axes = mesh_lib.batch_axes(mesh)
+    return NamedSharding(mesh, PartitionSpec("member", axes[0] if len(axes) == 1 else axes))
+
+
+def key_sharding(mesh: Any, members: int = 1) -> NamedSharding:
+    """The step key's sharding: replicated, or one key per member along ``member``."""
+    return (
+        mesh_lib.replicated(mesh) if members == 1 else NamedSharding(mesh, PartitionSpec("member"))
+    )
+
+
+def init_state(setup: Setup, rng: jax.Array, members: int = 1, shardings: Any = None) -> dict:
+    """The train state {step, params, state, opt_state}, laid out on the mesh.
+
+    With ``members > 1``, ``rng`` holds one key per member (shape [K, 2]); each member is
+    initialised exactly as alone and the states are stacked along a leading member dimension.
+    """
+    single = jax.jit(_init_fn(setup), out_shardings=state_shardings(setup))
+    if members == 1:
+        return single(rng)
+    return stack_members([single(k) for k in rng], shardings or state_shardings(setup, members))
+
+
+def stack_members(states: Sequence[dict], shardings: Any) -> dict:
+    """K one-member states stacked along a new leading dimension, laid out by ``shardings``."""
+    stack = jax.jit(
+        lambda *xs: jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *xs),
+        out_shardings=shardings,
+    )
+    return stack(*states)
+
+
+def _unstacker(setup: Setup, members: int) -> Callable[[dict], list[dict]]:
+    """state -> the list of its members' one-member states (each in the one-member layout)."""
+    if members == 1:
+        return lambda state: [state]
+    single = state_shardings(setup)
+    return jax.jit(
+        lambda s: [jax.tree_util.tree_map(lambda x, i=i: x[i], s) for i in range(members)],
+        out_shardings=[single] * members,
+    )
+
+
+def _with_shardings(tree: Any, shardings: Any) -> Any:
+    return jax.tree_util.tree_map(
+        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), tree, shardings
+    )
+
+
+# ---------------------------------------------------------------------------------- input
+def _local_block(sharding: NamedSharding, shape: tuple[int, ...]) -> list[tuple[int, int]]:
+    """Per leading dimension, the [lo, hi) range this process's devices hold."""
+    ranges = [(dim, 0) for dim in shape]
+    for index in sharding.addressable_devices_indices_map(shape).values():
+        for d, (sl, dim) in enumerate(zip(index[: len(shape)], shape, strict=True)):
+            lo, hi, _ = sl.indices(dim)
+            ranges[d] = (min(ranges[d][0], lo), max(ranges[d][1], hi))
+    return ranges
+
+
+class MemberBatches:
+    """``batches(step)``: every member's batch of global step ``step`` on the mesh: one
+    member's [B, ...] leaves, or K members' stacked [K, B, ...].
+
+    In-memory and streamed splits go through the same ``streaming.train_loader``, one loader
+    per member (its own seed, so its own order). Each process reads only the part its devices
+    hold: the members of its slice of the ``member`` axis and its slice of each batch.
+    """
+
+    def __init__(self, setup: Setup, seeds: Sequence[int]):
+        self.members = len(seeds)
+        self.batch_size = int(setup.config.batch_size)
+        self.sharding = batch_sharding(setup.mesh, self.members)
+        stacked = self.members > 1
+        self.lead = (self.members, self.batch_size) if stacked else (self.batch_size,)
+        block = _local_block(self.sharding, self.lead)
+        m_lo, m_hi = block[0] if stacked else (0, 1)
+        rows = block[-1]
+        self.offset = (m_lo, rows[0]) if stacked else (rows[0],)
+        self.loaders = [
+            streaming.train_loader(setup.train_split, self.batch_size, int(s), setup.config.data)
+            for s in seeds[m_lo:m_hi]
+        ]
+        size = self.loaders[0].local_batch_size
+        mine = (self.loaders[0].process_index * size, self.loaders[0].process_index * size + size)
+        if tuple(rows) != mine:
+            raise JaxdivError(
+                f"process {jax.process_index()}'s devices hold rows {rows[0]}:{rows[1]} of each "
+                f"batch but its loader reads rows {mine[0]}:{mine[1]}; with several processes "
+                "keep the member axis within each process (mesh.member=1)"
+            )
+
+    def __call__(self, step: int) -> dict[str, jax.Array]:
+        parts = [loader.batch(step) for loader in self.loaders]
+        if self.members == 1:
+            local = parts[0]
+        else:
+            local = {key: np.stack([p[key] for p in parts]) for key in parts[0]}
+        if jax.process_count() == 1:
+            return jax.device_put(local, self.sharding)
+        return {key: self._place(x) for key, x in local.items()}
+
+    def _place(self, x: np.ndarray) -> jax.Array:
+        shape = (*self.lead, *x.shape[len(self.lead) :])
+        arrays = []
+        for device, index in self.sharding.addressable_devices_indices_map(shape).items():
+            local_index = tuple(
+                slice(sl.indices(dim)[0] - off, sl.indices(dim)[1] - off)
+                for sl, dim, off in zip(index, shape, self.offset, strict=False)
+            )
+            arrays.append(jax.device_put(x[local_index], device))
+        return jax.make_array_from_single_device_arrays(shape, self.sharding, arrays)
+
+
+# ---------------------------------------------------------------------------- update step
+def train_step_fn(setup: Setup) -> Callable:
+    """The un-jitted one-member step (state, batch, key) -> (state, metrics)."""
     method, tx = setup.method, setup.tx
 
     def step_fn(state, batch, key):
@@ -149,140 +298,63 @@ def train_step_fn(setup: Setup):
     return step_fn
 
 
-def make_train_step(setup: Setup):
-    """Jitted (state, batch, key) -> (state, metrics); batch sharded along ``data``."""
-    rep = replicated(setup.mesh)
-    return jax.jit(
-        train_step_fn(setup), out_shardings=(state_shardings(setup), rep), donate_argnums=(0,)
-    )
+def make_train_step(setup: Setup, members: int = 1, shardings: Any = None) -> Callable:
+    """THE jitted step (state, batch, key) -> (state, metrics) of the loop and the dry run.
+
+    ``members=1``: the one-member step, batch split over the batch axes. ``members=K``:
+    ``mesh.over_members`` of it, every argument with a leading member dimension (the keys
+    [K, 2]); the metrics come back replicated ([K] per metric) for the main process to log.
+    ``shardings`` defaults to ``state_shardings(setup, members)``.
+    """
+    shardings = state_shardings(setup, members) if shardings is None else shardings
+    rep = mesh_lib.replicated(setup.mesh)
+    fn = train_step_fn(setup)
+    if members > 1:
+        fn = mesh_lib.over_members(fn, setup.mesh)
+    return jax.jit(fn, out_shardings=(shardings, rep), donate_argnums=(0,))
 
 
-def _variables(state: dict) -> dict:
-    return {"params": state["params"], **state["state"]}
+def abstract_step_inputs(setup: Setup, members: int = 1) -> tuple[Any, Any, Any]:
+    """(state, batch, key) of the step as ``jax.ShapeDtypeStruct`` with their shardings,
+    exactly as the loop passes them (``make_train_step(...).lower(*these)`` compiles it)."""
+    mesh, bs = setup.mesh, int(setup.config.batch_size)
+    lead = (members, bs) if members > 1 else (bs,)
+    sh = batch_sharding(mesh, members)
+    batch = {
+        "image": jax.ShapeDtypeStruct((*lead, *setup.image_shape), jnp.uint8, sharding=sh),
+        "label": jax.ShapeDtypeStruct(lead, jnp.int32, sharding=sh),
+        "index": jax.ShapeDtypeStruct(lead, jnp.int32, sharding=sh),
+    }
+    key_shape = (members, 2) if members > 1 else (2,)
+    key = jax.ShapeDtypeStruct(key_shape, jnp.uint32, sharding=key_sharding(mesh, members))
+    state = _with_shardings(abstract_state(setup, members), state_shardings(setup, members))
+    return state, batch, key
 
 
-def train(
-    config: ml_collections.ConfigDict,
-    workdir: str | Path,
-    *,
-    force: bool = False,
-    progress: bool = True,
-    eval_split: ArraySplit | None = None,
-) -> dict:
-    """Train (or resume) the run in ``workdir``; returns the final metrics (result.json)."""
-    workdir = Path(workdir)
-    setup = build_setup(config)
-    if eval_split is None and config.data.get("eval_split"):
-        eval_split = streaming.eval_split(config.data, config.data.eval_split)
-    if config.get("finetune_from"):
-        finetune.check_source(config.finetune_from)
-    prepare_workdir(config, workdir, force=force)
+# ----------------------------------------------------------------------------- checkpoint
+def _restore(setup: Setup, ckpt: Checkpointer, step: int) -> dict:
+    """One member's train state of checkpoint ``step``, in the one-member layout."""
+    abstract = _with_shardings(abstract_state(setup), state_shardings(setup))
+    return ckpt.restore(abstract, step)
 
-    key = jax.random.PRNGKey(int(config.seed))
-    init_key, step_key = jax.random.split(key)
-    state = init_state(setup, init_key)
-    ckpt = Checkpointer(
-        workdir, every_steps=config.checkpoint_every_steps, keep=config.keep_checkpoints
-    )
-    start = ckpt.latest_step()
-    if start is not None:
-        state = ckpt.restore(state, start)
-        state = jax.device_put(state, state_shardings(setup))
-    elif config.get("finetune_from"):
-        state = finetune.start_from(state, config.finetune_from, config.model.name)
-        state = jax.device_put(state, state_shardings(setup))
-    start = int(start or 0)
-    is_main = jax.process_index() == 0
-    writer = MetricWriter(workdir, resume_step=start, enabled=is_main)
 
-    loader = streaming.train_loader(
-        setup.train_split, int(config.batch_size), int(config.seed), config.data
-    )
-    train_step = make_train_step(setup)
-    predict_fn = (
-        host_io(make_predict_fn(setup.method, setup.mesh), setup.mesh)
-        if eval_split is not None
-        else None
-    )
-    eval_bs = int(config.get("eval_batch_size", 500))
+def _save(ckpts: Sequence[Checkpointer], step: int, states: Sequence[dict]) -> None:
+    """Each member's checkpoint of ``step``. With several processes one member's save is
+    finished before the next begins (orbax's cross-process barriers are named per process,
+    not per manager)."""
+    for c, member_state in zip(ckpts, states, strict=True):
+        if len(ckpts) > 1 and jax.process_count() > 1:
+            for other in ckpts:
+                other.wait()
+        c.save(step, member_state, force=True)
 
-    def evaluate(state) -> dict[str, float]:
-        logits, _ = predict_split(
-            setup.method,
-            _variables(state),
-            eval_split,
-            setup.mesh,
-            batch_size=eval_bs,
-            predict_fn=predict_fn,
-        )
-        if logits is None:
-            return {}
-        m = accuracy_and_loss(logits, eval_split.labels)
-        return {"val_accuracy": m["accuracy"], "val_loss": m["loss"]}
 
-    total = setup.total_steps
-    log_every = max(1, int(config.log_every_steps))
-    eval_every = int(config.get("eval_every_steps", 0))
-    ckpt_every = max(1, int(config.checkpoint_every_steps))
-    bar = tqdm(
-        total=total,
-        initial=start,
-        unit="step",
-        disable=not (progress and is_main),
-        desc=str(config.get("name", "train")),
-        mininterval=2.0,
-        dynamic_ncols=True,
-    )
-    pending: list[dict] = []
-    t_log, steps_since = time.perf_counter(), 0
-    last: dict[str, float] = {}
-    t_train = time.perf_counter()
-    for step in range(start, total):
-        batch = shard_batch(loader.batch(step), setup.mesh)
-        state, metrics = train_step(state, batch, step_key)
-        pending.append(metrics)
-        steps_since += 1
-        done = step + 1
-        if done % log_every == 0 or done == total:
-            host = jax.device_get(pending)
-            mean = {f"train_{k}": float(np.mean([m[k] for m in host])) for k in host[0]}
-            dt = time.perf_counter() - t_log
-            mean["images_per_sec"] = steps_since * int(config.batch_size) / max(dt, 1e-9)
-            mean["learning_rate"] = float(setup.lr_schedule(done - 1))
-            if not np.isfinite(mean.get("train_loss", 0.0)):
-                raise JaxdivError(
-                    f"training diverged at step {done} (loss {mean['train_loss']}); lower "
-                    "--config.optimizer.learning_rate or check the inputs"
-                )
-            last.update(mean)
-            writer.write(done, mean)
-            bar.set_postfix(
-                loss=f"{mean.get('train_loss', float('nan')):.3f}",
-                img_s=f"{mean['images_per_sec']:.0f}",
-                refresh=False,
-            )
-            pending, t_log, steps_since = [], time.perf_counter(), 0
-        if eval_split is not None and eval_every > 0 and done % eval_every == 0 and done != total:
-            ev = evaluate(state)
-            last.update(ev)
-            writer.write(done, ev)
-        if done % ckpt_every == 0 or done == total:
-            ckpt.save(done, state, force=True)
-        bar.update(1)
-    bar.close()
-    if start >= total and ckpt.latest_step() != total:
-        ckpt.save(total, state, force=True)
-    ckpt.close()
-    result = {"step": total, "train_seconds_this_run": time.perf_counter() - t_train}
-    result.update({k: v for k, v in last.items() if k.startswith("train_")})
-    if eval_split is not None:
-        ev = evaluate(state)
-        writer.write(total, ev)
-        result.update(ev)
-    writer.close()
-    if is_main:
-        write_json_atomic(workdir / "result.json", result)
-    return result
+def pretrained_backbone(source: str | Path) -> tuple[dict, str]:
+    """``finetune_from``'s backbone (flat trees per collection) and its model name."""
+    finetune.check_source(source)
+    config = load_config(Path(source))
+    _, variables, _ = restore_variables(config, source, build_setup(config, load_train=False))
+    return finetune.backbone_of(variables, config.method.name), str(config.model.name)
 
 
 def restore_variables(
@@ -293,13 +365,231 @@ def restore_variables(
     ckpt = Checkpointer(workdir, every_steps=1, keep=config.keep_checkpoints)
     step = ckpt.latest_step()
     if step is None:
+        ckpt.close()
         raise JaxdivError(f"no checkpoint in {Path(workdir) / 'checkpoints'}; run `train` first")
-    abstract = jax.eval_shape(lambda k: init_state(setup, k), jax.random.PRNGKey(0))
-    abstract = jax.tree_util.tree_map(
-        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-        abstract,
-        state_shardings(setup),
-    )
-    state = ckpt.restore(abstract, step)
+    state = _restore(setup, ckpt, step)
     ckpt.close()
     return setup, _variables(state), int(step)
+
+
+def _variables(state: dict) -> dict:
+    return {"params": state["params"], **state["state"]}
+
+
+# ----------------------------------------------------------------------------------- loop
+def train(
+    config: ml_collections.ConfigDict,
+    workdir: str | Path,
+    *,
+    force: bool = False,
+    progress: bool = True,
+    eval_split: ArraySplit | None = None,
+) -> dict:
+    """Train (or resume) the run in ``workdir``; returns the final metrics (result.json)."""
+    return train_members(
+        [config], [workdir], force=force, progress=progress, eval_split=eval_split
+    )[0]
+
+
+def train_members(
+    configs: Sequence[ml_collections.ConfigDict],
+    workdirs: Sequence[str | Path],
+    *,
+    force: bool = False,
+    progress: bool = True,
+    eval_split: ArraySplit | None = None,
+) -> list[dict]:
+    """Train (or resume) K >= 1 members that differ only in seed as one stacked step; returns
+    each member's final metrics (its result.json), in order.
+
+    Members whose checkpoints stand at different steps (a cohort interrupted and partly
+    resumed alone) are trained one after another instead, each from its own checkpoint.
+    """
+    configs, workdirs = list(configs), [Path(w) for w in workdirs]
+    if not configs or len(configs) != len(workdirs):
+        raise JaxdivError(f"train_members got {len(configs)} configs for {len(workdirs)} workdirs")
+    if len({cohort_key(c) for c in configs}) > 1:
+        raise JaxdivError(
+            "train_members stacks members whose configs differ only in seed and name; train "
+            "the others separately"
+        )
+    if len(set(workdirs)) < len(workdirs):
+        raise JaxdivError("train_members got the same workdir twice; give each member its own")
+    config, k = configs[0], len(configs)
+    setup = build_setup(config)
+    if eval_split is None and config.data.get("eval_split"):
+        eval_split = streaming.eval_split(config.data, config.data.eval_split)
+    source = config.get("finetune_from")
+    if source:
+        finetune.check_source(source)
+    for c, w in zip(configs, workdirs, strict=True):
+        prepare_workdir(c, w, force=force)
+
+    # Checkpoints: each member's own orbax manager in WORKDIR/checkpoints.
+    ckpts = [
+        Checkpointer(w, every_steps=config.checkpoint_every_steps, keep=config.keep_checkpoints)
+        for w in workdirs
+    ]
+    latest = [int(c.latest_step() or 0) for c in ckpts]
+    is_main = jax.process_index() == 0
+    if len(set(latest)) > 1:
+        for c in ckpts:
+            c.close()
+        if is_main:
+            print(f"members at different checkpoints {latest}; they train one after another")
+        return [
+            train(c, w, progress=progress, eval_split=eval_split)
+            for c, w in zip(configs, workdirs, strict=True)
+        ]
+    start = latest[0]
+
+    # State: restored, or initialised (and grafted onto a pre-trained backbone), then stacked.
+    shardings = state_shardings(setup, k)
+    seeds = [int(c.seed) for c in configs]
+    keys = [jax.random.split(jax.random.PRNGKey(s)) for s in seeds]
+    if start:
+        states = [_restore(setup, c, start) for c in ckpts]
+    else:
+        states = [init_state(setup, init_key) for init_key, _ in keys]
+        if source:
+            backbone, source_model = pretrained_backbone(source)
+            states = [
+                jax.device_put(
+                    finetune.start_from(s, backbone, source, source_model, config.model.name),
+                    state_shardings(setup),
+                )
+                for s in states
+            ]
+    state = states[0] if k == 1 else stack_members(states, shardings)
+    del states
+    step_key = mesh_lib.put_global(
+        np.asarray(keys[0][1]) if k == 1 else np.stack([np.asarray(sk) for _, sk in keys]),
+        key_sharding(setup.mesh, k),
+    )
+    members_of = _unstacker(setup, k)
+
+    # Metrics: only the main process writes; a resumed member remembers what it had logged.
+    writers = [MetricWriter(w, resume_step=start, enabled=is_main) for w in workdirs]
+    records = [read_metrics(w) if is_main else [] for w in workdirs]
+    last = [latest_values(r, up_to=start) for r in records]
+
+    batches = MemberBatches(setup, seeds)
+    update = make_train_step(setup, k, shardings)
+    predict_fn = (
+        mesh_lib.host_io(make_predict_fn(setup.method, setup.mesh), setup.mesh)
+        if eval_split is not None
+        else None
+    )
+
+    def evaluate(member_state: dict) -> dict[str, float]:
+        logits, _ = predict_split(
+            setup.method,
+            _variables(member_state),
+            eval_split,
+            setup.mesh,
+            batch_size=int(config.get("eval_batch_size", 500)),
+            predict_fn=predict_fn,
+        )
+        if logits is None:
+            return {}
+        m = accuracy_and_loss(logits, eval_split.labels)
+        return {"val_accuracy": m["accuracy"], "val_loss": m["loss"]}
+
+    total, bs = setup.total_steps, int(config.batch_size)
+    log_every = max(1, int(config.log_every_steps))
+    eval_every = int(config.get("eval_every_steps", 0))
+    ckpt_every = max(1, int(config.checkpoint_every_steps))
+    names = [str(c.get("name", w.name)) for c, w in zip(configs, workdirs, strict=True)]
+    bar = tqdm(
+        total=total,
+        initial=start,
+        unit="step",
+        disable=not (progress and is_main),
+        desc=names[0] if k == 1 else f"{k} members",
+        mininterval=2.0,
+        dynamic_ncols=True,
+    )
+    pending: list[dict] = []
+    t_log, steps_since = time.perf_counter(), 0
+    t_train = time.perf_counter()
+    try:
+        for step in range(start, total):
+            state, metrics = update(state, batches(step), step_key)
+            pending.append(metrics)
+            steps_since += 1
+            done = step + 1
+            if done % log_every == 0 or done == total:
+                host = jax.device_get(pending)
+                dt = max(time.perf_counter() - t_log, 1e-9)
+                means = []
+                for i in range(k):
+                    pick = (lambda v: v) if k == 1 else (lambda v, i=i: v[i])
+                    mean = {
+                        f"train_{n}": float(np.mean([pick(m[n]) for m in host])) for n in host[0]
+                    }
+                    mean["images_per_sec"] = steps_since * bs / dt
+                    mean["learning_rate"] = float(setup.lr_schedule(done - 1))
+                    if not np.isfinite(mean.get("train_loss", 0.0)):
+                        who = f" (member {names[i]})" if k > 1 else ""
+                        raise JaxdivError(
+                            f"training diverged at step {done}{who} (loss {mean['train_loss']}); "
+                            "lower --config.optimizer.learning_rate or check the inputs"
+                        )
+                    means.append(mean)
+                for i, mean in enumerate(means):
+                    last[i].update(mean)
+                    writers[i].write(done, mean)
+                bar.set_postfix(
+                    loss=f"{np.mean([m.get('train_loss', np.nan) for m in means]):.3f}",
+                    img_s=f"{k * steps_since * bs / dt:.0f}",
+                    refresh=False,
+                )
+                pending, t_log, steps_since = [], time.perf_counter(), 0
+            if (
+                eval_split is not None
+                and eval_every > 0
+                and done % eval_every == 0
+                and done != total
+            ):
+                for i, member_state in enumerate(members_of(state)):
+                    ev = evaluate(member_state)
+                    last[i].update(ev)
+                    writers[i].write(done, ev)
+            if done % ckpt_every == 0 or done == total:
+                _save(ckpts, done, members_of(state))
+            bar.update(1)
+        bar.close()
+        finals = members_of(state)
+        if any(c.latest_step() != total for c in ckpts):
+            _save(ckpts, total, finals)
+    except BaseException:
+        for w in writers:
+            w.close()
+        raise
+    finally:
+        for c in ckpts:
+            c.close()
+
+    # Results: the same result.json whether this call ran the steps or found them done.
+    seconds = time.perf_counter() - t_train
+    results = []
+    try:
+        for i, workdir in enumerate(workdirs):
+            result = {"step": total, "train_seconds_this_run": seconds}
+            if start >= total and is_main and (workdir / "result.json").exists():
+                previous = json.loads((workdir / "result.json").read_text())
+                result["train_seconds_this_run"] = previous.get("train_seconds_this_run", seconds)
+            result.update({key: v for key, v in last[i].items() if key.startswith("train_")})
+            if eval_split is not None:
+                ev = evaluate(finals[i])
+                logged = any(r["step"] == total and "val_loss" in r for r in records[i])
+                if start < total or not logged:
+                    writers[i].write(total, ev)
+                result.update(ev)
+            if is_main:
+                write_json_atomic(workdir / "result.json", result)
+            results.append(result)
+    finally:
+        for w in writers:
+            w.close()
+    return results

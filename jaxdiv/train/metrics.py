@@ -1,4 +1,10 @@
-"""Training metrics to ``WORKDIR/metrics.jsonl`` and TensorBoard event files."""
+"""Training metrics to ``WORKDIR/metrics.jsonl`` and TensorBoard event files.
+
+A run resumed from the checkpoint of step ``S`` first forgets what it logged after ``S``: the
+lines of metrics.jsonl with a larger step are dropped, and the TensorBoard writer starts with
+``purge_step=S + 1``, which makes TensorBoard hide the earlier events of steps ``>= S + 1``
+(the steps the resumed run logs again). Events at ``S`` itself stay, as the jsonl lines do.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,10 @@ from pathlib import Path
 
 
 class MetricWriter:
-    """Appends ``{"step": s, ...}`` lines to metrics.jsonl and scalars to TensorBoard."""
+    """Appends ``{"step": s, ...}`` lines to metrics.jsonl and scalars to TensorBoard.
+
+    ``enabled=False`` (every process but the main one) writes nothing.
+    """
 
     def __init__(self, workdir: str | Path, *, resume_step: int = 0, enabled: bool = True):
         self.path = Path(workdir) / "metrics.jsonl"
@@ -20,7 +29,9 @@ class MetricWriter:
         self._drop_after(resume_step)
         from tensorboardX import SummaryWriter
 
-        self._tb = SummaryWriter(str(Path(workdir) / "tensorboard"), flush_secs=30)
+        self._tb = SummaryWriter(
+            str(Path(workdir) / "tensorboard"), flush_secs=30, purge_step=int(resume_step) + 1
+        )
 
     def _drop_after(self, step: int) -> None:
         """On resume, forget lines logged after the checkpoint we restart from."""
@@ -48,6 +59,7 @@ class MetricWriter:
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+            self._tb = None
 
 
 def read_metrics(workdir: str | Path) -> list[dict]:
@@ -55,3 +67,12 @@ def read_metrics(workdir: str | Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def latest_values(records: list[dict], *, up_to: int) -> dict[str, float]:
+    """Each metric's last logged value at a step ``<= up_to`` (what a resumed run had seen)."""
+    out: dict[str, float] = {}
+    for r in records:
+        if r.get("step", 0) <= up_to:
+            out.update({k: v for k, v in r.items() if k not in ("step", "time")})
+    return out

@@ -7,6 +7,7 @@ import ml_collections
 import optax
 
 from jaxdiv.errors import choices_error
+from jaxdiv.train.steps import warmup_steps
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "constant")
@@ -15,8 +16,7 @@ SCHEDULES = ("cosine", "constant")
 def learning_rate_schedule(cfg: ml_collections.ConfigDict, total_steps: int, steps_per_epoch: int):
     """Linear warm-up then cosine decay to zero (or constant)."""
     base = float(cfg.learning_rate)
-    warmup = int(round(float(cfg.get("warmup_epochs", 0.0)) * steps_per_epoch))
-    warmup = max(0, min(warmup, total_steps - 1))
+    warmup = warmup_steps(cfg.get("warmup_epochs", 0.0), steps_per_epoch, total_steps)
     schedule = cfg.get("schedule", "cosine")
     if schedule not in SCHEDULES:
         raise choices_error("learning-rate schedule", schedule, SCHEDULES)
