@@ -106,6 +106,16 @@ def _same_data(
     return loaded
 
 
+def _info_complete(store: Store, name: str, keys: Sequence[str]) -> bool:
+    """Whether ``name``'s ``member.json`` records its config hash and the accuracy of each
+    split in ``keys`` (a run killed between a split and ``member.json`` leaves it short)."""
+    if name not in store.all_members():
+        return False
+    info = store.member_info(name)
+    metrics = info.get("metrics") or {}
+    return "config_hash" in info and all(f"{k}_accuracy" in metrics for k in keys)
+
+
 def member_info(config: ml_collections.ConfigDict, workdir: Path, step: int) -> dict:
     """The member-table row: name, method, architecture, config and training metrics."""
     result_path = workdir / "result.json"
@@ -158,7 +168,7 @@ def predict_member(
             todo.append(s)
         elif (split := _same_data(store, key, config.data, s)) is not None:
             loaded[s] = split
-    if not todo:
+    if not todo and _info_complete(store, name, [store_split_name(s) for s in splits]):
         return {}
     setup, variables, step = restore_variables(
         config, workdir, build_setup(config, load_train=False)
@@ -201,17 +211,23 @@ def predict_member(
     if name in store.all_members():
         info["metrics"] = {**store.member_info(name).get("metrics", {}), **info["metrics"]}
     metrics = info.setdefault("metrics", {})
+    for split_name in splits:  # written by a run killed before it wrote member.json
+        key = store_split_name(split_name)
+        if split_name not in todo and f"{key}_accuracy" not in metrics:
+            stored = accuracy_and_loss(store.member_logits(name, key), store.labels(key))
+            metrics[f"{key}_accuracy"] = stored["accuracy"]
     results: dict[str, dict[str, float]] = {}
     for split_name in todo:
         split = loaded.get(split_name) or streaming.eval_split(config.data, split_name)
         key = store_split_name(split_name)
         store.write_split(key, split.labels, split.ids, split.source)
         logits, embeddings, split_metrics = classify(split_name, split)
-        store.write_member(name, key, logits, embeddings, overwrite=overwrite)
+        store.write_member(name, key, logits, embeddings, overwrite=overwrite, info=info)
         results[key] = accuracy_and_loss(logits, split.labels)
         metrics.update(split_metrics)
         metrics[f"{key}_accuracy"] = results[key]["accuracy"]
     if probe is not None:
+        probe.fit()  # the kept probe's metrics when every split was already written
         info["classifier"] = probe.classifier
         metrics.update(probe.metrics)
     store.write_member_info(name, info)
