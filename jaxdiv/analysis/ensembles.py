@@ -43,6 +43,25 @@ Level 1 runs on blocks of examples whose masks fit the memory budget, each walke
 cache-sized sub-tiles; between levels the undecided entries are compacted on the host (a
 boolean mask, ``np.flatnonzero``), since XLA's cumulative sums on CPU are far slower than
 NumPy's.
+
+Hard voters. A member that gives hard decisions only (class indices, ``-1`` = abstained)
+votes. An ensemble with at least one hard voter is a vote of all its members, where a
+probabilistic member votes for its argmax (lowest class index among exact ties) and an
+abstaining voter casts no vote; its accuracy is the EXACT EXPECTED accuracy over uniform
+tie-breaking: on an example whose most-voted classes form the set ``A``, it scores
+``1 / |A|`` when the label is in ``A`` and 0 otherwise; an example with no vote at all
+(every member abstained) scores 0. So a pair scores, per example: both right 1; one right
+and the other voting for another class 0.5; one right and the other abstaining 1; both
+wrong, or both abstaining, 0. An ensemble whose members all give probabilities sums them
+as above. This never depends on the order of the classes: permuting the class indices of
+every member and label leaves every vote statistic unchanged.
+
+Vote statistics come from counts, never from a dense pass over classes: a pair's expected
+right count is ``n11 + (n10 + n01 + k) / 2`` with ``n11`` both right, ``n10 + n01``
+exactly one right and ``k`` the examples one member gets right while the other abstains
+(products of indicator matrices, ``vote_pair_ensembles``); a subset counts its votes per
+class per example (``[subsets, tile, C]`` sums of one-hot votes) and histograms, per
+subset, the sizes of the argmax sets that hold the label (``vote_subset_accuracy``).
 """
 
 from __future__ import annotations
@@ -66,7 +85,13 @@ from jaxdiv.analysis.pairwise import (
     pairwise_error_stats,
     roll_rows,
 )
-from jaxdiv.analysis.tiling import DEFAULT_MEMORY_BUDGET, check_budget, example_tile
+from jaxdiv.analysis.tiling import (
+    DEFAULT_MEMORY_BUDGET,
+    check_budget,
+    example_tile,
+    fold_examples,
+    tile_size,
+)
 from jaxdiv.errors import JaxdivError, choices_error
 
 COMBINES = ("prob", "logit")
@@ -662,6 +687,277 @@ def _candidate_counts(logits, labels, inv_t, current, candidates, *, combine: st
     return out
 
 
+# ---------------------------------------------------------------------------- hard voters
+VOTE_RULE = (
+    "ensembles with a hard-decision member are votes (a probabilistic member votes for its "
+    "argmax, an abstainer casts no vote) scored by their exact expected accuracy over uniform "
+    "tie-breaking: 1/|A| when the label is among the |A| most-voted classes, else 0; no vote "
+    "at all scores 0. Ensembles of probabilistic members only sum probabilities."
+)
+# float32 sums of 0/1 indicators are exact below 2**24 examples
+MAX_VOTE_EXAMPLES = 2**24
+
+
+def check_votes(predictions, labels, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hard decisions int32 ``[N, M]`` in ``[-1, C)`` (``-1``: abstained) and labels int32
+    ``[M]`` in ``[0, C)``, checked."""
+    pred = np.asarray(predictions)
+    y = np.asarray(labels)
+    if pred.ndim != 2 or not np.issubdtype(pred.dtype, np.integer):
+        raise JaxdivError(
+            f"predictions must be int [members, examples]; got {pred.dtype} {pred.shape}"
+        )
+    if y.shape != pred.shape[1:] or not np.issubdtype(y.dtype, np.integer):
+        raise JaxdivError(f"labels must be int [{pred.shape[1]}]; got {y.dtype} {y.shape}")
+    c = int(num_classes)
+    if c < 1:
+        raise JaxdivError(f"num_classes must be at least 1; got {num_classes}")
+    if pred.size and (pred.min() < -1 or pred.max() >= c):
+        raise JaxdivError(
+            f"predictions must lie in [0, {c}) or be -1 (abstained); found "
+            f"{pred.min()}..{pred.max()}"
+        )
+    if y.size and (y.min() < 0 or y.max() >= c):
+        raise JaxdivError(f"labels must lie in [0, {c}); found {y.min()}..{y.max()}")
+    if pred.shape[1] >= MAX_VOTE_EXAMPLES:
+        raise JaxdivError(
+            f"vote statistics count at most {MAX_VOTE_EXAMPLES - 1} examples; split the data"
+        )
+    return pred.astype(np.int32), y.astype(np.int32)
+
+
+@partial(jax.jit, static_argnames=("chunk",))
+def _indicator_products(x, *, chunk: int):
+    """``X X^T`` over examples of 0/1 rows ``x`` [R, M]: exact float32 counts [R, R]."""
+    r, m = x.shape
+
+    def body(acc, start, valid):
+        t = lax.dynamic_slice_in_dim(x, start, chunk, axis=1).astype(jnp.float32)
+        t = t * valid[None, :]
+        return acc + jnp.dot(t, t.T, precision=lax.Precision.HIGHEST)
+
+    return fold_examples(body, jnp.zeros((r, r), jnp.float32), m, chunk)
+
+
+def vote_pair_counts(correct, abstained=None, *, memory_budget: int = DEFAULT_MEMORY_BUDGET):
+    """``(n11, k)`` int64 ``[N, N]``: ``n11[i, j]`` examples both get right (diagonal: the
+    member's right count), ``k[i, j]`` examples i gets right while j abstains."""
+    check_budget(memory_budget)
+    correct = np.asarray(correct, bool)
+    n, m = correct.shape
+    if m >= MAX_VOTE_EXAMPLES:
+        raise JaxdivError(
+            f"vote statistics count at most {MAX_VOTE_EXAMPLES - 1} examples; split the data"
+        )
+    has_abstentions = abstained is not None and bool(np.any(abstained))
+    x = np.concatenate([correct, np.asarray(abstained, bool)]) if has_abstentions else correct
+    if m == 0:
+        prod = np.zeros((len(x), len(x)), np.int64)
+    else:
+        chunk = tile_size(m, 8 * len(x), memory_budget)
+        prod = np.rint(np.asarray(_indicator_products(jnp.asarray(x), chunk=chunk)))
+        prod = prod.astype(np.int64)
+    n11 = prod[:n, :n]
+    k = prod[:n, n:] if has_abstentions else np.zeros((n, n), np.int64)
+    return n11, k
+
+
+def vote_pair_ensembles(
+    correct, abstained=None, *, memory_budget: int = DEFAULT_MEMORY_BUDGET
+) -> dict[str, np.ndarray]:
+    """The pair ensembles of every pair as votes (module docstring): symmetric float64
+    ``[N, N]`` ``ensemble_accuracy``, ``relative_ensemble_gain`` and ``conversion_rate``
+    (the expected fraction of the examples exactly one member gets right that the vote
+    gets right; NaN when there are none), as ``pair_ensembles`` defines them.
+
+    ``correct`` bool ``[N, M]`` (an abstention is not right), ``abstained`` bool ``[N, M]``
+    (optional). Per example a pair scores 1 (both right), 1/2 (one right, the other
+    voting for another class), 1 (one right, the other abstaining) or 0, so with ``n11``,
+    ``n_xor = a_i + a_j - 2 n11`` and ``k_ij + k_ji`` (one right, the other abstaining)
+    the expected right count is ``n11 + (n_xor + k_ij + k_ji) / 2``. The diagonal is the
+    member alone (its accuracy, gain 0, conversion NaN). Exact counts, float64 ratios.
+    """
+    correct = np.asarray(correct, bool)
+    n, m = correct.shape
+    if m == 0:
+        raise JaxdivError("the split has no examples; ensembles need at least one")
+    n11, k = vote_pair_counts(correct, abstained, memory_budget=memory_budget)
+    a = np.diag(n11).astype(np.float64)
+    n11 = n11.astype(np.float64)
+    n_xor = a[:, None] + a[None, :] - 2.0 * n11
+    right_xor = 0.5 * (n_xor + k + k.T)
+    right = n11 + right_xor
+    with np.errstate(invalid="ignore", divide="ignore"):
+        conversion = np.where(n_xor > 0, right_xor / np.maximum(n_xor, 1.0), np.nan)
+    return {
+        "ensemble_accuracy": right / m,
+        "relative_ensemble_gain": (2.0 * right - a[:, None] - a[None, :]) / (2.0 * m),
+        "conversion_rate": conversion,
+    }
+
+
+def _tie_histogram(votes, y, valid, c: int):
+    """``[S, C + 1]`` int32: per subset, the examples whose label is among the most-voted
+    classes, by the number of classes sharing the top (index 0: the label is not among them,
+    or there is no vote). ``votes`` [S, T, C] float32 counts, ``y`` [T], ``valid`` [T]."""
+    top = jnp.max(votes, axis=-1)
+    y3 = jnp.broadcast_to(y[None, :, None], votes.shape[:2] + (1,))
+    at_y = jnp.take_along_axis(votes, y3, -1)
+    size = jnp.sum(votes == top[..., None], axis=-1, dtype=jnp.int32)
+    win = (at_y[..., 0] == top) & (top > 0) & valid[None, :]
+    return jnp.sum(jax.nn.one_hot(jnp.where(win, size, 0), c + 1, dtype=jnp.int32), axis=1)
+
+
+@partial(jax.jit, static_argnames=("c", "chunk"))
+def _vote_histograms(pred, labels, current, candidates, *, c: int, chunk: int):
+    """Tie histograms ``[K, C + 1]`` of the votes of ``current`` (0/1 membership [N]) plus
+    each member of ``candidates`` [K]."""
+    n, m = pred.shape
+
+    def body(acc, start, valid):
+        p = lax.dynamic_slice_in_dim(pred, start, chunk, axis=1)
+        y = lax.dynamic_slice_in_dim(labels, start, chunk)
+        onehot = jax.nn.one_hot(p, c, dtype=jnp.float32)  # an abstention (-1): no vote
+        base = jnp.einsum("n,ntc->tc", current, onehot, precision=lax.Precision.HIGHEST)
+        return acc + _tie_histogram(base[None] + onehot[candidates], y, valid, c)
+
+    init = jnp.zeros((candidates.shape[0], c + 1), jnp.int32)
+    return fold_examples(body, init, m, chunk)
+
+
+def expected_right(histograms) -> np.ndarray:
+    """Expected right counts ``sum_s hist[:, s] / s`` of tie histograms, float64."""
+    h = np.asarray(histograms, np.float64)
+    return h[:, 1:] @ (1.0 / np.arange(1, h.shape[1]))
+
+
+def _vote_counts(pred, labels, base, cands, c: int, memory_budget: int) -> np.ndarray:
+    """Expected right counts (float64 [K]) of the votes ``base + [k]`` for ``k`` in ``cands``."""
+    n, m = pred.shape
+    current = np.zeros(n, np.float32)
+    current[list(base)] = 1.0
+    padded = 1 << (len(cands) - 1).bit_length()  # a few compiled shapes (see greedy)
+    cand_idx = np.full(padded, cands[0], np.int32)
+    cand_idx[: len(cands)] = cands
+    chunk = example_tile(n + 2 * padded, m, 4 * c, memory_budget, copies=3)
+    hist = _vote_histograms(
+        pred, labels, jnp.asarray(current), jnp.asarray(cand_idx), c=c, chunk=chunk
+    )
+    return expected_right(np.asarray(hist)[: len(cands)])
+
+
+def vote_subset_accuracy(
+    predictions,
+    labels,
+    subsets: Sequence[Sequence[int]],
+    *,
+    num_classes: int,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> np.ndarray:
+    """Expected accuracy of the vote of each subset of hard voters (module docstring):
+    float64 ``[S]``. ``predictions`` int ``[N, M]`` (``-1``: abstained)."""
+    check_budget(memory_budget)
+    pred, y = check_votes(predictions, labels, num_classes)
+    if pred.shape[1] == 0:
+        raise JaxdivError("the split has no examples; ensembles need at least one")
+    subsets = _check_subsets(subsets, pred.shape[0])
+    pred, y = jnp.asarray(pred), jnp.asarray(y)
+    out = [
+        _vote_counts(pred, y, s[:-1], [s[-1]], int(num_classes), memory_budget)[0] for s in subsets
+    ]
+    return np.asarray(out, np.float64) / pred.shape[1]
+
+
+class MixedPopulation:
+    """One split of a population whose members give probabilities or hard decisions, for
+    subset ensembles (module docstring: all-probabilistic subsets sum probabilities, others
+    vote).
+
+    ``logits`` ``[N_P, M, C]`` of the probabilistic members (``hard`` False, in member
+    order; None when there are none), ``predictions`` int ``[N, M]`` of every member (a
+    probabilistic member's argmax; ``-1``: abstained), ``hard`` bool ``[N]``,
+    ``temperatures`` ``[N_P]``.
+    """
+
+    def __init__(
+        self,
+        logits,
+        labels,
+        predictions,
+        hard,
+        *,
+        num_classes: int,
+        temperatures=None,
+        combine: str = "prob",
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        names=None,
+    ):
+        self.hard = np.asarray(hard, bool)
+        pred, y = check_votes(predictions, labels, num_classes)
+        if pred.shape[0] != self.hard.shape[0]:
+            raise JaxdivError(f"hard must have one entry per member ({pred.shape[0]})")
+        self.soft = np.flatnonzero(~self.hard)
+        self.position = np.cumsum(~self.hard) - 1  # member -> row of logits
+        self.c, self.budget, self.combine = int(num_classes), int(memory_budget), combine
+        self.m = pred.shape[1]
+        self.pred, self.labels = jnp.asarray(pred), jnp.asarray(y)
+        self.logits = self.inv_t = None
+        if len(self.soft):
+            if logits is None or np.shape(logits)[0] != len(self.soft):
+                raise JaxdivError(
+                    f"logits must hold the {len(self.soft)} probabilistic members' rows"
+                )
+            soft_names = None if names is None else [names[i] for i in self.soft]
+            self.inv_t = check_ensemble_inputs(
+                logits, y, temperatures, combine, memory_budget, soft_names, min_members=1
+            )
+            self.logits = jnp.asarray(logits)
+
+    def counts(self, base: Sequence[int], cands: Sequence[int]) -> np.ndarray:
+        """Right counts (float64 [K]; expected counts for votes) of the ensembles
+        ``base + [k]`` for each ``k`` in ``cands``."""
+        out = np.zeros(len(cands), np.float64)
+        soft_base = not self.hard[list(base)].any() if len(base) else True
+        summed = [i for i, k in enumerate(cands) if soft_base and not self.hard[k]]
+        voted = [i for i in range(len(cands)) if i not in set(summed)]
+        if summed:
+            out[summed] = self._summed_counts(
+                [int(self.position[b]) for b in base],
+                [int(self.position[cands[i]]) for i in summed],
+            )
+        if voted:
+            out[voted] = _vote_counts(
+                self.pred, self.labels, base, [cands[i] for i in voted], self.c, self.budget
+            )
+        return out
+
+    def _summed_counts(self, base, cands) -> np.ndarray:
+        n, m, c = self.logits.shape
+        current = np.zeros(n, np.float32)
+        current[base] = 1.0
+        # Candidates padded to a power of two (with a repeat of the first, whose count is
+        # dropped): the shrinking pool reuses a few compiled shapes instead of one per step.
+        padded = 1 << (len(cands) - 1).bit_length()
+        cand_idx = np.full(padded, cands[0], np.int32)
+        cand_idx[: len(cands)] = cands
+        chunk = example_tile(n + 2 * padded, m, 4 * c, self.budget, copies=3)
+        out = _candidate_counts(
+            self.logits,
+            self.labels,
+            self.inv_t,
+            jnp.asarray(current),
+            jnp.asarray(cand_idx),
+            combine=self.combine,
+            chunk=chunk,
+        )
+        return np.asarray(out)[: len(cands)].astype(np.float64)
+
+    def subset_accuracy(self, subsets: Sequence[Sequence[int]]) -> np.ndarray:
+        """Accuracy (expected, for votes) of the ensemble of each subset: float64 [S]."""
+        subsets = _check_subsets(subsets, len(self.hard))
+        return np.array([self.counts(s[:-1], [s[-1]])[0] for s in subsets]) / self.m
+
+
 def greedy_selection(
     select_logits,
     select_labels,
@@ -676,6 +972,10 @@ def greedy_selection(
     combine: str = "prob",
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     names=None,
+    hard=None,
+    select_predictions=None,
+    report_predictions=None,
+    num_classes: int | None = None,
 ) -> dict[str, list]:
     """Greedy forward selection of an ensemble, chosen on one split and reported on another.
 
@@ -689,17 +989,57 @@ def greedy_selection(
     the REPORT split (``report_logits`` [N, M2, C]) is computed for each step's ensemble but
     never used to choose.
 
+    With hard-decision members: ``hard`` bool [N], ``select_predictions`` /
+    ``report_predictions`` int [N, M] of every member (``-1``: abstained) and
+    ``num_classes``; the logits (and ``temperatures``) then hold the probabilistic members'
+    rows only (None when there are none; ``names`` still names every member), and an
+    ensemble holding a hard member is a vote scored by its expected accuracy (module
+    docstring).
+
     Returns ``{"members": [start, ...], "select_accuracy": [...], "report_accuracy": [...]}``
     (one entry per ensemble size, starting with ``start`` alone).
     """
-    for lg, lb in ((select_logits, select_labels), (report_logits, report_labels)):
-        check_ensemble_inputs(lg, lb, temperatures, combine, memory_budget, names, min_members=1)
-    n, m_sel, c = np.shape(select_logits)
-    if np.shape(report_logits)[0] != n or np.shape(report_logits)[2] != c:
-        raise JaxdivError(
-            f"report_logits {np.shape(report_logits)} must have the members and classes of "
-            f"select_logits {np.shape(select_logits)}"
+    if hard is None:
+        for lg, lb in ((select_logits, select_labels), (report_logits, report_labels)):
+            check_ensemble_inputs(
+                lg, lb, temperatures, combine, memory_budget, names, min_members=1
+            )
+        n, m_sel, c = np.shape(select_logits)
+        if np.shape(report_logits)[0] != n or np.shape(report_logits)[2] != c:
+            raise JaxdivError(
+                f"report_logits {np.shape(report_logits)} must have the members and classes "
+                f"of select_logits {np.shape(select_logits)}"
+            )
+        hard = np.zeros(n, bool)
+        labels = {"select": np.asarray(select_labels), "report": np.asarray(report_labels)}
+        pred = {
+            k: np.full((n, len(v)), -1, np.int32) for k, v in labels.items()
+        }  # never read: no member votes
+        num_classes = c
+    else:
+        if select_predictions is None or report_predictions is None or num_classes is None:
+            raise JaxdivError(
+                "greedy selection with hard members needs select_predictions, "
+                "report_predictions and num_classes"
+            )
+        pred = {"select": select_predictions, "report": report_predictions}
+        labels = {"select": select_labels, "report": report_labels}
+    logits = {"select": select_logits, "report": report_logits}
+    pops = {
+        k: MixedPopulation(
+            logits[k],
+            labels[k],
+            pred[k],
+            hard,
+            num_classes=int(num_classes),
+            temperatures=temperatures,
+            combine=combine,
+            memory_budget=memory_budget,
+            names=names,
         )
+        for k in ("select", "report")
+    }
+    n = len(np.asarray(hard))
     if not 0 <= int(start) < n:
         raise JaxdivError(f"start must be a member index in [0, {n}); got {start}")
     start = int(start)
@@ -712,37 +1052,18 @@ def greedy_selection(
     limit = n if max_members is None else int(max_members)
     if limit < 1:
         raise JaxdivError(f"max_members must be at least 1; got {max_members}")
-    inv_t = jnp.asarray(inverse_temperatures(temperatures, n))
-    splits = {
-        "select": (jnp.asarray(select_logits), jnp.asarray(select_labels, jnp.int32)),
-        "report": (jnp.asarray(report_logits), jnp.asarray(report_labels, jnp.int32)),
-    }
-
-    def counts(split, base, cands):
-        """Examples right for the ensemble ``base + [k]``, for each k in ``cands``."""
-        lg, lb = splits[split]
-        current = np.zeros(n, np.float32)
-        current[base] = 1.0
-        # Candidates padded to a power of two (with a repeat of the first, whose count is
-        # dropped): the shrinking pool reuses a few compiled shapes instead of one per step.
-        padded = 1 << (len(cands) - 1).bit_length()
-        cand_idx = np.full(padded, cands[0], np.int32)
-        cand_idx[: len(cands)] = cands
-        chunk = example_tile(n + 2 * padded, lg.shape[1], 4 * c, memory_budget, copies=3)
-        out = _candidate_counts(
-            lg, lb, inv_t, jnp.asarray(current), jnp.asarray(cand_idx), combine=combine, chunk=chunk
-        )
-        return np.asarray(out)[: len(cands)]
 
     def accuracy(split, members):
         # summed in the order the selection step used: earlier members, then the newest
-        return float(counts(split, members[:-1], [members[-1]])[0]) / splits[split][0].shape[1]
+        pop = pops[split]
+        return float(pop.counts(members[:-1], [members[-1]])[0]) / pop.m
 
     members = [start]
     sel = [accuracy("select", members)]
     rep = [accuracy("report", members)]
+    m_sel = pops["select"].m
     while pool and len(members) < limit:
-        gains = counts("select", members, pool) / m_sel
+        gains = pops["select"].counts(members, pool) / m_sel
         best = int(np.argmax(gains))  # pool is sorted: ties go to the lowest member index
         if require_improvement and not gains[best] > sel[-1]:
             break

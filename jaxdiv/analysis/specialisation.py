@@ -10,6 +10,9 @@
 - Dominance (Mania et al. 2019): ``P(a right | b right)``; NaN where b is never right.
 
 Predictions follow the tie rule of ``jaxdiv.analysis.members`` (lowest class index wins).
+Class wins, per-class accuracy and dominance need only correctness, so each has a
+``*_from_correct`` form that also serves hard-decision members (an abstention is an error);
+the confidence angle needs probabilities and is not applicable to hard-decision members.
 Pairs are given as an int array [P, 2] of member indices (``a``, ``b``); a == b is allowed.
 All pair computations are vectorised over the pairs; none loops over members or pairs.
 """
@@ -173,9 +176,20 @@ def class_wins(
     diagonal is 0). With ``pairs`` [P, 2]: int64 [P, 2, C], a's wins then b's wins.
     """
     check_population(logits, labels, min_members=1, names=names)
-    n, m, c = np.shape(logits)
-    labels = np.asarray(labels)
+    c = np.shape(logits)[2]
     correct = member_outputs(logits, labels, memory_budget=memory_budget)["correct"]
+    return class_wins_from_correct(
+        correct, labels, num_classes=c, pairs=pairs, memory_budget=memory_budget
+    )
+
+
+def class_wins_from_correct(
+    correct, labels, *, num_classes: int, pairs=None, memory_budget: int = DEFAULT_MEMORY_BUDGET
+) -> np.ndarray:
+    """``class_wins`` from correctness ``correct`` bool [N, M] (an abstention is not right)."""
+    correct = np.asarray(correct, bool)
+    n, c = correct.shape[0], int(num_classes)
+    labels = np.asarray(labels)
     if pairs is not None:
         pairs = check_pairs(pairs, n)
         if len(pairs) == 0:
@@ -200,8 +214,15 @@ def per_class_accuracy(
     """Accuracy of every member on every class, float64 [N, C]; NaN for absent classes."""
     check_population(logits, labels, min_members=1, names=names)
     c = np.shape(logits)[2]
-    labels = np.asarray(labels)
     correct = member_outputs(logits, labels, memory_budget=memory_budget)["correct"]
+    return per_class_accuracy_from_correct(correct, labels, num_classes=c)
+
+
+def per_class_accuracy_from_correct(correct, labels, *, num_classes: int) -> np.ndarray:
+    """``per_class_accuracy`` from correctness ``correct`` bool [N, M]."""
+    c = int(num_classes)
+    labels = np.asarray(labels)
+    correct = np.asarray(correct, bool)
     hits = np.asarray(_class_correct(correct, labels, c=c), np.float64)
     counts = np.bincount(labels, minlength=c).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -241,8 +262,14 @@ def dominance(
     diagonal is 1 wherever the member is ever right.
     """
     check_population(logits, labels, min_members=1, names=names)
-    n, m, _ = np.shape(logits)
     correct = member_outputs(logits, labels, memory_budget=memory_budget)["correct"]
+    return dominance_from_correct(correct, memory_budget=memory_budget)
+
+
+def dominance_from_correct(correct, *, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> np.ndarray:
+    """``dominance`` from correctness ``correct`` bool [N, M] (an abstention is not right)."""
+    correct = np.asarray(correct, bool)
+    n, m = correct.shape
     if m == 0:
         return np.full((n, n), np.nan)
     both = np.rint(np.asarray(_both_right(correct, chunk=tile_size(m, 8 * n, memory_budget))))

@@ -8,6 +8,12 @@ exactly the keys the registry lists for them (``tests/test_analysis_statistics.p
 analyze stage writes the pair and member statistics in registry order, and the report draws
 what the registry marks. Adding a statistic is one kernel plus one entry here.
 
+``needs`` says which members a statistic applies to: ``predictions`` statistics apply to
+every member (a probabilistic member's prediction is its argmax; a hard-decision member's is
+its decision, ``-1`` when it abstained); ``probabilities`` statistics are not applicable to
+hard-decision members (the analyze stage leaves them empty and records why); ``embeddings``
+statistics need members with embeddings.
+
 Pure data: no JAX, no I/O (``as_records`` gives JSON-ready dicts for the stages to write).
 """
 
@@ -86,7 +92,8 @@ REGISTRY: tuple[Statistic, ...] = (
     Statistic(
         "disagreement",
         "Disagreement (different predicted class)",
-        "fraction of examples the two members predict different classes",
+        "fraction of examples the two members predict different classes (an abstention is "
+        "a response of its own: two abstentions agree)",
         (0.0, 1.0),
         "predictions",
         "pair",
@@ -150,9 +157,11 @@ REGISTRY: tuple[Statistic, ...] = (
     Statistic(
         "ensemble_accuracy",
         "Pair ensemble accuracy (diagonal: the member alone)",
-        "accuracy of the argmax of the two members' summed temperature-scaled probabilities",
+        "accuracy of the argmax of the two members' summed temperature-scaled probabilities; "
+        "with a hard-decision member, the expected accuracy of their vote with ties split "
+        "evenly (jaxdiv.analysis.ensembles)",
         (0.0, 1.0),
-        "probabilities",
+        "predictions",
         "pair",
         _ENSEMBLES,
         bootstrap=True,
@@ -164,7 +173,7 @@ REGISTRY: tuple[Statistic, ...] = (
         "Relative ensemble gain",
         "pair ensemble accuracy minus the mean of the two members' accuracies",
         (-1.0, 1.0),
-        "probabilities",
+        "predictions",
         "pair",
         _ENSEMBLES,
         bootstrap=True,
@@ -175,9 +184,9 @@ REGISTRY: tuple[Statistic, ...] = (
         "conversion_rate",
         "Conversion rate",
         "among the examples exactly one member gets right, the fraction the pair ensemble "
-        "gets right; NaN when there are none",
+        "gets right (in expectation for votes); NaN when there are none",
         (0.0, 1.0),
-        "probabilities",
+        "predictions",
         "pair",
         _ENSEMBLES,
         bootstrap=True,
@@ -199,7 +208,8 @@ REGISTRY: tuple[Statistic, ...] = (
     Statistic(
         "accuracy",
         "accuracy",
-        "fraction of examples the member's argmax (ties: lowest class) gets right",
+        "fraction of examples the member's argmax (ties: lowest class) or hard decision gets "
+        "right; an abstention is an error",
         (0.0, 1.0),
         "predictions",
         "member",

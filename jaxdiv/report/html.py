@@ -471,22 +471,38 @@ def _specialisation_section(s: StudyInputs, out: Path) -> str:
     chosen = representative_pairs(s)
     others = [i for i in s.display_order() if s.categories[i] in CATEGORIES]
     hist, wins = base_specialisation(s, others)
-    hist = hist[[others.index(i) for _, i in chosen]]
     spec = s.summary["specialisation"]
+    # confidence angles need probabilities: pairs with a hard-decision member are left out
+    no_angles = {tuple(pair) for pair in spec.get("angles_not_applicable") or []}
+    left_out = [s.names[i] for _, i in chosen if (s.base, s.names[i]) in no_angles]
+    chosen = [(c, i) for c, i in chosen if (s.base, s.names[i]) not in no_angles]
+    hist = hist[[others.index(i) for _, i in chosen]]
     edges = np.asarray(spec["angle_bin_edges"], np.float64)
     titles = [f"{c}: {s.base} ({acc[b]:.3f}) vs {s.names[i]} ({acc[i]:.3f})" for c, i in chosen]
+    angles = (
+        _img(
+            figures.theta_histograms(
+                hist, edges, titles, out / "theta_histograms.png", outcomes=spec["outcomes"]
+            ),
+            "theta histograms",
+        )
+        if chosen
+        else ""
+    )
+    if left_out:
+        angles += (
+            "<p>Not applicable for "
+            + ", ".join(_esc(n) for n in ([s.base] if not chosen else []) + left_out)
+            + ": confidence angles need probabilities, and hard-decision members give class "
+            "decisions only.</p>"
+        )
     parts = [
         "<h2>Specialisation</h2><h3>Confidence angles</h3><p>For one pair per category "
         "(the member closest in accuracy to the base), the angle "
         "<code>theta = atan2(conf_base, conf_other)</code> of the two members' "
         "temperature-scaled confidences, by outcome: above 45&deg; the base is the more "
         "confident, below it the other member.</p>",
-        _img(
-            figures.theta_histograms(
-                hist, edges, titles, out / "theta_histograms.png", outcomes=spec["outcomes"]
-            ),
-            "theta histograms",
-        ),
+        angles,
         "<h3>Per-class wins</h3><p>For each class, the share of its error-inconsistent "
         "examples (exactly one of the pair right) that the other member wins against "
         f"the base <b>{_esc(s.base)}</b>: red, the other member wins; blue, the base "

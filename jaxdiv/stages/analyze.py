@@ -8,6 +8,8 @@ half-written output, an earlier one is replaced only once the new one is complet
 
     OUT/pairs.csv             one row per unordered pair (a < b in members.json order)
     OUT/members.csv           per member: accuracy, NLL, ECE, temperature, NLL/ECE calibrated
+                              (with hard-decision members also output and not_applicable;
+                              pairs.csv then has not_applicable too)
     OUT/members.json          the member order of every matrix
     OUT/statistics.json       the registry entries of the statistics in the tables
     OUT/<stat>.npy            N x N float matrices, one per pair statistic (dominance:
@@ -25,11 +27,27 @@ half-written output, an earlier one is replaced only once the new one is complet
 Weaker partners and greedy selection are chosen on the calibration split (the report split
 when there is none) and reported on the report split. Everything is computed before anything
 is written; NaN (undefined statistics) is an empty cell in the CSVs and null in JSON.
+
+Hard-decision members (a store ``output`` of ``predictions``: class indices, ``-1`` =
+abstained) are analysed with what they have. Statistics whose registry entry ``needs``
+probabilities (NLL, ECE, temperature, the calibrated NLL and ECE, symmetric KL, JS, and the
+confidence angles of the specialisation arrays) are not applicable to them: empty in the
+CSVs, named in the ``not_applicable`` column of their row (members.csv, pairs.csv), and
+listed with the reason in ``summary["not_applicable"]``; never computed from substitutes.
+Every other statistic treats an abstention as an error (never right; for disagreement an
+abstention is a response of its own). Pair ensembles with a hard member, and greedy
+ensembles holding one, are votes scored by their exact expected accuracy over uniform
+tie-breaking (``jaxdiv.analysis.ensembles.VOTE_RULE``); pairs of probabilistic members sum
+probabilities as before. Bootstrap intervals are computed for pairs of probabilistic members
+(``jaxdiv.analysis.bootstrap`` reads logits); pairs with a hard member have none
+(``summary["bootstrap"]["pairs_without_intervals"]``).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import jax
@@ -42,7 +60,12 @@ from jaxdiv.analysis.bootstrap import bootstrap_pairwise
 from jaxdiv.analysis.calibration import calibration_report, fit_temperatures
 from jaxdiv.analysis.categories import category_aggregates, fit_line
 from jaxdiv.analysis.checks import check_population
-from jaxdiv.analysis.ensembles import greedy_selection, pair_ensembles
+from jaxdiv.analysis.ensembles import (
+    VOTE_RULE,
+    greedy_selection,
+    pair_ensembles,
+    vote_pair_ensembles,
+)
 from jaxdiv.analysis.members import member_outputs
 from jaxdiv.analysis.pairwise import pairwise_error_stats, predictive_divergences
 from jaxdiv.analysis.selection import best_weaker_partners
@@ -51,10 +74,10 @@ from jaxdiv.analysis.specialisation import (
     OUTCOMES,
     angle_bin_edges,
     angle_histograms,
-    class_wins,
+    class_wins_from_correct,
     confidence_angles,
-    dominance,
-    per_class_accuracy,
+    dominance_from_correct,
+    per_class_accuracy_from_correct,
 )
 from jaxdiv.analysis.tiling import DEFAULT_MEMORY_BUDGET
 from jaxdiv.errors import JaxdivError
@@ -68,10 +91,46 @@ PAIR_STATISTICS = registry.select(kind="pair", needs=("predictions", "probabilit
 MEMBER_STATISTICS = registry.select(kind="member", needs=("predictions", "probabilities"))
 BOOTSTRAP_CONFIDENCE = 0.95
 SUMMARY = "summary.json"
+NOT_APPLICABLE = "not_applicable"  # the column naming a row's statistics left empty
+# the statistics that need probabilities, and the specialisation output that does
+NEEDS_PROBABILITIES = tuple(
+    s.key for s in PAIR_STATISTICS + MEMBER_STATISTICS if s.needs == "probabilities"
+)
+HARD_REASON = (
+    "needs probabilities; hard-decision members give class decisions only (never computed "
+    "from substitute logits)"
+)
+
+
+@dataclass
+class _Split:
+    """One analysed split: labels, which members are hard, the probabilistic members'
+    logits (rows in member order, on the device), and every member's predictions (a
+    probabilistic member's argmax; ``-1``: abstained) and correctness."""
+
+    name: str
+    labels: np.ndarray
+    hard: np.ndarray  # bool [N]
+    logits: jax.Array | None  # [N_P, M, C]
+    pred: np.ndarray  # int32 [N, M]
+    num_classes: int
+
+    @property
+    def soft(self) -> np.ndarray:
+        return np.flatnonzero(~self.hard)
+
+    @cached_property
+    def correct(self) -> np.ndarray:
+        return self.pred == self.labels[None, :]
 
 
 # ---------------------------------------------------------------------------- reading
-def _load(store: Store, split: str, names: list[str] | None = None):
+def _load(
+    store: Store,
+    split: str,
+    names: list[str] | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+):
     present = store.splits()
     if split not in present:
         raise JaxdivError(
@@ -87,9 +146,30 @@ def _load(store: Store, split: str, names: list[str] | None = None):
                 + (f" ({', '.join(names)})" if names else "")
             )
     labels = store.labels(split)
-    logits = store.logits(split, names)
-    check_population(logits, labels, min_members=2, names=names)
-    return names, labels, logits
+    hard = np.array([store.is_hard(n, split) for n in names], bool)
+    classes = [store.member_classes(n, split) for n in names]
+    for n, c in zip(names, classes, strict=True):
+        if c != classes[0]:
+            raise JaxdivError(
+                f"member {n!r} has {c} classes for split {split!r} but {names[0]!r} has "
+                f"{classes[0]}; leave one of them out"
+            )
+    c = classes[0]
+    if labels.size and labels.max() >= c:
+        raise JaxdivError(f"labels of split {split!r} must lie in [0, {c}) for {c} classes")
+    soft = [n for n, h in zip(names, hard, strict=True) if not h]
+    logits = None
+    pred = np.empty((len(names), len(labels)), np.int32)
+    if soft:
+        logits_np = store.logits(split, soft)
+        check_population(logits_np, labels, min_members=1, names=soft)
+        logits = jnp.asarray(logits_np)  # one host-to-device copy shared by every kernel
+        del logits_np
+        outs = member_outputs(logits, labels, memory_budget=memory_budget, names=soft)
+        pred[~hard] = outs["pred"]
+    for i in np.flatnonzero(hard):
+        pred[i] = store.member_predictions(names[i], split)
+    return names, _Split(split, labels, hard, logits, pred, c)
 
 
 def _calibration_members(store: Store, split: str, names: list[str]) -> None:
@@ -116,22 +196,66 @@ def _calibration_members(store: Store, split: str, names: list[str]) -> None:
 
 
 # ---------------------------------------------------------------------------- computing
-def _pair_matrices(logits, labels, outs, temperatures, names, memory_budget):
+def _soft_block(values: dict, soft: np.ndarray, n: int, fill: float = np.nan) -> dict:
+    """``[N_P, N_P]`` matrices of the probabilistic members placed in ``[N, N]`` (``fill``
+    elsewhere)."""
+    out = {}
+    for key, v in values.items():
+        full = np.full((n, n), fill, np.float64)
+        full[np.ix_(soft, soft)] = np.asarray(v, np.float64)
+        out[key] = full
+    return out
+
+
+def _pair_ensembles(sp: _Split, temperatures, names, budget: int) -> dict:
+    """Pair ensembles: summed probabilities for pairs of probabilistic members, votes for
+    pairs with a hard member (``jaxdiv.analysis.ensembles``)."""
+    soft = sp.soft
+    soft_names = [names[i] for i in soft]
+    t_soft = temperatures[soft]
+    if len(soft) == len(names):
+        return pair_ensembles(
+            sp.logits, sp.labels, temperatures=t_soft, names=soft_names, memory_budget=budget
+        )
+    votes = vote_pair_ensembles(sp.correct, sp.pred < 0, memory_budget=budget)
+    if len(soft) >= 2:
+        summed = pair_ensembles(
+            sp.logits, sp.labels, temperatures=t_soft, names=soft_names, memory_budget=budget
+        )
+        for key, v in summed.items():
+            votes[key][np.ix_(soft, soft)] = np.asarray(v, np.float64)
+    return votes
+
+
+def _pair_matrices(sp: _Split, temperatures, names, memory_budget):
     """Every pair statistic of the registry as a float64 N x N matrix, computed by its
-    kernel (``outs``: ``member_outputs`` of the logits)."""
+    kernel; NaN where a statistic needs probabilities and a member of the pair is hard."""
     budget = int(memory_budget)
+    n = len(names)
+    soft = sp.soft
+    soft_names = [names[i] for i in soft]
+    t_soft = temperatures[soft]
+    all_soft = len(soft) == n
+    abstained = sp.pred < 0
+    # an abstention is a response of its own (code C) for disagreement, an error elsewhere
+    responses = np.where(abstained, sp.num_classes, sp.pred).astype(np.int32)
+
+    def divergences():
+        if len(soft) < 2:
+            return {k: np.full((n, n), np.nan) for k in ("symmetric_kl", "js_divergence")}
+        got = predictive_divergences(
+            sp.logits, temperatures=t_soft, names=soft_names, memory_budget=budget
+        )
+        return got if all_soft else _soft_block(got, soft, n)
+
     kernels = {
         "pairwise_error_stats": lambda: pairwise_error_stats(
-            outs["correct"], outs["pred"], memory_budget=budget
+            sp.correct, responses, memory_budget=budget
         ),
-        "predictive_divergences": lambda: predictive_divergences(
-            logits, temperatures=temperatures, names=names, memory_budget=budget
-        ),
-        "pair_ensembles": lambda: pair_ensembles(
-            logits, labels, temperatures=temperatures, names=names, memory_budget=budget
-        ),
+        "predictive_divergences": divergences,
+        "pair_ensembles": lambda: _pair_ensembles(sp, temperatures, names, budget),
         "dominance": lambda: {
-            "dominance": dominance(logits, labels, memory_budget=budget, names=names)
+            "dominance": dominance_from_correct(sp.correct, memory_budget=budget)
         },
     }
     out = {}
@@ -143,7 +267,33 @@ def _pair_matrices(logits, labels, outs, temperatures, names, memory_budget):
     return {s.key: out[s.key] for s in PAIR_STATISTICS}
 
 
-def _pairs_frame(names, accuracy, mats, intervals) -> pd.DataFrame:
+def _bootstrap(sp: _Split, temperatures, names, bootstrap, seed, memory_budget):
+    """Percentile intervals ``{key: (low, high)}`` [N, N]; pairs with a hard member have
+    none (NaN)."""
+    soft = sp.soft
+    n = len(names)
+    if len(soft) < 2:
+        return {}
+    boot = bootstrap_pairwise(
+        sp.logits,
+        sp.labels,
+        key=jax.random.key(int(seed)),
+        num_resamples=int(bootstrap),
+        confidence=BOOTSTRAP_CONFIDENCE,
+        temperatures=temperatures[soft],
+        names=[names[i] for i in soft],
+        memory_budget=int(memory_budget),
+    )
+    out = {}
+    for key, v in boot.items():
+        low, high = np.asarray(v["low"], np.float64), np.asarray(v["high"], np.float64)
+        if len(soft) < n:
+            low, high = (_soft_block({"v": x}, soft, n)["v"] for x in (low, high))
+        out[key] = (low, high)
+    return out
+
+
+def _pairs_frame(names, accuracy, mats, intervals, hard) -> pd.DataFrame:
     ia, ib = np.triu_indices(len(names), k=1)
     cols = {
         "member_a": np.asarray(names, object)[ia],
@@ -161,34 +311,55 @@ def _pairs_frame(names, accuracy, mats, intervals) -> pd.DataFrame:
         if not s.symmetric:
             cols[s.pair_columns[0]] = mats[s.key][ia, ib]
             cols[s.pair_columns[1]] = mats[s.key][ib, ia]
+    if hard.any():
+        na = ";".join(k for k in NEEDS_PROBABILITIES if registry.get(k).kind == "pair")
+        cols[NOT_APPLICABLE] = np.where(hard[ia] | hard[ib], na, "")
     return pd.DataFrame(cols)
 
 
-def _specialisation(logits, labels, temperatures, names, base_index, memory_budget):
-    others = np.array([i for i in range(len(names)) if i != base_index], np.int32)
+def _specialisation(sp: _Split, temperatures, names, base_index, memory_budget):
+    """Confidence-angle histograms (pairs of probabilistic members; zeros, listed as not
+    applicable, for a pair with a hard member) and class wins of every (base, other) pair."""
+    n = len(names)
+    others = np.array([i for i in range(n) if i != base_index], np.int32)
     pairs = np.stack([np.full_like(others, base_index), others], axis=1)
-    angles = confidence_angles(
-        logits, labels, pairs, temperatures=temperatures, memory_budget=memory_budget, names=names
+    hist = np.zeros((len(pairs), len(OUTCOMES), ANGLE_BINS), np.int64)
+    soft_pair = ~sp.hard[pairs].any(axis=1)
+    if soft_pair.any():
+        position = np.cumsum(~sp.hard) - 1  # member -> row of the probabilistic logits
+        angles = confidence_angles(
+            sp.logits,
+            sp.labels,
+            position[pairs[soft_pair]],
+            temperatures=temperatures[sp.soft],
+            memory_budget=memory_budget,
+            names=[names[i] for i in sp.soft],
+        )
+        hist[soft_pair] = angle_histograms(angles["theta"], angles["outcome"], n_bins=ANGLE_BINS)
+    wins = class_wins_from_correct(
+        sp.correct, sp.labels, num_classes=sp.num_classes, pairs=pairs, memory_budget=memory_budget
     )
-    hist = angle_histograms(angles["theta"], angles["outcome"], n_bins=ANGLE_BINS)
-    wins = class_wins(logits, labels, pairs=pairs, memory_budget=memory_budget, names=names)
     meta = {
         "pairs": [[names[base_index], names[j]] for j in others],
         "angle_bin_edges": angle_bin_edges(ANGLE_BINS).tolist(),
         "outcomes": list(OUTCOMES),
         "base_angle_histograms.npy": "[pairs, outcomes, angle bins] counts of theta = "
-        "atan2(conf_base, conf_other) (calibrated confidences)",
+        "atan2(conf_base, conf_other) (calibrated confidences); all zero for the pairs in "
+        "angles_not_applicable",
         "base_class_wins.npy": "[pairs, 2, classes]: per class, error-inconsistent examples "
         "won by the base (0) and by the other member (1)",
+        "angles_not_applicable": [
+            [names[base_index], names[j]] for j, ok in zip(others, soft_pair, strict=True) if not ok
+        ],
     }
     return hist, wins, meta
 
 
 def _selection(names, report, select, temperatures, memory_budget):
     """Weaker partners and greedy selection: chosen on ``select``, reported on ``report``;
-    each is ``(split, logits, labels, pair-ensemble accuracies, member accuracies)``."""
-    rep_split, rep_logits, rep_labels, rep_pairs, rep_acc = report
-    sel_split, sel_logits, sel_labels, sel_pairs, sel_acc = select
+    each is ``(split, pair-ensemble accuracies, member accuracies)``."""
+    rep_sp, rep_pairs, rep_acc = report
+    sel_sp, sel_pairs, sel_acc = select
     best = best_weaker_partners(sel_pairs, rep_pairs, sel_acc, rep_acc)
     partners = pd.DataFrame(
         {
@@ -198,16 +369,27 @@ def _selection(names, report, select, temperatures, memory_budget):
         }
     )
     start = int(np.argmax(sel_acc))
+    any_hard = bool(sel_sp.hard.any())
     greedy = greedy_selection(
-        sel_logits,
-        sel_labels,
-        rep_logits,
-        rep_labels,
+        sel_sp.logits,
+        sel_sp.labels,
+        rep_sp.logits,
+        rep_sp.labels,
         start=start,
         candidates=np.flatnonzero(sel_acc < sel_acc[start]),
-        temperatures=temperatures,
+        temperatures=temperatures[sel_sp.soft] if any_hard else temperatures,
         names=names,
         memory_budget=int(memory_budget),
+        **(
+            {
+                "hard": sel_sp.hard,
+                "select_predictions": sel_sp.pred,
+                "report_predictions": rep_sp.pred,
+                "num_classes": sel_sp.num_classes,
+            }
+            if any_hard
+            else {}
+        ),
     )
     steps = pd.DataFrame(
         {
@@ -218,10 +400,10 @@ def _selection(names, report, select, temperatures, memory_budget):
         }
     )
     meta = {
-        "select_split": sel_split,
-        "report_split": rep_split,
+        "select_split": sel_sp.name,
+        "report_split": rep_sp.name,
         "weaker": "member j is weaker than i when its accuracy alone on select_split is lower",
-        "ensembles": "argmax of summed temperature-scaled probabilities",
+        "ensembles": VOTE_RULE if any_hard else "argmax of summed temperature-scaled probabilities",
         "greedy": "from the member most accurate on select_split, add the weaker member that "
         "most raises the ensemble's select_split accuracy while it rises",
     }
@@ -277,61 +459,60 @@ def run_analyze(
     _prepare_out(out)
     if int(bootstrap) < 0:
         raise JaxdivError(f"--bootstrap must be 0 (off) or a number of resamples; got {bootstrap}")
-    names, labels, logits_np = _load(store, split)
-    n, m, c = logits_np.shape
-    logits = jnp.asarray(logits_np)  # one host-to-device copy shared by every kernel
-    del logits_np
+    budget = int(memory_budget)
+    names, sp = _load(store, split, memory_budget=budget)
+    n, m, c = len(names), len(sp.labels), sp.num_classes
+    labels = sp.labels
+    soft_names = [names[i] for i in sp.soft]
 
-    cal_logits = cal_labels = None
+    cal = None
+    temperatures = np.ones(n)
     if calibration_split is not None:
         _calibration_members(store, calibration_split, names)
-        _, cal_labels, cal_logits_np = _load(store, calibration_split, names)
-        if cal_logits_np.shape[2] != c:
+        _, cal = _load(store, calibration_split, names, memory_budget=budget)
+        if cal.num_classes != c:
             raise JaxdivError(
-                f"calibration split {calibration_split!r} has {cal_logits_np.shape[2]} classes "
+                f"calibration split {calibration_split!r} has {cal.num_classes} classes "
                 f"but {split!r} has {c}"
             )
-        cal_logits = jnp.asarray(cal_logits_np)
-        del cal_logits_np
-        temperatures = fit_temperatures(
-            cal_logits, cal_labels, names=names, memory_budget=memory_budget
+        differ = [names[i] for i in np.flatnonzero(cal.hard != sp.hard)]
+        if differ:
+            raise JaxdivError(
+                f"member(s) {', '.join(differ)} give hard decisions on one of {split!r} and "
+                f"{calibration_split!r} but probabilities on the other; import them alike"
+            )
+        if len(sp.soft):
+            temperatures[sp.soft] = fit_temperatures(
+                cal.logits, cal.labels, names=soft_names, memory_budget=budget
+            )
+    temperatures[sp.hard] = np.nan
+    member_values = {
+        k: np.full(n, np.nan) for k in ("nll", "ece", "nll_calibrated", "ece_calibrated")
+    }
+    member_values["temperature"] = temperatures
+    if len(sp.soft):
+        report = calibration_report(
+            sp.logits, labels, temperatures[sp.soft], memory_budget=budget, names=soft_names
         )
-    else:
-        temperatures = np.ones(n)
-    report = calibration_report(
-        logits, labels, temperatures, memory_budget=memory_budget, names=names
-    )
-    outs = member_outputs(logits, labels, memory_budget=memory_budget, names=names)
-    accuracy = outs["correct"].mean(1)
+        for key, theirs in (
+            ("nll", "nll_before"),
+            ("ece", "ece_before"),
+            ("nll_calibrated", "nll_after"),
+            ("ece_calibrated", "ece_after"),
+        ):
+            member_values[key][sp.soft] = report[theirs]
+    accuracy = sp.correct.mean(1)
+    member_values["accuracy"] = accuracy
 
-    mats = _pair_matrices(logits, labels, outs, temperatures, names, memory_budget)
+    mats = _pair_matrices(sp, temperatures, names, budget)
     intervals = {}
     if bootstrap:
-        boot = bootstrap_pairwise(
-            logits,
-            labels,
-            key=jax.random.key(int(seed)),
-            num_resamples=int(bootstrap),
-            confidence=BOOTSTRAP_CONFIDENCE,
-            temperatures=temperatures,
-            names=names,
-            memory_budget=int(memory_budget),
-        )
-        intervals = {
-            key: (np.asarray(v["low"], np.float64), np.asarray(v["high"], np.float64))
-            for key, v in boot.items()
-        }
+        intervals = _bootstrap(sp, temperatures, names, bootstrap, seed, budget)
 
     infos = [store.member_info(name) for name in names]
     categories = [info.get("category") for info in infos]
-    member_values = {
-        "accuracy": accuracy,
-        "nll": report["nll_before"],
-        "ece": report["ece_before"],
-        "temperature": report["temperature"],
-        "nll_calibrated": report["nll_after"],
-        "ece_calibrated": report["ece_after"],
-    }
+    hard_names = [names[i] for i in np.flatnonzero(sp.hard)]
+    na_members = ";".join(k for k in NEEDS_PROBABILITIES if registry.get(k).kind == "member")
     members = pd.DataFrame(
         {
             "name": names,
@@ -339,27 +520,19 @@ def run_analyze(
             "category": [c_ if c_ is not None else "" for c_ in categories],
         }
     )
-    pairs = _pairs_frame(names, accuracy, mats, intervals)
+    if hard_names:  # the columns of a population with hard-decision members
+        members["output"] = [store.member_output(name, split) for name in names]
+        members[NOT_APPLICABLE] = np.where(sp.hard, na_members, "")
+    pairs = _pairs_frame(names, accuracy, mats, intervals, sp.hard)
 
-    if cal_logits is None:
-        select = (split, logits, labels, mats["ensemble_accuracy"], accuracy)
+    if cal is None:
+        select = (sp, mats["ensemble_accuracy"], accuracy)
     else:
-        sel_pairs = pair_ensembles(
-            cal_logits,
-            cal_labels,
-            temperatures=temperatures,
-            names=names,
-            memory_budget=int(memory_budget),
-        )["ensemble_accuracy"]
-        sel_pairs = np.asarray(sel_pairs, np.float64)
+        sel_pairs = _pair_ensembles(cal, temperatures, names, budget)["ensemble_accuracy"]
         # a member "paired with itself" is the member alone
-        select = (calibration_split, cal_logits, cal_labels, sel_pairs, np.diag(sel_pairs).copy())
+        select = (cal, sel_pairs, np.diag(sel_pairs).copy())
     partners, greedy, selection = _selection(
-        names,
-        (split, logits, labels, mats["ensemble_accuracy"], accuracy),
-        select,
-        temperatures,
-        memory_budget,
+        names, (sp, mats["ensemble_accuracy"], accuracy), select, temperatures, budget
     )
 
     ia, ib = np.triu_indices(n, k=1)
@@ -371,10 +544,34 @@ def run_analyze(
         "num_classes": c,
         "members": names,
         "bootstrap": (
-            {"resamples": int(bootstrap), "seed": int(seed), "confidence": BOOTSTRAP_CONFIDENCE}
+            {
+                "resamples": int(bootstrap),
+                "seed": int(seed),
+                "confidence": BOOTSTRAP_CONFIDENCE,
+                **(
+                    {
+                        "pairs_without_intervals": "pairs with a hard-decision member "
+                        "(jaxdiv.analysis.bootstrap reads logits)"
+                    }
+                    if hard_names
+                    else {}
+                ),
+            }
             if bootstrap
             else None
         ),
+        "hard_members": hard_names,
+        "ensembles": VOTE_RULE
+        if hard_names
+        else "argmax of summed temperature-scaled probabilities",
+        "abstentions": "an abstention (-1) is an error for accuracy and every error statistic, "
+        "a response of its own for disagreement, and no vote in an ensemble",
+        "not_applicable": {
+            key: {"reason": HARD_REASON, "members": hard_names}
+            for key in (*NEEDS_PROBABILITIES, "confidence_angle")
+        }
+        if hard_names
+        else {},
         "statistics": [s.key for s in PAIR_STATISTICS],
         "gain_vs_ei_all_pairs": fit_line(
             mats["error_inconsistency"][ia, ib], mats["relative_ensemble_gain"][ia, ib]
@@ -392,8 +589,8 @@ def run_analyze(
         "selection.json": selection,
     }
     files.update({f"{key}.npy": mat for key, mat in mats.items()})
-    files["per_class_accuracy.npy"] = per_class_accuracy(
-        logits, labels, memory_budget=memory_budget
+    files["per_class_accuracy.npy"] = per_class_accuracy_from_correct(
+        sp.correct, labels, num_classes=c
     )
 
     base_name = find_base(infos, names, base)
@@ -415,7 +612,7 @@ def run_analyze(
         )
         summary["base"] = base_name
         summary["categories"] = {"order": list(CATEGORIES), **agg}
-        hist, wins, meta = _specialisation(logits, labels, temperatures, names, b, memory_budget)
+        hist, wins, meta = _specialisation(sp, temperatures, names, b, budget)
         summary["specialisation"] = meta
         files["base_angle_histograms.npy"] = hist
         files["base_class_wins.npy"] = wins

@@ -1,11 +1,29 @@
-"""Import predictions of models trained elsewhere into a prediction store.
+"""Import predictions of models (or people) from elsewhere into a prediction store.
 
-``labels.npz`` holds ``ids`` (strings) and ``labels`` (ints); each model file holds ``ids``
-and ``logits`` (float [examples, classes]) and becomes a member named after its file stem.
-Every file is validated as it will be stored (logits cast to float32 and checked finite after
-the cast, ids matched, shapes and classes checked) before anything is written; then the write
-locks of all the new member splits are taken together, so a refused import (bad file, member
-already present, another process writing one of the members) changes nothing.
+``labels.npz`` holds ``ids`` (strings) and ``labels`` (ints). Each member file is an ``.npz``
+named after the member (its file stem) holding ``ids`` and exactly one of
+
+- ``logits``: float ``[examples, classes]``;
+- ``probabilities``: float ``[examples, classes]``, non-negative, every row summing to 1
+  within ``PROB_TOLERANCE`` (1e-4); stored as log-probabilities (``jaxdiv.store.store``
+  says how zeros are kept);
+- ``predictions``: int ``[examples]`` class indices, ``-1`` for an abstention (a hard
+  decision member: no probabilities);
+
+and optionally ``embeddings`` (float ``[examples, features]``). Every file is validated as
+it will be stored (floats cast to float32 and checked finite after the cast, ids matched,
+shapes and classes checked) before anything is written; then the write locks of all the new
+member splits are taken together, so a refused import (bad file, member already present,
+another process writing one of the members) changes nothing.
+
+``add_member`` adds one member from arrays in Python through the same validation::
+
+    from jaxdiv.store import add_member
+    add_member("store", "test", "resnet_published", ids=ids, predictions=pred, labels=labels)
+
+The number of classes of a batch comes from its logits or probabilities, else from the
+members already in the split, else ``num_classes``, else the largest label or prediction
+plus one.
 """
 
 from __future__ import annotations
@@ -15,17 +33,23 @@ import shutil
 import uuid
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from jaxdiv.errors import JaxdivError
-from jaxdiv.store.store import Store, _check_name
+from jaxdiv.store.store import TINY, Store, _check_name
+
+OUTPUT_KEYS = ("logits", "probabilities", "predictions")  # exactly one per member file
+PROB_TOLERANCE = 1e-4  # |row sum - 1| allowed for probabilities
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # an .npz is a zip archive (empty or not)
 
 
-def _load_npz(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
+def _load_npz(
+    path: Path, keys: Sequence[str], optional: Sequence[str] = ()
+) -> dict[str, np.ndarray]:
     if not path.exists():
         raise JaxdivError(f"{path}: no such file")
     if path.is_dir():
@@ -49,7 +73,7 @@ def _load_npz(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
                 raise JaxdivError(
                     f"{path}: missing array(s) {', '.join(missing)}; found {', '.join(f.files)}"
                 )
-            return {k: f[k] for k in keys}
+            return {k: f[k] for k in (*keys, *optional) if k in f.files}
     except JaxdivError:
         raise
     except ValueError as e:
@@ -98,109 +122,225 @@ def _withdraw(member_split: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-def import_predictions(
-    store_dir: str | Path, split: str, labels_path: str | Path, model_paths: Sequence[str | Path]
-) -> list[str]:
-    """Add each model file as a member of ``split``; returns the new member names."""
-    store = Store(store_dir)
-    _check_name("split", split)
-    labels_path = Path(labels_path)
-    if not model_paths:
-        raise JaxdivError("give at least one model file: import-predictions ... a.npz b.npz")
-    lab = _load_npz(labels_path, ["ids", "labels"])
-    ids = _ids_as_str(lab["ids"], labels_path)
-    labels = lab["labels"]
-    if not np.issubdtype(labels.dtype, np.integer) or labels.shape != ids.shape:
-        raise JaxdivError(
-            f"{labels_path}: labels must be integers with the same length as ids "
-            f"({ids.shape[0]}); got dtype {labels.dtype}, shape {labels.shape}"
-        )
-    if labels.size and labels.min() < 0:
-        raise JaxdivError(f"{labels_path}: labels must be >= 0")
+@dataclass
+class _Member:
+    """One member split checked as it will be stored, rows in the split's id order."""
 
+    name: str
+    output: str  # one of OUTPUT_KEYS
+    values: np.ndarray  # float32 [M, C] (log-probabilities for probabilities) or int32 [M]
+    embeddings: np.ndarray | None
+    where: str  # the file or call it came from, for messages
+    info: dict
+
+
+def _as_float32(a: np.ndarray, where: str, what: str) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        stored = a.astype(np.float32)
+    bad = ~np.isfinite(stored)
+    if bad.any():
+        n_bad = int(bad.reshape(len(bad), -1).any(axis=1).sum())
+        overflow = bool((np.isfinite(a) & bad).any())
+        raise JaxdivError(
+            f"{where}: {n_bad} example(s) with NaN or inf {what}"
+            + (" (values beyond float32's largest, 3.4e38)" if overflow else "")
+        )
+    return stored
+
+
+def _check_outputs(arrays: dict[str, np.ndarray], where: str) -> tuple[str, np.ndarray]:
+    """``(output, values as stored)`` from exactly one of ``OUTPUT_KEYS``, in file row order."""
+    given = [k for k in OUTPUT_KEYS if arrays.get(k) is not None]
+    if len(given) != 1:
+        found = ", ".join(given) or "none of them"
+        raise JaxdivError(
+            f"{where}: give exactly one of logits, probabilities or predictions; found {found}"
+        )
+    output = given[0]
+    a = np.asarray(arrays[output])
+    if output == "predictions":
+        if not np.issubdtype(a.dtype, np.integer) or a.ndim != 1:
+            raise JaxdivError(
+                f"{where}: predictions must be int class indices [examples] (-1 = abstained); "
+                f"got {a.dtype} {a.shape}"
+            )
+        if a.size and a.min() < -1:
+            raise JaxdivError(f"{where}: predictions must be >= -1 (-1 = abstained)")
+        if a.size and a.max() > np.iinfo(np.int32).max:
+            raise JaxdivError(f"{where}: prediction {a.max()} is not a class index")
+        return output, a.astype(np.int32)
+    if not np.issubdtype(a.dtype, np.floating) or a.ndim != 2:
+        raise JaxdivError(
+            f"{where}: {output} must be float [examples, classes]; got {a.dtype} {a.shape}"
+        )
+    if output == "logits":
+        return output, _as_float32(a, where, "logits")
+    p = _as_float32(a, where, "probabilities").astype(np.float64)
+    if (p < 0).any():
+        n_bad = int((p < 0).any(axis=1).sum())
+        raise JaxdivError(f"{where}: {n_bad} example(s) with negative probabilities")
+    off = np.abs(p.sum(axis=1) - 1.0) > PROB_TOLERANCE
+    if off.any():
+        k = int(np.flatnonzero(off)[0])
+        raise JaxdivError(
+            f"{where}: {int(off.sum())} example(s) whose probabilities do not sum to 1 "
+            f"(within {PROB_TOLERANCE:g}; row {k} sums to {p[k].sum():.6g}); pass logits or "
+            "normalised probabilities"
+        )
+    return output, np.log(np.maximum(p, TINY)).astype(np.float32)
+
+
+def _prepare(
+    name: str,
+    arrays: dict[str, np.ndarray],
+    ids: np.ndarray,
+    where: str,
+    info: dict,
+    where_ids: Path | str,
+) -> _Member:
+    """A member's arrays checked and aligned to the split's ``ids``."""
+    output, values = _check_outputs(arrays, where)
+    model_ids = _ids_as_str(np.asarray(arrays["ids"]), where_ids)
+    what = "predictions" if output == "predictions" else f"rows of {output}"
+    if model_ids.shape[0] != values.shape[0]:
+        raise JaxdivError(f"{where}: {model_ids.shape[0]} ids but {values.shape[0]} {what}")
+    emb = arrays.get("embeddings")
+    if emb is not None:
+        emb = np.asarray(emb)
+        if not np.issubdtype(emb.dtype, np.floating) or emb.ndim != 2:
+            raise JaxdivError(
+                f"{where}: embeddings must be float [examples, features]; got {emb.dtype} "
+                f"{emb.shape}"
+            )
+        if emb.shape[0] != model_ids.shape[0]:
+            raise JaxdivError(
+                f"{where}: {model_ids.shape[0]} ids but {emb.shape[0]} rows of embeddings"
+            )
+        emb = _as_float32(emb, where, "embeddings")
+    order = _align(model_ids, ids, where_ids)
+    return _Member(name, output, values[order], None if emb is None else emb[order], where, info)
+
+
+def _num_classes(
+    prepared: list[_Member], store: Store, split: str, labels: np.ndarray, given: int | None
+) -> int:
+    """The batch's classes (module docstring), checked against every member and label."""
+    soft = [p for p in prepared if p.output != "predictions"]
+    stored = []
+    if store.exists() and split in store.splits():
+        stored = [(n, store.member_classes(n, split)) for n in store.members(split)]
+    if soft:
+        c, first = soft[0].values.shape[1], soft[0].name
+        for p in soft[1:]:
+            if p.values.shape[1] != c:
+                raise JaxdivError(f"{p.where}: {p.values.shape[1]} classes, but {first!r} has {c}")
+    elif stored:
+        c = stored[0][1]
+    elif given is not None:
+        c = int(given)
+    else:
+        tops = [int(labels.max()) if labels.size else 0]
+        tops += [int(p.values.max()) for p in prepared if p.values.size]
+        c = max(tops) + 1
+    if given is not None and int(given) != c:
+        raise JaxdivError(f"num_classes={given} but the members have {c} classes")
+    for name, theirs in stored:
+        if theirs != c:
+            raise JaxdivError(
+                f"the imported members have {c} classes but member {name!r} in the store has "
+                f"{theirs}"
+            )
+    if labels.size and labels.max() >= c:
+        raise JaxdivError(f"label {labels.max()} out of range for {c} classes")
+    for p in prepared:
+        if p.output == "predictions" and p.values.size and p.values.max() >= c:
+            raise JaxdivError(
+                f"{p.where}: prediction {p.values.max()} out of range for {c} classes"
+            )
+    return c
+
+
+def _split_ids_labels(store: Store, split: str, ids, labels, where) -> tuple:
+    """The split's ``(ids, labels)``: the stored ones when the split exists (``ids`` and
+    ``labels`` given must then agree), else the given ones, checked."""
+    ids = _ids_as_str(np.asarray(ids), where)
+    if labels is not None:
+        labels = np.asarray(labels)
+        if not np.issubdtype(labels.dtype, np.integer) or labels.shape != ids.shape:
+            raise JaxdivError(
+                f"{where}: labels must be integers with the same length as ids "
+                f"({ids.shape[0]}); got dtype {labels.dtype}, shape {labels.shape}"
+            )
+        if labels.size and labels.min() < 0:
+            raise JaxdivError(f"{where}: labels must be >= 0")
     if store.exists() and split in store.splits():
         ref_ids, ref_labels = store.ids(split), store.labels(split)
-        order = _align(ids, ref_ids, labels_path)
-        if not np.array_equal(labels[order], ref_labels):
-            raise JaxdivError(
-                f"{labels_path}: labels disagree with those already stored for split {split!r}"
-            )
-        ids, labels = ref_ids, ref_labels
-        existing = set(store.all_members())
-    else:
-        existing = set(store.all_members()) if store.exists() else set()
-
-    num_classes = None
-    prepared: list[tuple[str, np.ndarray]] = []
-    seen: set[str] = set()
-    for p in map(Path, model_paths):
-        name = p.stem
-        store.member_dir(name)  # a valid name, and no symbolic link to write through
-        if name in seen:
-            raise JaxdivError(f"{p}: member name {name!r} given twice in this import")
-        if name in existing and store.has_member(name, split):
-            raise JaxdivError(
-                f"{p}: member {name!r} already has predictions for split {split!r}; "
-                "rename the file to import it as a new member"
-            )
-        seen.add(name)
-        arrays = _load_npz(p, ["ids", "logits"])
-        logits = arrays["logits"]
-        if not np.issubdtype(logits.dtype, np.floating) or logits.ndim != 2:
-            raise JaxdivError(
-                f"{p}: logits must be float [examples, classes]; got {logits.dtype} {logits.shape}"
-            )
-        model_ids = _ids_as_str(arrays["ids"], p)
-        if model_ids.shape[0] != logits.shape[0]:
-            raise JaxdivError(f"{p}: {model_ids.shape[0]} ids but {logits.shape[0]} rows of logits")
-        if num_classes is None:
-            num_classes = logits.shape[1]
-            if labels.size and labels.max() >= num_classes:
+        if labels is not None:
+            order = _align(ids, ref_ids, where)
+            if not np.array_equal(labels[order], ref_labels):
                 raise JaxdivError(
-                    f"{labels_path}: label {labels.max()} out of range for {num_classes} classes"
+                    f"{where}: labels disagree with those already stored for split {split!r}"
                 )
-        elif logits.shape[1] != num_classes:
-            raise JaxdivError(
-                f"{p}: {logits.shape[1]} classes, but {prepared[0][0]!r} has {num_classes}"
-            )
-        with np.errstate(over="ignore"):
-            stored = logits.astype(np.float32)  # as the store keeps them
-        bad = ~np.isfinite(stored)
-        if bad.any():
-            n_bad = int(bad.any(axis=1).sum())
-            overflow = bool((np.isfinite(logits) & bad).any())
-            raise JaxdivError(
-                f"{p}: {n_bad} example(s) with NaN or inf logits"
-                + (" (values beyond float32's largest, 3.4e38)" if overflow else "")
-            )
-        prepared.append((name, stored[_align(model_ids, ids, p)]))
+        return ref_ids, ref_labels, set(store.all_members())
+    if labels is None:
+        raise JaxdivError(
+            f"split {split!r} is not in the store at {store.root} yet; pass labels=... "
+            "(one per id) with its first member"
+        )
+    return ids, labels, set(store.all_members()) if store.exists() else set()
 
-    if store.exists() and split in store.splits():
-        for name in store.members(split):
-            c = store.member_logits(name, split).shape[1]
-            if c != num_classes:
-                raise JaxdivError(
-                    f"the imported logits have {num_classes} classes but member {name!r} "
-                    f"in the store has {c}"
-                )
 
-    info = {"source": "imported", "config": None, "metrics": {}}
+def _check_new_name(store: Store, split: str, name: str, seen: set, existing: set, where):
+    store.member_dir(name)  # a valid name, and no symbolic link to write through
+    if name in seen:
+        raise JaxdivError(f"{where}: member name {name!r} given twice in this import")
+    if name in existing and store.has_member(name, split):
+        raise JaxdivError(
+            f"{where}: member {name!r} already has predictions for split {split!r}; "
+            "rename the file to import it as a new member"
+        )
+    seen.add(name)
+
+
+def _write_batch(
+    store: Store, split: str, ids: np.ndarray, labels: np.ndarray, prepared, num_classes: int
+) -> list[str]:
+    """Write every prepared member or none (all member split locks first; undone on a
+    failed write)."""
     with ExitStack() as locks:
-        for name, _ in prepared:  # all or none: refused here, nothing was written
-            locks.enter_context(store.lock_member_split(name, split))
-        for name, _ in prepared:  # another import may have finished since the check above
-            if store.has_member(name, split):
+        for p in prepared:  # all or none: refused here, nothing was written
+            locks.enter_context(store.lock_member_split(p.name, split))
+        for p in prepared:  # another import may have finished since the check above
+            if store.has_member(p.name, split):
                 raise JaxdivError(
-                    f"member {name!r} already has predictions for split {split!r} (written "
+                    f"member {p.name!r} already has predictions for split {split!r} (written "
                     "by another process meanwhile); rename the file to import it as a new member"
                 )
+        for p in prepared:  # one kind of output per member, checked before anything is written
+            if (store.member_dir(p.name) / "member.json").exists():
+                theirs = store.member_info(p.name).get("output")
+                if theirs is not None and theirs != p.output:
+                    raise JaxdivError(
+                        f"{p.where}: member {p.name!r} holds {theirs} in its other splits, not "
+                        f"{p.output}; import this split as another member"
+                    )
         store.write_split(split, labels, ids)
-        new = {n for n, _ in prepared if not (store.member_dir(n) / "member.json").exists()}
+        new = {p.name for p in prepared if not (store.member_dir(p.name) / "member.json").exists()}
         written: list[str] = []
         try:
-            for name, logits in prepared:
-                store.write_member(name, split, logits, info=info)
-                written.append(name)
+            for p in prepared:
+                hard = p.output == "predictions"
+                store.write_member(
+                    p.name,
+                    split,
+                    None if hard else p.values,
+                    p.embeddings,
+                    predictions=p.values if hard else None,
+                    num_classes=num_classes,
+                    output=p.output,
+                    info=p.info,
+                )
+                written.append(p.name)
         except BaseException:  # e.g. a full disk or Ctrl-C: undo, still under the locks
             for name in written:
                 _withdraw(store.member_dir(name) / split)
@@ -209,4 +349,73 @@ def import_predictions(
                     if not any(store.has_member(name, s) for s in store.splits()):
                         (store.member_dir(name) / "member.json").unlink(missing_ok=True)
             raise
-    return [name for name, _ in prepared]
+    return [p.name for p in prepared]
+
+
+_IMPORTED = {"source": "imported", "config": None, "metrics": {}}
+
+
+def import_predictions(
+    store_dir: str | Path, split: str, labels_path: str | Path, model_paths: Sequence[str | Path]
+) -> list[str]:
+    """Add each member file (module docstring) as a member of ``split``; returns the new
+    member names (the file stems)."""
+    store = Store(store_dir)
+    _check_name("split", split)
+    labels_path = Path(labels_path)
+    if not model_paths:
+        raise JaxdivError("give at least one model file: import-predictions ... a.npz b.npz")
+    lab = _load_npz(labels_path, ["ids", "labels"])
+    ids, labels, existing = _split_ids_labels(store, split, lab["ids"], lab["labels"], labels_path)
+    prepared: list[_Member] = []
+    seen: set[str] = set()
+    for p in map(Path, model_paths):
+        _check_new_name(store, split, p.stem, seen, existing, p)
+        arrays = _load_npz(p, ["ids"], (*OUTPUT_KEYS, "embeddings"))
+        prepared.append(_prepare(p.stem, arrays, ids, str(p), dict(_IMPORTED), p))
+    num_classes = _num_classes(prepared, store, split, labels, None)
+    return _write_batch(store, split, ids, labels, prepared, num_classes)
+
+
+def add_member(
+    store_dir: str | Path,
+    split: str,
+    name: str,
+    *,
+    ids,
+    logits=None,
+    probabilities=None,
+    predictions=None,
+    embeddings=None,
+    labels=None,
+    num_classes: int | None = None,
+    info: dict | None = None,
+) -> str:
+    """Add one member to ``split`` of the store at ``store_dir`` from arrays; returns its name.
+
+    ``ids`` [M] example ids (strings; matched to the split's ids, not assumed in order) and
+    exactly one of ``logits`` float [M, C], ``probabilities`` float [M, C] (rows summing to
+    1 within 1e-4, non-negative) or ``predictions`` int [M] (``-1`` = abstained); optional
+    ``embeddings`` float [M, D]. ``labels`` [M] (aligned with ``ids``) are needed when the
+    split is new and must agree with the stored ones otherwise; ``num_classes`` sets the
+    classes of a hard-decision member in a new split (else the largest label or prediction
+    plus one). ``info`` is kept in ``member.json`` (for instance ``category``, ``method``).
+    Validated exactly as ``import_predictions`` (module docstring); nothing is written when
+    anything is refused.
+    """
+    store = Store(store_dir)
+    _check_name("split", split)
+    where = f"member {name!r}"
+    split_ids, split_labels, existing = _split_ids_labels(store, split, ids, labels, where)
+    _check_new_name(store, split, name, set(), existing, where)
+    arrays = {
+        "ids": ids,
+        "logits": logits,
+        "probabilities": probabilities,
+        "predictions": predictions,
+        "embeddings": embeddings,
+    }
+    arrays = {k: np.asarray(v) for k, v in arrays.items() if v is not None}
+    member = _prepare(name, arrays, split_ids, where, {**_IMPORTED, **(info or {})}, where)
+    c = _num_classes([member], store, split, split_labels, num_classes)
+    return _write_batch(store, split, split_ids, split_labels, [member], c)[0]

@@ -9,10 +9,26 @@ Layout (plain ``.npy`` and JSON, readable without jaxdiv)::
       splits/<split>/split.json       {"dataset", "version", "split", "range", "count",
                                        "fingerprint"}: where the examples come from
       members/<name>/member.json      {"name", "config", "config_hash", "metrics", ...}
-      members/<name>/<split>/logits.npy       float32 [M, C]
+      members/<name>/<split>/logits.npy       float32 [M, C]   (logits or probabilities)
+      members/<name>/<split>/predictions.npy  int32 [M]        (hard decisions, instead)
       members/<name>/<split>/embeddings.npy   float32 [M, D]   (optional)
-      members/<name>/<split>/done.json        written last: marks the split finished
+      members/<name>/<split>/done.json        written last: marks the split finished;
+                                              {"examples", "classes", "embedding_dim",
+                                               "output"}
       superseded/<time>/<name>/       a member's entries replaced by a retrained run
+
+A member split keeps what the member gave (``output`` in ``done.json`` and ``member.json``):
+
+- ``logits``: ``logits.npy`` as given (float32);
+- ``probabilities``: ``logits.npy`` holds ``log(max(p, TINY))`` with ``TINY`` float32's
+  smallest normal number (1.1754944e-38, log -87.33654): a zero probability is stored as
+  -87.33654, so ``softmax`` of the stored row gives back ``p`` to float32 rounding (a zero
+  class gets at most 1.2e-38 / sum);
+- ``predictions``: ``predictions.npy``, int32 class indices with ``-1`` for an abstention,
+  and no logits: these members are hard voters (``jaxdiv.analysis.ensembles``), and the
+  statistics that need probabilities are not applicable to them.
+
+A split written before ``output`` was recorded holds logits.
 
 Split names come from ``jaxdiv.store.splits.store_split_name``: ``test`` stays ``test``,
 ``test[:50]`` is ``test.0-50``, ``test[50:]`` is ``test.50-end``; different examples never
@@ -51,6 +67,8 @@ from jaxdiv.store.splits import describe, fingerprint
 
 FORMAT = "jaxdiv-store"
 VERSION = 1
+OUTPUTS = ("logits", "probabilities", "predictions")  # what a member split holds
+TINY = np.finfo(np.float32).tiny  # probabilities are stored as log(max(p, TINY))
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
 
 
@@ -181,7 +199,57 @@ class Store:
             )
         return d
 
+    def member_split_info(self, name: str, split: str) -> dict:
+        """``done.json`` of a finished member split (examples, classes, embedding_dim,
+        output; ``output`` is ``"logits"`` for a split written before it was recorded)."""
+        path = self._member_split_dir(name, split) / "done.json"
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise JaxdivError(
+                f"member {name!r}: cannot read {path} ({type(e).__name__}: {e}); the file is "
+                "corrupt: write it again (`jaxdiv predict --overwrite` or a new import)"
+            ) from None
+        if not isinstance(info, dict):
+            raise JaxdivError(f"member {name!r}: {path} does not hold a JSON object; it is corrupt")
+        return {**info, "output": info.get("output", "logits")}
+
+    def member_output(self, name: str, split: str) -> str:
+        """What the member split holds: one of ``OUTPUTS`` (module docstring)."""
+        return self.member_split_info(name, split)["output"]
+
+    def is_hard(self, name: str, split: str) -> bool:
+        """True when the member split holds hard decisions only (``predictions.npy``)."""
+        return self.member_output(name, split) == "predictions"
+
+    def member_classes(self, name: str, split: str) -> int:
+        """Number of classes of a member split (``done.json``, else the logits' width)."""
+        c = self.member_split_info(name, split).get("classes")
+        return int(c) if c is not None else int(self.member_logits(name, split).shape[1])
+
+    def member_predictions(self, name: str, split: str) -> np.ndarray:
+        """int32 [M] class indices (``-1``: abstained) of a hard-decision member split."""
+        d = self._member_split_dir(name, split)
+        if not self.is_hard(name, split):
+            raise JaxdivError(
+                f"member {name!r} holds {self.member_output(name, split)} for split {split!r}, "
+                "not hard predictions; read them with member_logits"
+            )
+        path = d / "predictions.npy"
+        pred = _load_npy(path, f"member {name!r}")
+        if pred.ndim != 1 or not np.issubdtype(pred.dtype, np.integer):
+            raise JaxdivError(
+                f"member {name!r}: {path} holds {pred.dtype} {pred.shape}, not int [examples]; "
+                "the file is corrupt"
+            )
+        return pred.astype(np.int32)
+
     def member_logits(self, name: str, split: str) -> np.ndarray:
+        if self.is_hard(name, split):
+            raise JaxdivError(
+                f"member {name!r} gives hard predictions only for split {split!r} (no logits "
+                "or probabilities); read them with member_predictions, or leave it out"
+            )
         path = self._member_split_dir(name, split) / "logits.npy"
         logits = _load_npy(path, f"member {name!r}")
         if logits.ndim != 2:
@@ -354,29 +422,50 @@ class Store:
         self,
         name: str,
         split: str,
-        logits: np.ndarray,
+        logits: np.ndarray | None = None,
         embeddings: np.ndarray | None = None,
         *,
+        predictions: np.ndarray | None = None,
+        num_classes: int | None = None,
+        output: str | None = None,
         overwrite: bool = False,
         info: dict | None = None,
     ) -> None:
         """Write one member's outputs for ``split`` atomically (the split must exist), under
         the member split's lock; ``info`` becomes ``member.json`` when the member has none
         yet (``{}`` by default). Arrays are checked as stored: float32, finite after the
-        cast, one row per example of the split."""
+        cast, one row per example of the split.
+
+        Exactly one of ``logits`` (float [M, C]; ``output`` ``"logits"`` by default, or
+        ``"probabilities"`` for log-probabilities as the module docstring stores them) and
+        ``predictions`` (int [M], ``-1`` = abstained, with ``num_classes``) is given."""
         _check_name("member", name)
         labels = self.labels(split)
-        with np.errstate(over="ignore"):
-            logits = np.asarray(logits, dtype=np.float32)
-        if logits.ndim != 2 or logits.shape[0] != labels.shape[0]:
-            raise JaxdivError(
-                f"member {name!r}: logits must be [{labels.shape[0]} examples, classes] for "
-                f"split {split!r}; got {logits.shape}"
-            )
-        if not np.isfinite(logits).all():
-            raise JaxdivError(
-                f"member {name!r}: NaN or inf logits for split {split!r} (as float32)"
-            )
+        if (logits is None) == (predictions is None):
+            raise JaxdivError(f"member {name!r}: give exactly one of logits and predictions")
+        if predictions is not None:
+            output = "predictions"
+            predictions = self._checked_predictions(name, split, predictions, num_classes)
+            stored = predictions
+        else:
+            output = output or "logits"
+            if output not in OUTPUTS[:2]:
+                raise JaxdivError(
+                    f"member {name!r}: output {output!r} of logits must be logits or probabilities"
+                )
+            with np.errstate(over="ignore"):
+                logits = np.asarray(logits, dtype=np.float32)
+            if logits.ndim != 2 or logits.shape[0] != labels.shape[0]:
+                raise JaxdivError(
+                    f"member {name!r}: logits must be [{labels.shape[0]} examples, classes] "
+                    f"for split {split!r}; got {logits.shape}"
+                )
+            if not np.isfinite(logits).all():
+                raise JaxdivError(
+                    f"member {name!r}: NaN or inf logits for split {split!r} (as float32)"
+                )
+            stored = logits
+            num_classes = int(logits.shape[1])
         if embeddings is not None:
             with np.errstate(over="ignore"):
                 embeddings = np.asarray(embeddings, dtype=np.float32)
@@ -397,23 +486,62 @@ class Store:
             self._remove_leftovers(name, split)
             with self.lock_member_info(name):
                 if not (member_dir / "member.json").exists():
-                    self.write_member_info(name, info or {})
-            self._publish_member_split(final, logits, embeddings)
+                    self.write_member_info(name, {**(info or {}), "output": output})
+                else:
+                    self._record_output(name, output)
+            self._publish_member_split(final, stored, embeddings, output, int(num_classes))
+
+    def _checked_predictions(self, name, split, predictions, num_classes) -> np.ndarray:
+        """Hard decisions as stored: int32 [M] in ``[-1, num_classes)``."""
+        m = self.labels(split).shape[0]
+        pred = np.asarray(predictions)
+        if pred.ndim != 1 or pred.shape[0] != m or not np.issubdtype(pred.dtype, np.integer):
+            raise JaxdivError(
+                f"member {name!r}: predictions must be int [{m} examples] for split {split!r}; "
+                f"got {pred.dtype} {pred.shape}"
+            )
+        if num_classes is None or int(num_classes) < 1:
+            raise JaxdivError(f"member {name!r}: hard predictions need num_classes (>= 1)")
+        if m and (pred.min() < -1 or pred.max() >= int(num_classes)):
+            raise JaxdivError(
+                f"member {name!r}: predictions must be class indices in [0, {num_classes}) "
+                f"or -1 (abstained); found {pred.min()}..{pred.max()}"
+            )
+        return pred.astype(np.int32)
+
+    def _record_output(self, name: str, output: str) -> None:
+        """Set ``output`` in an existing ``member.json`` (call under its lock); a member
+        whose splits hold different kinds of output is refused."""
+        current = self.member_info(name)
+        theirs = current.get("output")
+        if theirs is None:
+            self.write_member_info(name, {**current, "output": output})
+        elif theirs != output:
+            raise JaxdivError(
+                f"member {name!r} holds {theirs} in its other splits, not {output}; import "
+                "this split as another member"
+            )
 
     @staticmethod
     def _publish_member_split(
-        final: Path, logits: np.ndarray, embeddings: np.ndarray | None
+        final: Path,
+        stored: np.ndarray,
+        embeddings: np.ndarray | None,
+        output: str = "logits",
+        num_classes: int | None = None,
     ) -> None:
         """Write ``final`` through a hidden staged folder, ``done.json`` last."""
         with staged_folder(final) as tmp:
-            np.save(tmp / "logits.npy", logits)
+            file = "predictions.npy" if output == "predictions" else "logits.npy"
+            np.save(tmp / file, stored)
             if embeddings is not None:
                 np.save(tmp / "embeddings.npy", embeddings)
             write_json_atomic(
                 tmp / "done.json",
                 {
-                    "examples": int(logits.shape[0]),
-                    "classes": int(logits.shape[1]),
+                    "examples": int(stored.shape[0]),
+                    "classes": int(stored.shape[1] if num_classes is None else num_classes),
                     "embedding_dim": None if embeddings is None else int(embeddings.shape[1]),
+                    "output": output,
                 },
             )
