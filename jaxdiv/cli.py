@@ -29,8 +29,9 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, met
 _FORCE = flags.DEFINE_bool(
     "force",
     False,
-    "Move results made from another config aside (train: the run; predict: the member's "
-    "store entries; study: both, per changed member) and start afresh.",
+    "Move results made from another config aside (train: the run and WORKDIR/store, to "
+    "WORKDIR/superseded/; predict: the member's store entries; study: both, per changed "
+    "member) and start afresh.",
 )
 _STORE = flags.DEFINE_string("store", None, "Prediction store directory.")
 _SPLITS = flags.DEFINE_list("splits", ["validation", "test"], "Splits to predict.")
@@ -170,13 +171,17 @@ def _dry_run(run_cli: Callable, files: list[str]) -> None:
 
 
 def _predict(predict_member: Callable, files: list[str]) -> None:
+    from jaxdiv.store.store import Store
+    from jaxdiv.train.workdir import check_workdir, load_config
+
     workdir = Path(_require(_WORKDIR, "the trained run's directory"))
+    check_workdir(workdir)
+    store = _STORE.value or str(workdir / "store")
+    if _MEMBER.value is not None:
+        Store(store).member_dir(_MEMBER.value)  # checks the name; creates nothing
     config = _config(required=False)
     if config is None:
-        from jaxdiv.train.workdir import load_config
-
         config = load_config(workdir)
-    store = _STORE.value or str(workdir / "store")
     results = predict_member(
         config, workdir, store, _SPLITS.value, name=_MEMBER.value, overwrite=_FORCE.value
     )

@@ -113,6 +113,7 @@ def _train_cmd(workdir, steps):
         f"--config.num_steps={steps}",
         "--noprogress",
         "--config.checkpoint_every_steps=5",
+        "--config.log_every_steps=3",  # checkpoints inside log intervals
     ]
 
 
@@ -150,6 +151,18 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path):
         np.testing.assert_allclose(x, y, atol=1e-6, rtol=0)
     logged = [m["step"] for m in read_metrics(killed) if "train_loss" in m]
     assert logged == sorted(set(logged)), "resumed run must not log a step twice"
+    # the line of the interval the run resumed inside averages the same steps
+    timing = ("time", "images_per_sec")
+    resumed = [{k: v for k, v in m.items() if k not in timing} for m in read_metrics(killed)]
+    clean = [
+        {k: v for k, v in m.items() if k not in timing} for m in read_metrics(tmp_path / "clean")
+    ]
+    assert [m["step"] for m in resumed] == [m["step"] for m in clean]
+    for r, c in zip(resumed, clean, strict=True):
+        assert r.keys() == c.keys() and all(r[k] == pytest.approx(c[k], rel=1e-5) for k in r), (
+            r,
+            c,
+        )
 
 
 def test_workdir_of_another_config_is_refused_and_force_keeps_the_old_run(tmp_path):

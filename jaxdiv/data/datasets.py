@@ -170,6 +170,12 @@ def _prepared_builder(tfds, dataset: str, data_dir: str, source: str):
             f"cannot read TFDS data_dir {data_dir} (from {source}): {err}; "
             f"{_prepare_hint(dataset, data_dir)}"
         ) from None
+    except Exception as err:  # a broken dataset_info.json or features.json
+        raise JaxdivError(
+            f"the prepared {dataset!r} under {data_dir} (from {source}) is corrupt: its "
+            f"metadata cannot be read ({type(err).__name__}: {_first_line(err)}); "
+            f"{_prepare_hint(dataset, data_dir)}"
+        ) from None
     if not prepared:
         raise JaxdivError(
             f"dataset {dataset!r} not found: looked for {builder.data_dir}/dataset_info.json "
@@ -203,14 +209,37 @@ def _absolute_split(tfds, builder, dataset: str, split: str) -> list[tuple[str, 
         n = splits[instr.splitname].num_examples
         lo = 0 if instr.from_ is None else instr.from_
         hi = n if instr.to is None else instr.to
+        if hi <= lo:
+            a, b = (hi, lo) if hi < lo else (lo, min(n, lo + 100))
+            raise JaxdivError(
+                f"split {split!r} of dataset {dataset!r} selects no examples "
+                f"({instr.splitname}[{lo}:{hi}] of its {n}); write a slice whose start is below "
+                f"its stop, e.g. {instr.splitname}[{a}:{b}]"
+            )
         out.append((instr.splitname, lo, hi))
     return out
+
+
+def _first_line(err: BaseException) -> str:
+    """An exception's message, first line only, at most 200 characters."""
+    text = (str(err).strip().splitlines() or [""])[0]
+    return text[:200] + ("..." if len(text) > 200 else "")
+
+
+def _corrupt_records(dataset: str, spec: str, data_dir: str, err: BaseException) -> JaxdivError:
+    return JaxdivError(
+        f"cannot read the records of {dataset!r} {spec} under {data_dir} "
+        f"({type(err).__name__}: {_first_line(err)}); the prepared dataset is incomplete or "
+        f"corrupt: {_prepare_hint(dataset, data_dir)}"
+    )
 
 
 def _cache_path(dataset: str, version: str, split_key: str, data_dir: str) -> Path:
     if "://" not in data_dir:
         data_dir = os.path.realpath(data_dir)
     digest = hashlib.sha256(data_dir.encode()).hexdigest()[:12]
+    if len(split_key) > 100:  # a file name stays under the file system's 255 bytes
+        split_key = split_key[:60] + "-h" + hashlib.sha256(split_key.encode()).hexdigest()[:16]
     name = f"{dataset.replace('/', '--')}-{version}-{split_key}-{digest}-{_CACHE_FORMAT}.npz"
     return cache_dir() / name
 
@@ -248,8 +277,11 @@ def _decode(tfds, dataset, builder, instructions, data_dir) -> dict[str, np.ndar
     from tqdm.auto import tqdm
 
     spec = "+".join(f"{name}[{lo}:{hi}]" for name, lo, hi in instructions)
-    source = tfds.data_source(dataset, split=spec, data_dir=data_dir, download=False)
-    n = len(source)
+    try:
+        source = tfds.data_source(dataset, split=spec, data_dir=data_dir, download=False)
+        n = len(source)
+    except (RuntimeError, OSError, ValueError) as err:
+        raise _corrupt_records(dataset, spec, data_dir, err) from None
     has_ids = "id" in builder.info.features
     images = labels = None
     ids: list[str] = []
@@ -262,7 +294,10 @@ def _decode(tfds, dataset, builder, instructions, data_dir) -> dict[str, np.ndar
         leave=False,
     ) as bar:
         for start in range(0, n, _CHUNK):
-            chunk = source.__getitems__(range(start, min(start + _CHUNK, n)))
+            try:
+                chunk = source.__getitems__(range(start, min(start + _CHUNK, n)))
+            except (RuntimeError, OSError, ValueError) as err:
+                raise _corrupt_records(dataset, spec, data_dir, err) from None
             if images is None:
                 shape = np.shape(chunk[0]["image"])
                 images = np.empty((n, *shape), np.uint8)

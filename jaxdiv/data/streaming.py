@@ -35,6 +35,7 @@ from jaxdiv.data.datasets import (
     _absolute_split,
     _as_str,
     _cache_path,
+    _corrupt_records,
     _prepared_builder,
     _read_cache,
     _write_cache,
@@ -85,13 +86,16 @@ def _source(data_cfg, split: str):
     builder = _prepared_builder(tfds, data_cfg.dataset, data_dir, where)
     instructions = _absolute_split(tfds, builder, data_cfg.dataset, split)
     spec = "+".join(f"{name}[{lo}:{hi}]" for name, lo, hi in instructions)
-    source = tfds.data_source(
-        data_cfg.dataset,
-        split=spec,
-        data_dir=data_dir,
-        download=False,
-        decoders={"image": tfds.decode.SkipDecoding()},
-    )
+    try:
+        source = tfds.data_source(
+            data_cfg.dataset,
+            split=spec,
+            data_dir=data_dir,
+            download=False,
+            decoders={"image": tfds.decode.SkipDecoding()},
+        )
+    except (RuntimeError, OSError, ValueError) as err:
+        raise _corrupt_records(data_cfg.dataset, spec, data_dir, err) from None
     return builder, instructions, source, data_dir
 
 
@@ -373,7 +377,10 @@ def _labels_and_ids(source, dataset, version, split_key, data_dir) -> dict[str, 
     labels = np.empty(n, np.int32)
     ids: list[str] = []
     for start in range(0, n, 1000):
-        chunk = source.__getitems__(range(start, min(start + 1000, n)))
+        try:
+            chunk = source.__getitems__(range(start, min(start + 1000, n)))
+        except (RuntimeError, OSError, ValueError) as err:
+            raise _corrupt_records(dataset, split_key, data_dir, err) from None
         labels[start : start + len(chunk)] = [ex["label"] for ex in chunk]
         for k, ex in enumerate(chunk):
             key = "id" if "id" in ex else "file_name" if "file_name" in ex else None

@@ -36,7 +36,8 @@ from jaxdiv.store.splits import store_split_name
 from jaxdiv.store.store import Store
 from jaxdiv.train.evaluate import accuracy_and_loss, make_predict_fn, predict_split
 from jaxdiv.train.loop import build_setup, restore_variables
-from jaxdiv.train.workdir import _differences, _strip_runtime, config_to_dict
+from jaxdiv.train.metrics import final_metrics
+from jaxdiv.train.workdir import config_differences, config_to_dict, strip_runtime
 
 _SOURCE_KEYS = ("dataset", "version", "range")
 
@@ -44,14 +45,8 @@ _SOURCE_KEYS = ("dataset", "version", "range")
 def config_hash(config: ml_collections.ConfigDict | dict) -> str:
     """``sha256:<hex>`` of a config without its run-time keys (``RUNTIME_KEYS``)."""
     d = config if isinstance(config, dict) else config_to_dict(config)
-    text = json.dumps(_strip_runtime(d), sort_keys=True, separators=(",", ":"))
+    text = json.dumps(strip_runtime(d), sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
-
-
-def config_differences(old: dict, new: ml_collections.ConfigDict | dict) -> list[str]:
-    """``key: old -> new`` for every key that differs, run-time keys left out."""
-    new = new if isinstance(new, dict) else config_to_dict(new)
-    return _differences(_strip_runtime(old), _strip_runtime(new))
 
 
 def _shown(diff: list[str]) -> str:
@@ -117,9 +112,9 @@ def _info_complete(store: Store, name: str, keys: Sequence[str]) -> bool:
 
 
 def member_info(config: ml_collections.ConfigDict, workdir: Path, step: int) -> dict:
-    """The member-table row: name, method, architecture, config and training metrics."""
-    result_path = workdir / "result.json"
-    metrics = json.loads(result_path.read_text()) if result_path.exists() else {}
+    """The member-table row: name, method, architecture, config and training metrics (from
+    result.json, the train_* values it lacks from metrics.jsonl up to ``step``)."""
+    metrics = final_metrics(workdir, step)
     return {
         "name": config.get("name", workdir.name),
         "method": config.method.name,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -48,12 +49,24 @@ from jaxdiv.models import build_model
 from jaxdiv.train import finetune
 from jaxdiv.train import mesh as mesh_lib
 from jaxdiv.train import steps as steps_lib
-from jaxdiv.train.checkpoint import Checkpointer
+from jaxdiv.train.checkpoint import Checkpointer, CheckpointMismatch, has_checkpoint
 from jaxdiv.train.evaluate import accuracy_and_loss, make_predict_fn, predict_split
-from jaxdiv.train.metrics import MetricWriter, latest_values, read_metrics
+from jaxdiv.train.metrics import (
+    MetricWriter,
+    latest_values,
+    load_pending,
+    read_metrics,
+    save_pending,
+)
 from jaxdiv.train.names import validate_names
 from jaxdiv.train.optim import build_optimizer, learning_rate_schedule
-from jaxdiv.train.workdir import config_to_dict, load_config, prepare_workdir
+from jaxdiv.train.workdir import (
+    check_workdir,
+    config_differences,
+    config_to_dict,
+    load_config,
+    prepare_workdir,
+)
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -93,6 +106,7 @@ def build_setup(config: ml_collections.ConfigDict, *, load_train: bool = True) -
     if dtype not in DTYPES:
         raise JaxdivError(f"unknown compute_dtype {dtype!r}; valid choices: {', '.join(DTYPES)}")
     validate_names(config)
+    steps_lib.check_lengths(config)
     mesh = mesh_lib.make_mesh(config.get("mesh"))
     mesh_lib.check_batch(int(config.batch_size), mesh)
     split = streaming.train_split(config.data, load=load_train)
@@ -332,10 +346,48 @@ def abstract_step_inputs(setup: Setup, members: int = 1) -> tuple[Any, Any, Any]
 
 
 # ----------------------------------------------------------------------------- checkpoint
-def _restore(setup: Setup, ckpt: Checkpointer, step: int) -> dict:
-    """One member's train state of checkpoint ``step``, in the one-member layout."""
+def _newest_intact(
+    setup: Setup, ckpt: Checkpointer, workdir: Path, *, resuming: bool
+) -> tuple[int | None, dict | None]:
+    """One member's newest checkpoint that reads back, in the one-member layout, as
+    ``(step, state)`` (``(None, None)`` when none does). Each damaged newer checkpoint is
+    named in one line; a resumed run moves them to ``WORKDIR/superseded/corrupt-<time>/``.
+    A checkpoint of another model or method is refused with the differences."""
     abstract = _with_shardings(abstract_state(setup), state_shardings(setup))
-    return ckpt.restore(abstract, step)
+    try:
+        step, state, skipped = ckpt.newest_intact(abstract)
+    except CheckpointMismatch as err:
+        raise _mismatch_error(setup.config, workdir, err) from None
+    moved = ckpt.set_aside([s for s, _ in skipped]) if resuming else None
+    if jax.process_index() == 0:
+        then = "starting afresh" if step is None else f"using step {step}"
+        where = f"; it moved to {moved}" if moved else ""
+        for bad, reason in skipped:
+            print(
+                f"jaxdiv: skipped the damaged checkpoint {ckpt.directory / str(bad)} "
+                f"({reason}); {then}{where}",
+                file=sys.stderr,
+            )
+    return step, state
+
+
+def _mismatch_error(
+    config: ml_collections.ConfigDict, workdir: Path, err: CheckpointMismatch
+) -> JaxdivError:
+    shown = "; ".join(err.differences[:2]) + (" ..." if len(err.differences) > 2 else "")
+    trained = Path(workdir) / "config.json"
+    differs = ""
+    if trained.exists():
+        diff = config_differences(json.loads(trained.read_text()), config)
+        diff.sort(key=lambda d: not d.startswith(("model.", "method.")))  # what shapes depend on
+        if diff:
+            differs = f"; the config differs from {trained} in " + "; ".join(diff[:4])
+            differs += " ..." if len(diff) > 4 else ""
+    return JaxdivError(
+        f"the config does not fit the checkpoint {err.step} in {Path(workdir) / 'checkpoints'} "
+        f"({shown}){differs}; pass the config the run was trained with (predict without "
+        "--config uses WORKDIR/config.json)"
+    )
 
 
 def _save(ckpts: Sequence[Checkpointer], step: int, states: Sequence[dict]) -> None:
@@ -362,13 +414,18 @@ def restore_variables(
 ) -> tuple[Setup, dict, int]:
     """The latest checkpoint's model variables (params plus state) for inference."""
     setup = setup or build_setup(config)
-    ckpt = Checkpointer(workdir, every_steps=1, keep=config.keep_checkpoints)
-    step = ckpt.latest_step()
-    if step is None:
-        ckpt.close()
+    if not has_checkpoint(workdir):
         raise JaxdivError(f"no checkpoint in {Path(workdir) / 'checkpoints'}; run `train` first")
-    state = _restore(setup, ckpt, step)
-    ckpt.close()
+    ckpt = Checkpointer(workdir, every_steps=1, keep=config.keep_checkpoints)
+    try:
+        step, state = _newest_intact(setup, ckpt, Path(workdir), resuming=False)
+    finally:
+        ckpt.close()
+    if step is None:
+        raise JaxdivError(
+            f"no checkpoint in {Path(workdir) / 'checkpoints'} reads back (all damaged); "
+            "train the run again (`jaxdiv train` resumes from scratch)"
+        )
     return setup, _variables(state), int(step)
 
 
@@ -377,6 +434,30 @@ def _variables(state: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------------- loop
+def _resumed_pending(
+    workdirs: Sequence[Path], start: int, log_every: int, total: int, is_main: bool
+) -> list[dict]:
+    """The per-step metrics a run resumed at ``start`` had gathered since its last log line
+    (one dict per step, stacked over members when there are several), from
+    ``metrics_pending.json``; empty on a log boundary, or (with one line) when not recorded."""
+    missing = start % log_every
+    if not start or not missing or start >= total:
+        return []
+    rows = [load_pending(w, start) for w in workdirs]
+    if any(r is None or len(r) != missing for r in rows):
+        if is_main:
+            print(
+                f"jaxdiv: the metrics of steps {start - missing + 1}-{start} were not saved with "
+                f"checkpoint {start}; the line of step {min(total, start - missing + log_every)} "
+                "averages only the steps after it",
+                file=sys.stderr,
+            )
+        return []
+    if len(rows) == 1:
+        return rows[0]
+    return [{n: np.stack([r[j][n] for r in rows]) for n in rows[0][j]} for j in range(missing)]
+
+
 def train(
     config: ml_collections.ConfigDict,
     workdir: str | Path,
@@ -415,6 +496,8 @@ def train_members(
         )
     if len(set(workdirs)) < len(workdirs):
         raise JaxdivError("train_members got the same workdir twice; give each member its own")
+    for w in workdirs:
+        check_workdir(w)
     config, k = configs[0], len(configs)
     setup = build_setup(config)
     if eval_split is None and config.data.get("eval_split"):
@@ -430,9 +513,14 @@ def train_members(
         Checkpointer(w, every_steps=config.checkpoint_every_steps, keep=config.keep_checkpoints)
         for w in workdirs
     ]
-    latest = [int(c.latest_step() or 0) for c in ckpts]
+    found = [
+        _newest_intact(setup, c, w, resuming=True) if c.all_steps() else (None, None)
+        for c, w in zip(ckpts, workdirs, strict=True)
+    ]
+    latest = [int(step or 0) for step, _ in found]
     is_main = jax.process_index() == 0
     if len(set(latest)) > 1:
+        del found
         for c in ckpts:
             c.close()
         if is_main:
@@ -448,7 +536,7 @@ def train_members(
     seeds = [int(c.seed) for c in configs]
     keys = [jax.random.split(jax.random.PRNGKey(s)) for s in seeds]
     if start:
-        states = [_restore(setup, c, start) for c in ckpts]
+        states = [state for _, state in found]
     else:
         states = [init_state(setup, init_key) for init_key, _ in keys]
         if source:
@@ -461,7 +549,7 @@ def train_members(
                 for s in states
             ]
     state = states[0] if k == 1 else stack_members(states, shardings)
-    del states
+    del states, found
     step_key = mesh_lib.put_global(
         np.asarray(keys[0][1]) if k == 1 else np.stack([np.asarray(sk) for _, sk in keys]),
         key_sharding(setup.mesh, k),
@@ -509,7 +597,7 @@ def train_members(
         mininterval=2.0,
         dynamic_ncols=True,
     )
-    pending: list[dict] = []
+    pending = _resumed_pending(workdirs, start, log_every, total, is_main)
     t_log, steps_since = time.perf_counter(), 0
     t_train = time.perf_counter()
     try:
@@ -556,6 +644,11 @@ def train_members(
                     last[i].update(ev)
                     writers[i].write(done, ev)
             if done % ckpt_every == 0 or done == total:
+                if pending and is_main:
+                    host = jax.device_get(pending)
+                    for i, (c, w) in enumerate(zip(ckpts, workdirs, strict=True)):
+                        rows = [{n: v if k == 1 else v[i] for n, v in m.items()} for m in host]
+                        save_pending(w, done, rows, c.all_steps())
                 _save(ckpts, done, members_of(state))
             bar.update(1)
         bar.close()

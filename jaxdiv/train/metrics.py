@@ -4,6 +4,14 @@ A run resumed from the checkpoint of step ``S`` first forgets what it logged aft
 lines of metrics.jsonl with a larger step are dropped, and the TensorBoard writer starts with
 ``purge_step=S + 1``, which makes TensorBoard hide the earlier events of steps ``>= S + 1``
 (the steps the resumed run logs again). Events at ``S`` itself stay, as the jsonl lines do.
+
+A checkpoint taken between two log steps also records the per-step metrics gathered since the
+last line (``WORKDIR/metrics_pending.json``, written before the checkpoint, one entry per
+checkpoint step), so the line a resumed run writes at the next log step averages the same
+steps with the same float32 values as an uninterrupted run's.
+
+``final_metrics`` reads a finished run's ``result.json`` and fills in the ``train_*`` values a
+run killed before writing it lost, from the last lines of metrics.jsonl.
 """
 
 from __future__ import annotations
@@ -11,7 +19,14 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
+
+import numpy as np
+
+from jaxdiv.files import write_json_atomic
+
+PENDING_FILE = "metrics_pending.json"
 
 
 class MetricWriter:
@@ -76,3 +91,58 @@ def latest_values(records: list[dict], *, up_to: int) -> dict[str, float]:
         if r.get("step", 0) <= up_to:
             out.update({k: v for k, v in r.items() if k not in ("step", "time")})
     return out
+
+
+def save_pending(
+    workdir: str | Path, step: int, rows: list[dict[str, np.ndarray]], keep: Iterable[int]
+) -> None:
+    """Record ``rows`` (one dict of scalar metrics per step since the last log line) as the
+    pending metrics of checkpoint ``step``; entries of steps not in ``keep`` are dropped."""
+    path = Path(workdir) / PENDING_FILE
+    entries = _read_pending(path)
+    keep = {int(s) for s in keep} | {int(step)}
+    entries = {k: v for k, v in entries.items() if int(k) in keep}
+    dtypes = {n: str(np.asarray(v).dtype) for n, v in rows[0].items()} if rows else {}
+    values = [{n: float(np.asarray(v)) for n, v in r.items()} for r in rows]
+    entries[str(int(step))] = {"dtypes": dtypes, "rows": values}
+    write_json_atomic(path, entries)
+
+
+def load_pending(workdir: str | Path, step: int) -> list[dict[str, np.ndarray]] | None:
+    """The per-step metrics pending at checkpoint ``step`` (in their saved dtypes), or None
+    when none were recorded."""
+    entry = _read_pending(Path(workdir) / PENDING_FILE).get(str(int(step)))
+    if not isinstance(entry, dict):
+        return None
+    dtypes = entry.get("dtypes", {})
+    return [
+        {n: np.asarray(v, dtype=dtypes.get(n, "float32")) for n, v in row.items()}
+        for row in entry.get("rows", [])
+    ]
+
+
+def _read_pending(path: Path) -> dict:
+    try:
+        entries = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return entries if isinstance(entries, dict) else {}
+
+
+def final_metrics(workdir: str | Path, step: int | None = None) -> dict:
+    """``result.json`` with the ``train_*`` metrics it lacks (a run killed between its final
+    checkpoint and result.json) taken from metrics.jsonl up to ``step`` (default: all)."""
+    path = Path(workdir) / "result.json"
+    try:
+        result = json.loads(path.read_text()) if path.exists() else {}
+    except ValueError:
+        result = {}
+    result = result if isinstance(result, dict) else {}
+    records = read_metrics(workdir)
+    if step is None:
+        step = max((int(r.get("step", 0)) for r in records), default=0)
+    logged = latest_values(records, up_to=int(step))
+    for key, value in logged.items():
+        if key.startswith("train_") and key not in result:
+            result[key] = value
+    return result

@@ -23,14 +23,26 @@ RUNTIME_KEYS = (
     "data.data_dir",
     "mesh",
 )
-RUN_FILES = ("checkpoints", "metrics.jsonl", "tensorboard", "config.json", "result.json")
+RUN_FILES = (
+    "checkpoints",
+    "metrics.jsonl",
+    "metrics_pending.json",
+    "tensorboard",
+    "config.json",
+    "result.json",
+    "store",
+    "offline_probe",
+)
+"""What ``--force`` moves to ``WORKDIR/superseded/<time>/``: the run and what was made from
+it (its prediction store ``WORKDIR/store`` and its offline probe)."""
 
 
 def config_to_dict(config: ml_collections.ConfigDict) -> dict:
     return json.loads(config.to_json_best_effort())
 
 
-def _strip_runtime(d: dict) -> dict:
+def strip_runtime(d: dict) -> dict:
+    """A copy of the config dict ``d`` without the keys in ``RUNTIME_KEYS``."""
     d = json.loads(json.dumps(d))
     for key in RUNTIME_KEYS:
         *parents, leaf = key.split(".")
@@ -42,15 +54,34 @@ def _strip_runtime(d: dict) -> dict:
     return d
 
 
-def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+def differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """``key: a -> b`` for every (dotted) key whose value differs between two dicts."""
     out = []
     for k in sorted(set(a) | set(b)):
         ka = f"{prefix}{k}"
         if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
-            out += _differences(a[k], b[k], ka + ".")
+            out += differences(a[k], b[k], ka + ".")
         elif a.get(k) != b.get(k):
             out.append(f"{ka}: {a.get(k)!r} -> {b.get(k)!r}")
     return out
+
+
+def config_differences(old: dict, new: ml_collections.ConfigDict | dict) -> list[str]:
+    """``key: old -> new`` for every key that differs, run-time keys left out."""
+    new = new if isinstance(new, dict) else config_to_dict(new)
+    return differences(strip_runtime(old), strip_runtime(new))
+
+
+def check_workdir(workdir: Path) -> None:
+    """Refuse a workdir that is a file, or lies under one, before anything is created."""
+    for p in (Path(workdir), *Path(workdir).parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "is a file" if p == Path(workdir) else f"lies under {p}, which is a file"
+                raise JaxdivError(
+                    f"--workdir {workdir} {what}; pass a folder path (new or a run's)"
+                )
+            return
 
 
 def prepare_workdir(config: ml_collections.ConfigDict, workdir: Path, *, force: bool) -> None:
@@ -59,12 +90,13 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: Path, *, force: 
     With ``force`` the old run's files are moved to ``WORKDIR/superseded/<time>/``, never
     deleted.
     """
+    check_workdir(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "config.json"
     new = config_to_dict(config)
     if path.exists() and has_checkpoint(workdir):
         old = json.loads(path.read_text())
-        diff = _differences(_strip_runtime(old), _strip_runtime(new))
+        diff = config_differences(old, new)
         if diff:
             if not force:
                 shown = "; ".join(diff[:4]) + (" ..." if len(diff) > 4 else "")
