@@ -45,6 +45,7 @@ from jaxdiv.data.datasets import (
 )
 from jaxdiv.data.loader import TrainLoader
 from jaxdiv.data.preprocess import CROPS, preprocess
+from jaxdiv.data.shift import parse_shift, shift_seed, shifted_split
 from jaxdiv.errors import JaxdivError
 
 _END = 2**40  # the streamed index range is unbounded in practice (epochs repeat)
@@ -395,7 +396,11 @@ def _labels_and_ids(source, dataset, version, split_key, data_dir) -> dict[str, 
 
 
 def eval_split(data_cfg: ml_collections.ConfigDict, split: str) -> ArraySplit:
-    """An evaluation split: decoded in memory, or (streaming) decoded lazily per batch."""
+    """An evaluation split: decoded in memory, or (streaming) decoded lazily per batch; a
+    ``<split>:<corruption>:<severity>`` split is the clean split corrupted (``shift``)."""
+    shift = parse_shift(split)
+    if shift is not None:
+        return shifted_split(eval_split(data_cfg, shift.source), shift, shift_seed(data_cfg))
     if not is_streaming(data_cfg):
         return load_split(data_cfg.dataset, split, data_cfg.get("data_dir"))
     builder, instructions, source, data_dir = _source(data_cfg, split)

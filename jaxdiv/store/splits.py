@@ -15,6 +15,12 @@ different examples always get different names.
   sha256 of the exact split string: ``test[:50%](pct1_dropremainder)`` ->
   ``test_50_pct1_dropremainder.h<12 hex digits>``.
 
+- A corrupted split ``<split>:<corruption>:<severity>`` (``jaxdiv.data.shift``) is the clean
+  split's name, ``.``, the corruption and ``-severity``: ``test:gaussian_noise:3`` ->
+  ``test.gaussian_noise-3``, ``test[:1000]:fog:5`` -> ``test.0-1000.fog-5``. The part after
+  its last ``.`` starts with a corruption name (a letter other than ``h``, never ``m``
+  followed by a digit), so it meets neither a slice part nor a hash.
+
 Plain names contain neither ``.`` nor ``+``; every other name does, and the part after a
 ``.`` starts with a digit or ``m`` for a slice, and with ``h`` for a hashed name, so the
 three forms never meet. Spellings of the same examples may get different names
@@ -34,6 +40,8 @@ import json
 import re
 
 import numpy as np
+
+from jaxdiv.data.shift import parse_shift
 
 _PLAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _PART = re.compile(r"^(?P<name>[A-Za-z0-9_]+)(?:\[(?P<start>-?\d+%?)?:(?P<stop>-?\d+%?)?\])?$")
@@ -60,6 +68,9 @@ def _encode_part(part: str) -> str | None:
 
 def store_split_name(split: str) -> str:
     """The store's name for a data split (the rule is in the module docstring)."""
+    shift = parse_shift(split)
+    if shift is not None:
+        return f"{store_split_name(shift.source)}.{shift.corruption}-{shift.severity}"
     if _PLAIN.match(split) and len(split) <= _MAX_NAME:
         return split
     parts = [_encode_part(p) for p in split.split("+")]

@@ -1,0 +1,96 @@
+"""Corrupted evaluation splits: the spelling ``<split>:<corruption>:<severity>``.
+
+``test:gaussian_noise:3`` is the ``test`` split with CIFAR-10-C Gaussian noise at severity 3,
+``test[:1000]:fog:5`` the first 1,000 test images with fog at 5 (the source split may use
+any spelling a clean split accepts: aliases, slices). Colons inside ``[...]`` belong to the
+slice. The corrupted split has the clean split's ids and labels; its images are corrupted
+once, in batches, by ``jaxdiv.data.corruptions.corrupt`` with ``data.corruption_seed``
+(default ``DEFAULT_SEED``). Its source record (``split.json`` in the store) is the clean
+split's plus ``split`` (the full spelling), ``source_split``, ``corruption``, ``severity``
+and ``seed``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+
+from jaxdiv.data.corruptions import CORRUPTIONS, check, corrupt
+from jaxdiv.data.datasets import ArraySplit
+from jaxdiv.errors import JaxdivError
+
+DEFAULT_SEED = 0
+_BRACKETS = re.compile(r"\[[^\]]*\]")
+
+
+@dataclasses.dataclass(frozen=True)
+class Shift:
+    """A parsed shift split: the clean ``source`` split, a corruption and its severity."""
+
+    source: str
+    corruption: str
+    severity: int
+
+    @property
+    def spelling(self) -> str:
+        return f"{self.source}:{self.corruption}:{self.severity}"
+
+
+def parse_shift(split: str) -> Shift | None:
+    """``Shift`` for ``<split>:<corruption>:<severity>``, None for a clean split; a bad
+    corruption or severity is one JaxdivError line naming the valid ones."""
+    outside = _BRACKETS.sub("", split)
+    colons = outside.count(":")
+    if colons == 0:
+        return None
+    if colons != 2:
+        raise JaxdivError(
+            f"bad split {split!r}: a corrupted split is <split>:<corruption>:<severity>, "
+            f"e.g. test:gaussian_noise:3 (corruptions: {', '.join(CORRUPTIONS)})"
+        )
+    source, name, severity = split.rsplit(":", 2)
+    if not source:
+        raise JaxdivError(f"bad split {split!r}: the clean split before ':{name}:' is missing")
+    try:
+        level = int(severity)
+    except ValueError:
+        level = None
+    if level is None or str(level) != severity.strip():
+        raise JaxdivError(f"bad split {split!r}: severity {severity!r} must be one of 1-5")
+    try:
+        check(name, level)
+    except JaxdivError as err:
+        raise JaxdivError(f"bad split {split!r}: {err}") from None
+    return Shift(source, name, level)
+
+
+def shift_seed(data_cfg) -> int:
+    """``data.corruption_seed`` of a config's data section, else ``DEFAULT_SEED``."""
+    seed = data_cfg.get("corruption_seed") if data_cfg is not None else None
+    return DEFAULT_SEED if seed is None else int(seed)
+
+
+def shift_source(source: dict | None, shift: Shift, seed: int) -> dict:
+    """The clean split's source record with the shift's fields added."""
+    return {
+        **(source or {}),
+        "split": shift.spelling,
+        "source_split": shift.source,
+        "corruption": shift.corruption,
+        "severity": shift.severity,
+        "seed": int(seed),
+    }
+
+
+def shifted_split(
+    clean: ArraySplit, shift: Shift, seed: int = DEFAULT_SEED, *, batch_size: int = 1000
+) -> ArraySplit:
+    """``clean`` with its images corrupted (ids, labels and classes unchanged)."""
+    images = corrupt(
+        clean.images, clean.ids, shift.corruption, shift.severity, seed, batch_size=batch_size
+    )
+    return dataclasses.replace(
+        clean, images=np.asarray(images), source=shift_source(clean.source, shift, seed)
+    )
