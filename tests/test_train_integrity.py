@@ -169,3 +169,14 @@ def test_a_long_split_string_loads_and_caches_under_a_short_file_name():
     cached = [p for p in Path(cache_dir()).iterdir() if "-h" in p.name and p.suffix == ".npz"]
     assert cached and all(len(p.name) < 200 for p in cached)
     assert len(_cache_path("cifar10", "3.0.2", "x" * 300, "/d").name) < 200
+
+
+def test_metrics_line_cut_short_by_a_kill_is_dropped(tmp_path):
+    from jaxdiv.train.metrics import MetricWriter, read_metrics
+
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "train_loss": 2.0}\n{"step": 2, "tra')
+    assert read_metrics(tmp_path) == [{"step": 1, "train_loss": 2.0}]
+    writer = MetricWriter(tmp_path, resume_step=1)
+    writer.write(2, {"train_loss": 1.5})
+    writer.close()
+    assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2]

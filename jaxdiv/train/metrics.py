@@ -52,11 +52,7 @@ class MetricWriter:
         """On resume, forget lines logged after the checkpoint we restart from."""
         if not self.path.exists():
             return
-        kept = [
-            line
-            for line in self.path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= step
-        ]
+        kept = [json.dumps(r) for r in _records(self.path) if r.get("step", 0) <= step]
         tmp = self.path.with_suffix(".jsonl.tmp")
         tmp.write_text("".join(line + "\n" for line in kept))
         os.replace(tmp, self.path)
@@ -77,11 +73,24 @@ class MetricWriter:
             self._tb = None
 
 
+def _records(path: Path) -> list[dict]:
+    """The lines of a metrics.jsonl; a last line cut short by a kill mid-append is dropped."""
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    out = []
+    for i, line in enumerate(lines):
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i != len(lines) - 1:
+                raise
+    return out
+
+
 def read_metrics(workdir: str | Path) -> list[dict]:
     path = Path(workdir) / "metrics.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return _records(path)
 
 
 def latest_values(records: list[dict], *, up_to: int) -> dict[str, float]:
