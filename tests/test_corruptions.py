@@ -342,6 +342,10 @@ def test_eval_split_of_a_shift_split(tmp_path, clean):
         0,
     )
     assert src["split"] == "test[:6]:contrast:2" and src["range"] == base.source["range"]
+    from jaxdiv.data.shift import resolve_source
+
+    assert resolve_source(cfg, "test[:6]:contrast:2") == src
+    assert "corruption" not in resolve_source(cfg, "test[:6]")
     cfg.corruption_seed = 7
     assert streaming.eval_split(cfg, "test[:6]:gaussian_noise:1").source["seed"] == 7
     store = Store(tmp_path / "store")

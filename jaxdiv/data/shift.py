@@ -18,7 +18,7 @@ import re
 import numpy as np
 
 from jaxdiv.data.corruptions import CORRUPTIONS, check, corrupt
-from jaxdiv.data.datasets import ArraySplit
+from jaxdiv.data.datasets import ArraySplit, resolve_split_source
 from jaxdiv.errors import JaxdivError
 
 DEFAULT_SEED = 0
@@ -94,3 +94,17 @@ def shifted_split(
     return dataclasses.replace(
         clean, images=np.asarray(images), source=shift_source(clean.source, shift, seed)
     )
+
+
+SHIFT_KEYS = ("source_split", "corruption", "severity", "seed")
+
+
+def resolve_source(data_cfg, split: str) -> dict:
+    """The source record ``eval_split`` gives ``split`` (clean or corrupted), from the
+    dataset's info alone (no record or image is read); a clean split's lacks
+    ``SHIFT_KEYS``."""
+    shift = parse_shift(split)
+    if shift is None:
+        return resolve_split_source(data_cfg.dataset, split, data_cfg.get("data_dir"))
+    clean = resolve_split_source(data_cfg.dataset, shift.source, data_cfg.get("data_dir"))
+    return shift_source(clean, shift, shift_seed(data_cfg))
