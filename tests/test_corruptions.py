@@ -357,3 +357,20 @@ def test_eval_split_of_a_shift_split(tmp_path, clean):
     store.write_split("test.0-6.contrast-2", shifted.labels, shifted.ids, shifted.source)
     info = store.split_info("test.0-6.contrast-2")
     assert (info["corruption"], info["severity"], info["seed"]) == ("contrast", 2, 0)
+
+
+def test_predict_skips_a_shift_split_only_with_the_same_corruption_seed(tmp_path, clean):
+    import ml_collections
+
+    from jaxdiv.data import streaming
+    from jaxdiv.store.predict import _same_data
+    from jaxdiv.store.store import Store
+
+    cfg = ml_collections.ConfigDict({"dataset": "cifar10", "data_dir": None})
+    shifted = streaming.eval_split(cfg, "test[:6]:contrast:2")
+    store = Store(tmp_path / "store")
+    store.write_split("test.0-6.contrast-2", shifted.labels, shifted.ids, shifted.source)
+    assert _same_data(store, "test.0-6.contrast-2", cfg, "test[:6]:contrast:2") is None
+    cfg.corruption_seed = 7  # same ids and labels, other images: refused, not mixed
+    with pytest.raises(JaxdivError, match="seed=0.*seed=7"):
+        _same_data(store, "test.0-6.contrast-2", cfg, "test[:6]:contrast:2")

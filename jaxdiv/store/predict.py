@@ -28,8 +28,8 @@ from pathlib import Path
 
 import ml_collections
 
-from jaxdiv.data import streaming
-from jaxdiv.data.datasets import ArraySplit, resolve_split_source
+from jaxdiv.data import shift, streaming
+from jaxdiv.data.datasets import ArraySplit
 from jaxdiv.errors import JaxdivError
 from jaxdiv.store.probe import OfflineProbe
 from jaxdiv.store.splits import store_split_name
@@ -93,9 +93,19 @@ def _same_data(
     its recorded source (dataset, version, resolved range) is the same, else by reading the
     split's ids and labels (returned) and comparing fingerprints; refuses other data."""
     theirs = store.split_info(key)
-    ours = resolve_split_source(data_cfg.dataset, split, data_cfg.get("data_dir"))
-    if theirs.get("dataset") and all(theirs.get(k) == ours[k] for k in _SOURCE_KEYS):
-        return None
+    ours = shift.resolve_source(data_cfg, split)
+    if theirs.get("dataset"):
+        changed = [k for k in shift.SHIFT_KEYS if theirs.get(k) != ours.get(k)]
+        if changed:  # same ids and labels, other images: the fingerprint cannot tell
+            raise JaxdivError(
+                f"store split {key!r} holds {theirs.get('split', key)!r} with "
+                + ", ".join(f"{k}={theirs.get(k)!r}" for k in changed)
+                + f" but {split!r} has "
+                + ", ".join(f"{k}={ours.get(k)!r}" for k in changed)
+                + "; predict into another --store"
+            )
+        if all(theirs.get(k) == ours.get(k) for k in _SOURCE_KEYS):
+            return None
     loaded = streaming.eval_split(data_cfg, split)
     store.write_split(key, loaded.labels, loaded.ids, loaded.source)  # refuses other data
     return loaded
