@@ -14,6 +14,7 @@ from jaxdiv.errors import JaxdivError
 from jaxdiv.methods import METHODS, build_method, losses
 from jaxdiv.methods.heads import TwoViewNet
 from jaxdiv.models import build_model
+from jaxdiv.store.splits import store_split_name
 from tests.support import run_python
 
 SSL = ("simclr", "supcon", "byol", "simsiam", "barlow_twins", "vicreg")
@@ -274,9 +275,12 @@ def test_quick_simclr_run_beats_its_own_initialisation_on_the_offline_probe(tmp_
     info = store.member_info("simclr_tiny")
     trained = info["metrics"]
     assert "offline linear probe" in info["classifier"]
-    assert store.member_logits("simclr_tiny", "test_2000").shape == (2000, 10)
-    assert store.embeddings("simclr_tiny", "test_2000").shape == (2000, 64)
-    assert results["test_2000"]["accuracy"] == trained["offline_probe_test[:2000]_accuracy"]
+    assert store.member_logits("simclr_tiny", store_split_name("test[:2000]")).shape == (2000, 10)
+    assert store.embeddings("simclr_tiny", store_split_name("test[:2000]")).shape == (2000, 64)
+    assert (
+        results[store_split_name("test[:2000]")]["accuracy"]
+        == trained["offline_probe_test[:2000]_accuracy"]
+    )
 
     # The same backbone at initialisation (the very weights training started from).
     setup = build_setup(config)
