@@ -3,9 +3,11 @@
 Run:
     python -m jaxdiv study --config=configs/quickstart.py --workdir=runs/quickstart
 
-Expected run time: 8.2 minutes on an idle 2-core CPU machine (measured 2026-11-25, no GPU:
-8 min 17 s wall for the whole study, report included; peak RSS 2.6 GB), plus the install of
-the README command. A second run finds everything finished and only re-analyses.
+Expected run time: 10.5 minutes on an idle 2-core CPU machine (measured 2026-12-01, no GPU:
+10 min 35 s wall for the whole study, report included, of which 7.3 min is training; peak RSS
+2.2 GB), plus the install of the README command. (8.2 minutes was measured on 2026-11-25 on
+another machine of the same kind.) A second run finds everything finished and only
+re-analyses.
 
 Members (base: supervised ResNet-8 on train[:22500], the first half of the training split):
     Reinit           seed1, seed2
@@ -25,10 +27,10 @@ the base, on test (ensembles temperature-scaled on validation):
     Reinit                 0.179                  0.011                  0.539
     Hyperparameters        0.184                  0.013                  0.556
     Architecture           0.269                  0.033                  0.597
-    Framework              0.282                  0.031                  0.580
+    Framework              0.284                  0.032                  0.584
     Dataset                0.176                  0.013                  0.556
 
-Gain against error inconsistency over the 8 base pairs: slope 0.23, r = 0.97. The paper's
+Gain against error inconsistency over the 8 base pairs: slope 0.23, r = 0.98. The paper's
 ordering holds for Reinit < Hyperparameters < Architecture < Framework in error
 inconsistency (Architecture and Framework swap in gain), but not for Dataset: the other half
 of CIFAR-10 is the same distribution, a weak stand-in for the paper's different large-scale
