@@ -36,6 +36,7 @@ import ml_collections
 
 from jaxdiv.errors import JaxdivError, choices_error
 from jaxdiv.train.names import validate_names
+from jaxdiv.train.workdir import RUNTIME_KEYS
 
 CATEGORIES = ("Reinit", "Hyperparameters", "Architecture", "Framework", "Dataset")
 
@@ -51,17 +52,7 @@ _KEY_CATEGORIES = (
     ("model.kwargs", "Architecture"),
 )
 # Keys that never make a member different (how it runs, not what it computes).
-_IGNORED = (
-    "name",
-    "log_every_steps",
-    "eval_every_steps",
-    "eval_batch_size",
-    "checkpoint_every_steps",
-    "keep_checkpoints",
-    "data.data_dir",
-    "mesh",
-    "data.eval_split",
-)
+_IGNORED = ("name", *RUNTIME_KEYS, "data.eval_split")
 
 
 # Sub-configs a supervised base need not have but a variation may add (e.g. the two-view
