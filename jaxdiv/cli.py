@@ -42,7 +42,19 @@ _SPLIT = flags.DEFINE_string(
     "(represent).",
 )
 _MEMBER = flags.DEFINE_string("member", None, "Member name in the store (default config.name).")
-_LABELS = flags.DEFINE_string("labels", None, "labels.npz with `ids` and `labels`.")
+_LABELS = flags.DEFINE_string(
+    "labels", None, "labels.npz with `ids` and `labels` (.npz members of a new split)."
+)
+_CLASSES = flags.DEFINE_string(
+    "classes", None, "Text file of class names, one per line in class-index order."
+)
+_MANIFEST = flags.DEFINE_string(
+    "manifest",
+    None,
+    "members.csv: a `file` or `member` column, then name, category, method, architecture, "
+    "human (true/false); other columns kept as metadata.",
+)
+_HUMAN = flags.DEFINE_bool("human", False, "Mark every imported member as a human subject.")
 _CALIB = flags.DEFINE_string(
     "calibration_split", "validation", "Split to fit temperatures on, or `none`."
 )
@@ -195,8 +207,11 @@ def _import(import_predictions: Callable, files: list[str]) -> None:
     names = import_predictions(
         _require(_STORE, "the prediction store"),
         _SPLIT.value,
-        _require(_LABELS, "the labels file"),
+        _LABELS.value,
         files,
+        classes=_CLASSES.value,
+        manifest=_MANIFEST.value,
+        human=_HUMAN.value,
     )
     print(
         f"imported {len(names)} member(s) into {_STORE.value} [{_SPLIT.value}]: " + ", ".join(names)
@@ -314,9 +329,11 @@ VERBS: dict[str, Verb] = {
     "import-predictions": Verb(
         "jaxdiv.store.importer:import_predictions",
         _import,
-        "add models trained elsewhere to a prediction store",
-        "--store=DIR --split=NAME --labels=labels.npz a.npz b.npz ...",
-        ("store", "split", "labels"),
+        "add models trained elsewhere (or human subjects) to a prediction store",
+        "--store=DIR --split=NAME [--labels=labels.npz] a.npz b.npz ... | trials.csv "
+        "(model-vs-human raw data or member,example_id,response,label) "
+        "[--classes=FILE] [--manifest=members.csv] [--human]",
+        ("store", "split", "labels", "classes", "manifest", "human"),
         takes_files=True,
     ),
     "analyze": Verb(

@@ -12,6 +12,16 @@ import ml_collections
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def snapshot(root: str | os.PathLike) -> dict[str, bytes]:
+    """Every file below ``root`` and its bytes (to show that nothing was written)."""
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            path = os.path.join(dirpath, f)
+            out[path] = Path(path).read_bytes()
+    return out
+
+
 def tiny_config(**overrides) -> ml_collections.ConfigDict:
     """ResNet-8 on 512 CIFAR-10 images, batch 32: a few seconds per run on 2 cores."""
     import importlib.util

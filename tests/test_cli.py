@@ -145,6 +145,7 @@ def test_train_predict_import_end_to_end(tmp_path):
     s = Store(store)
     assert s.splits() == ["test.0-256", "train.45000-45100"]
     assert s.members("test.0-256") == ["tiny"]
+    assert s.class_names()[:2] == ["airplane", "automobile"]  # the TFDS label names, recorded
     logits = s.member_logits("tiny", "test.0-256")
     assert logits.shape == (256, 10) and np.isfinite(logits).all()
     assert s.embeddings("tiny", "test.0-256").shape[0] == 256
@@ -209,7 +210,10 @@ def test_unknown_verb_and_missing_flags(tmp_path):
     proc = jaxdiv("fly", check=False)
     assert proc.returncode != 0 and "valid verbs: train, predict" in proc.stderr
     proc = jaxdiv("import-predictions", f"--store={tmp_path}", "--split=test", check=False)
-    assert proc.returncode == 2 and "--labels is required" in proc.stderr
+    assert proc.returncode == 2 and "give at least one model file" in proc.stderr
+    args = ("import-predictions", f"--store={tmp_path}", "--split=test", str(tmp_path / "a.npz"))
+    proc = jaxdiv(*args, check=False)  # .npz members of a new split need their labels
+    assert proc.returncode == 2 and "pass --labels=labels.npz" in proc.stderr
 
 
 def test_no_verb_and_stray_arguments_are_one_clear_line(tmp_path):

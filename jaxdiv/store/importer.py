@@ -1,20 +1,41 @@
 """Import predictions of models (or people) from elsewhere into a prediction store.
 
-``labels.npz`` holds ``ids`` (strings) and ``labels`` (ints). Each member file is an ``.npz``
-named after the member (its file stem) holding ``ids`` and exactly one of
+Two kinds of input, one kind per import:
 
-- ``logits``: float ``[examples, classes]``;
-- ``probabilities``: float ``[examples, classes]``, non-negative, every row summing to 1
-  within ``PROB_TOLERANCE`` (1e-4); stored as log-probabilities (``jaxdiv.store.store``
-  says how zeros are kept);
-- ``predictions``: int ``[examples]`` class indices, ``-1`` for an abstention (a hard
-  decision member: no probabilities);
+1. ``.npz`` member files. ``labels.npz`` holds ``ids`` (strings) and ``labels`` (ints);
+   it is needed for a new split only (an existing split keeps its own). Each member file is
+   named after the member (its file stem) and holds ``ids`` and exactly one of
 
-and optionally ``embeddings`` (float ``[examples, features]``). Every file is validated as
-it will be stored (floats cast to float32 and checked finite after the cast, ids matched,
-shapes and classes checked) before anything is written; then the write locks of all the new
-member splits are taken together, so a refused import (bad file, member already present,
-another process writing one of the members) changes nothing.
+   - ``logits``: float ``[examples, classes]``;
+   - ``probabilities``: float ``[examples, classes]``, non-negative, every row summing to 1
+     within ``PROB_TOLERANCE`` (1e-4); stored as log-probabilities (``jaxdiv.store.store``
+     says how zeros are kept);
+   - ``predictions``: int ``[examples]`` class indices, ``-1`` for an abstention (a hard
+     decision member: no probabilities);
+
+   and optionally ``embeddings`` (float ``[examples, features]``).
+2. Trials CSVs (``jaxdiv.store.trials_csv``): model-vs-human's raw data as published
+   (``subj``, ``imagename``, ``object_response``, ``category``) or a generic layout
+   (``member``, ``example_id``, ``response``, ``label``), told apart by the header. Each
+   subject / member becomes a hard-decision member; ``na`` is an abstention, and an
+   example a member never answered counts as abstained too (prediction ``-1``). The
+   split's ids and labels are the CSVs' (the union of their example ids); when the split
+   exists already they must be the stored ones.
+
+``classes`` (``--classes=FILE``, one name per line, index order) gives the class names; a
+trials import without it takes the store's recorded ones, else the sorted set of labels
+found. The class names are
+recorded in ``store.json`` (``Store.class_names``); other names already recorded are
+refused. ``manifest`` (``--manifest=members.csv``, ``jaxdiv.store.manifest``) sets each
+member's store name, ``category``, ``method``, ``architecture``, ``human`` and
+``metadata`` (its extra columns) in ``member.json``; ``human`` (``--human``) marks every
+member of the import as a human subject (``human: true``; models default to false).
+
+Every input is validated as it will be stored (floats cast to float32 and checked finite
+after the cast, ids matched, shapes, classes, names and manifest rows checked) before
+anything is written; then the write locks of all the new member splits are taken together,
+so a refused import (bad file, member already present, another process writing one of the
+members) changes nothing.
 
 ``add_member`` adds one member from arrays in Python through the same validation::
 
@@ -22,8 +43,8 @@ another process writing one of the members) changes nothing.
     add_member("store", "test", "resnet_published", ids=ids, predictions=pred, labels=labels)
 
 The number of classes of a batch comes from its logits or probabilities, else from the
-members already in the split, else ``num_classes``, else the largest label or prediction
-plus one.
+members already in the split, else the number of class names (or ``num_classes``), else the
+largest label or prediction plus one.
 """
 
 from __future__ import annotations
@@ -39,7 +60,9 @@ from pathlib import Path
 import numpy as np
 
 from jaxdiv.errors import JaxdivError
+from jaxdiv.store.manifest import member_infos
 from jaxdiv.store.store import TINY, Store, _check_name
+from jaxdiv.store.trials_csv import read_classes, read_trials
 
 OUTPUT_KEYS = ("logits", "probabilities", "predictions")  # exactly one per member file
 PROB_TOLERANCE = 1e-4  # |row sum - 1| allowed for probabilities
@@ -243,7 +266,9 @@ def _num_classes(
         tops += [int(p.values.max()) for p in prepared if p.values.size]
         c = max(tops) + 1
     if given is not None and int(given) != c:
-        raise JaxdivError(f"num_classes={given} but the members have {c} classes")
+        raise JaxdivError(
+            f"{given} classes given (class names or num_classes) but the members have {c}"
+        )
     for name, theirs in stored:
         if theirs != c:
             raise JaxdivError(
@@ -303,10 +328,16 @@ def _check_new_name(store: Store, split: str, name: str, seen: set, existing: se
 
 
 def _write_batch(
-    store: Store, split: str, ids: np.ndarray, labels: np.ndarray, prepared, num_classes: int
+    store: Store,
+    split: str,
+    ids: np.ndarray,
+    labels: np.ndarray,
+    prepared,
+    num_classes: int,
+    class_names: Sequence[str] | None = None,
 ) -> list[str]:
     """Write every prepared member or none (all member split locks first; undone on a
-    failed write)."""
+    failed write), and record ``class_names`` in the store when given."""
     with ExitStack() as locks:
         for p in prepared:  # all or none: refused here, nothing was written
             locks.enter_context(store.lock_member_split(p.name, split))
@@ -327,7 +358,10 @@ def _write_batch(
         store.write_split(split, labels, ids)
         new = {p.name for p in prepared if not (store.member_dir(p.name) / "member.json").exists()}
         written: list[str] = []
+        recorded = False
         try:
+            if class_names is not None:
+                recorded = store.record_class_names(class_names)
             for p in prepared:
                 hard = p.output == "predictions"
                 store.write_member(
@@ -342,6 +376,8 @@ def _write_batch(
                 )
                 written.append(p.name)
         except BaseException:  # e.g. a full disk or Ctrl-C: undo, still under the locks
+            if recorded:
+                store.forget_class_names()
             for name in written:
                 _withdraw(store.member_dir(name) / split)
             for name in new:
@@ -352,29 +388,100 @@ def _write_batch(
     return [p.name for p in prepared]
 
 
-_IMPORTED = {"source": "imported", "config": None, "metrics": {}}
+_IMPORTED = {"source": "imported", "config": None, "metrics": {}, "human": False}
 
 
 def import_predictions(
-    store_dir: str | Path, split: str, labels_path: str | Path, model_paths: Sequence[str | Path]
+    store_dir: str | Path,
+    split: str,
+    labels_path: str | Path | None = None,
+    model_paths: Sequence[str | Path] = (),
+    *,
+    classes: str | Path | None = None,
+    manifest: str | Path | None = None,
+    human: bool = False,
 ) -> list[str]:
-    """Add each member file (module docstring) as a member of ``split``; returns the new
-    member names (the file stems)."""
+    """Add the members of ``model_paths`` (module docstring: ``.npz`` member files, or
+    trials ``.csv`` files, not both in one call) to ``split``; returns their store names.
+
+    ``labels_path`` (``labels.npz``) is needed for ``.npz`` members of a new split; a trials
+    CSV gives its own ids and labels. ``classes`` is a text file of class names (one per
+    line, index order), recorded in the store; ``manifest`` a members CSV
+    (``jaxdiv.store.manifest``) setting names, categories, method, architecture, human and
+    metadata; ``human`` marks every member of the import as a human subject (a manifest's
+    ``human`` cell overrides it)."""
     store = Store(store_dir)
     _check_name("split", split)
-    labels_path = Path(labels_path)
-    if not model_paths:
-        raise JaxdivError("give at least one model file: import-predictions ... a.npz b.npz")
-    lab = _load_npz(labels_path, ["ids", "labels"])
-    ids, labels, existing = _split_ids_labels(store, split, lab["ids"], lab["labels"], labels_path)
+    paths = [Path(p) for p in model_paths]
+    if not paths:
+        raise JaxdivError(
+            "give at least one model file: import-predictions ... a.npz b.npz (or trials.csv)"
+        )
+    csvs = [p for p in paths if p.suffix.lower() == ".csv"]
+    class_names = None if classes is None else store.check_class_names(read_classes(classes))
+    if csvs:
+        if len(csvs) != len(paths):
+            npz = next(p for p in paths if p.suffix.lower() != ".csv")
+            raise JaxdivError(
+                f"{npz}: .npz members and trials CSVs ({csvs[0]}) go in separate imports; "
+                "import the CSV first, then the .npz files into the same split"
+            )
+        if labels_path is not None:
+            raise JaxdivError(
+                f"{labels_path}: --labels is for .npz members; a trials CSV gives its own "
+                "labels (its category / label column)"
+            )
+        return _import_trials(store, split, csvs, class_names, manifest, human)
+    if labels_path is not None:
+        labels_path = Path(labels_path)
+        lab = _load_npz(labels_path, ["ids", "labels"])
+        ids, labels, existing = _split_ids_labels(
+            store, split, lab["ids"], lab["labels"], labels_path
+        )
+    elif store.exists() and split in store.splits():
+        ids, labels, existing = store.ids(split), store.labels(split), set(store.all_members())
+    else:
+        raise JaxdivError(
+            f"split {split!r} is not in the store at {store.root} yet; pass "
+            "--labels=labels.npz (ids and labels) with its first .npz members"
+        )
+    infos = member_infos([p.stem for p in paths], manifest, human)
     prepared: list[_Member] = []
     seen: set[str] = set()
-    for p in map(Path, model_paths):
-        _check_new_name(store, split, p.stem, seen, existing, p)
+    for p in paths:
+        name, info = infos[p.stem]
+        _check_new_name(store, split, name, seen, existing, p)
         arrays = _load_npz(p, ["ids"], (*OUTPUT_KEYS, "embeddings"))
-        prepared.append(_prepare(p.stem, arrays, ids, str(p), dict(_IMPORTED), p))
-    num_classes = _num_classes(prepared, store, split, labels, None)
-    return _write_batch(store, split, ids, labels, prepared, num_classes)
+        prepared.append(_prepare(name, arrays, ids, str(p), {**_IMPORTED, **info}, p))
+    given = None if class_names is None else len(class_names)
+    num_classes = _num_classes(prepared, store, split, labels, given)
+    return _write_batch(store, split, ids, labels, prepared, num_classes, class_names)
+
+
+def _import_trials(
+    store: Store,
+    split: str,
+    paths: Sequence[Path],
+    class_names: list[str] | None,
+    manifest: str | Path | None,
+    human: bool,
+) -> list[str]:
+    """The members of trials CSVs (``jaxdiv.store.trials_csv``) as hard-decision members."""
+    trials = read_trials(paths, store.class_names() if class_names is None else class_names)
+    store.check_class_names(trials.class_names)
+    where = paths[0] if len(paths) == 1 else ", ".join(map(str, paths))
+    ids, labels, existing = _split_ids_labels(store, split, trials.ids, trials.labels, where)
+    infos = member_infos(list(trials.members), manifest, human)
+    prepared: list[_Member] = []
+    seen: set[str] = set()
+    for member, pred in trials.members.items():
+        name, info = infos[member]
+        at = f"{trials.sources[member]}: member {member!r}"
+        _check_new_name(store, split, name, seen, existing, at)
+        arrays = {"ids": trials.ids, "predictions": pred}
+        prepared.append(_prepare(name, arrays, ids, at, {**_IMPORTED, **info}, at))
+    num_classes = _num_classes(prepared, store, split, labels, len(trials.class_names))
+    return _write_batch(store, split, ids, labels, prepared, num_classes, trials.class_names)
 
 
 def add_member(

@@ -226,6 +226,8 @@ def predict_member(
         split = loaded.get(split_name) or streaming.eval_split(config.data, split_name)
         key = store_split_name(split_name)
         store.write_split(key, split.labels, split.ids, split.source)
+        if split.class_names:  # the TFDS label feature's names, in class-index order
+            store.record_class_names(split.class_names)
         logits, embeddings, split_metrics = classify(split_name, split)
         store.write_member(name, key, logits, embeddings, overwrite=overwrite, info=info)
         results[key] = accuracy_and_loss(logits, split.labels)

@@ -3,7 +3,8 @@
 Layout (plain ``.npy`` and JSON, readable without jaxdiv)::
 
     STORE/
-      store.json                      {"format": "jaxdiv-store", "version": 1, "population": ...}
+      store.json                      {"format": "jaxdiv-store", "version": 1, "population": ...,
+                                       "class_names": [...] (when recorded)}
       splits/<split>/labels.npy       int32 [M]
       splits/<split>/ids.npy          unicode [M]   (example ids, the join key)
       splits/<split>/split.json       {"dataset", "version", "split", "range", "count",
@@ -110,6 +111,49 @@ class Store:
                 "`jaxdiv predict` or `jaxdiv import-predictions`"
             )
         return json.loads(path.read_text())
+
+    def class_names(self) -> list[str] | None:
+        """The class names (index order) recorded in ``store.json``, None when none are."""
+        if not self.exists():
+            return None
+        names = self.metadata().get("class_names")
+        return None if names is None else [str(n) for n in names]
+
+    def check_class_names(self, names: Sequence[str]) -> list[str]:
+        """``names`` as strings, refused when the store records other class names."""
+        names = [str(n) for n in names]
+        theirs = self.class_names()
+        if theirs is not None and theirs != names:
+            differ = next(
+                (i for i, (a, b) in enumerate(zip(theirs, names, strict=False)) if a != b),
+                min(len(theirs), len(names)),
+            )
+            raise JaxdivError(
+                f"the store at {self.root} records {len(theirs)} class names "
+                f"({', '.join(theirs[:4])}{', ...' if len(theirs) > 4 else ''}), which differ "
+                f"from the {len(names)} given (first at index {differ}); give the store's "
+                "class list (in its order) or use another store"
+            )
+        return names
+
+    def record_class_names(self, names: Sequence[str]) -> bool:
+        """Record the class names (index order) in ``store.json`` atomically; True when
+        they were new, False when already recorded; other recorded names are refused."""
+        names = self.check_class_names(names)
+        self.ensure()
+        with file_lock(self.root / ".store.json.lock", wait=True):
+            if self.class_names() is not None:  # recorded since: by us or another writer
+                self.check_class_names(names)
+                return False
+            write_json_atomic(self.root / "store.json", {**self.metadata(), "class_names": names})
+        return True
+
+    def forget_class_names(self) -> None:
+        """Remove the recorded class names (an import undoing its own recording)."""
+        with file_lock(self.root / ".store.json.lock", wait=True):
+            meta = self.metadata()
+            meta.pop("class_names", None)
+            write_json_atomic(self.root / "store.json", meta)
 
     def splits(self) -> list[str]:
         base = self.root / "splits"
