@@ -155,7 +155,7 @@ def test_category_means_differences_and_slope_against_a_numpy_loop():
 
 def test_bad_inputs_are_refused_in_one_line():
     with pytest.raises(JaxdivError, match="num_resamples"):
-        example_weights(jax.random.key(0), 0, 5)
+        example_weights(jax.random.key(0), -1, 5)
     with pytest.raises(JaxdivError, match="weights must be"):
         base_pair_resamples(np.ones((2, 5), bool), np.ones((2, 5)), 0, np.ones((3, 4)))
     with pytest.raises(JaxdivError, match="ensemble_right"):

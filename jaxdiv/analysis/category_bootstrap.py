@@ -55,10 +55,13 @@ _HP = lax.Precision.HIGHEST
 
 
 def example_weights(key, num_resamples: int, m: int) -> jax.Array:
-    """``[num_resamples + 1, m]`` float32: row 0 all ones, then ``resample_counts``."""
-    if int(num_resamples) < 1:
-        raise JaxdivError(f"num_resamples must be at least 1; got {num_resamples}")
+    """``[num_resamples + 1, m]`` float32: row 0 all ones, then ``resample_counts`` (none
+    for 0: the point estimates alone, with NaN intervals)."""
+    if int(num_resamples) < 0:
+        raise JaxdivError(f"num_resamples must be 0 or more; got {num_resamples}")
     ones = jnp.ones((1, m), jnp.float32)
+    if int(num_resamples) == 0:
+        return ones
     return jnp.concatenate([ones, resample_counts(key, num_resamples=int(num_resamples), m=m)])
 
 
@@ -220,7 +223,7 @@ def _member_draws(groups: dict[str, list[int]], b: int, rng) -> dict[str, np.nda
 def category_intervals(
     resamples: dict[str, np.ndarray],
     categories: Sequence[str | None],
-    base: int,
+    base: int | None,
     *,
     order: Sequence[str],
     statistics: Sequence[str] = BASE_PAIR_STATISTICS,
@@ -231,8 +234,9 @@ def category_intervals(
     """Category means, paired differences and the gain-vs-EI slope with intervals.
 
     ``resamples`` from ``base_pair_resamples``; ``categories[i]`` member i's category (None:
-    left out; the base is always left out). Returns ``{"confidence", "resamples", "rule",
-    "categories": {cat: {"members", "count", <stat>: {"mean", "low", "high"}}},
+    left out; the member ``base`` is always left out, None leaves none out). Returns
+    ``{"confidence", "resamples", "rule", "categories": {cat: {"members", "count", <stat>:
+    {"mean", "low", "high"}}},
     "differences": [{"a", "b", "statistic", "difference", "low", "high",
     "p_not_above"}], "slope": {"slope", "low", "high", "intercept", "r", "n"}}`` for the
     categories of ``order`` that have members, in that order. ``difference`` is mean(a) -

@@ -23,6 +23,11 @@ half-written output, an earlier one is replaced only once the new one is complet
     OUT/greedy.csv            greedy forward selection from the strongest member using only
                               weaker members: size, member added, accuracy on both splits
     OUT/selection.json        the selection and report splits of the two tables above
+    OUT/category_intervals.csv, OUT/category_differences.csv   (with a base and bootstrap:
+                              category means of the base pairs with intervals, and paired
+                              differences between categories; jaxdiv.analysis.category_bootstrap)
+    OUT/shift/...             with shift splits: the same statistics per corrupted split
+                              (jaxdiv.stages.shift)
 
 Weaker partners and greedy selection are chosen on the calibration split (the report split
 when there is none) and reported on the report split. Everything is computed before anything
@@ -84,6 +89,7 @@ from jaxdiv.errors import JaxdivError
 from jaxdiv.files import json_safe, staged_folder
 from jaxdiv.population.spec import CATEGORIES
 from jaxdiv.stages.base import find_base, relative_category
+from jaxdiv.stages.shift import base_resamples, category_rows, resolve_shift_splits, shift_tables
 from jaxdiv.store.store import Store
 
 # The statistics this stage computes from logits, in registry (= table column) order.
@@ -196,6 +202,31 @@ def _calibration_members(store: Store, split: str, names: list[str]) -> None:
 
 
 # ---------------------------------------------------------------------------- computing
+def _member_values(sp: _Split, temperatures, names, budget: int) -> dict[str, np.ndarray]:
+    """Every member statistic ``[N]`` (NaN where a member is hard and it needs
+    probabilities), with ``temperatures`` fitted elsewhere (the calibration split)."""
+    n = len(names)
+    values = {k: np.full(n, np.nan) for k in ("nll", "ece", "nll_calibrated", "ece_calibrated")}
+    values["temperature"] = temperatures
+    if len(sp.soft):
+        report = calibration_report(
+            sp.logits,
+            sp.labels,
+            temperatures[sp.soft],
+            memory_budget=budget,
+            names=[names[i] for i in sp.soft],
+        )
+        for key, theirs in (
+            ("nll", "nll_before"),
+            ("ece", "ece_before"),
+            ("nll_calibrated", "nll_after"),
+            ("ece_calibrated", "ece_after"),
+        ):
+            values[key][sp.soft] = report[theirs]
+    values["accuracy"] = sp.correct.mean(1)
+    return values
+
+
 def _soft_block(values: dict, soft: np.ndarray, n: int, fill: float = np.nan) -> dict:
     """``[N_P, N_P]`` matrices of the probabilistic members placed in ``[N, N]`` (``fill``
     elsewhere)."""
@@ -424,6 +455,7 @@ def _prepare_out(out: Path) -> None:
 def _write(folder: Path, files: dict[str, object]) -> None:
     for name, value in files.items():
         path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(value, pd.DataFrame):
             value.to_csv(path, index=False, float_format="%.7g")  # float32 precision
         elif isinstance(value, np.ndarray):
@@ -444,6 +476,7 @@ def run_analyze(
     base: str | None = None,
     accuracy_band: tuple[float, float] | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    shift_splits=None,
 ) -> dict:
     """Analyse split ``split`` of the store at ``store_dir`` and write the tables to ``out_dir``.
 
@@ -451,6 +484,8 @@ def run_analyze(
     ``bootstrap``: resamples of the examples for percentile intervals (``<stat>_low`` /
     ``<stat>_high`` columns, 95%); 0 turns them off. ``base`` overrides the base member found
     in the members' infos; ``accuracy_band`` filters the per-category aggregates.
+    ``shift_splits``: corrupted splits of ``split`` (spellings, store names or ``"all"``)
+    analysed in the same pass with the same temperatures (``jaxdiv.stages.shift``).
     Returns the summary written to ``summary.json``.
     """
     store = Store(store_dir)
@@ -460,6 +495,7 @@ def run_analyze(
     if int(bootstrap) < 0:
         raise JaxdivError(f"--bootstrap must be 0 (off) or a number of resamples; got {bootstrap}")
     budget = int(memory_budget)
+    shifts = resolve_shift_splits(store, split, shift_splits)
     names, sp = _load(store, split, memory_budget=budget)
     n, m, c = len(names), len(sp.labels), sp.num_classes
     labels = sp.labels
@@ -486,23 +522,8 @@ def run_analyze(
                 cal.logits, cal.labels, names=soft_names, memory_budget=budget
             )
     temperatures[sp.hard] = np.nan
-    member_values = {
-        k: np.full(n, np.nan) for k in ("nll", "ece", "nll_calibrated", "ece_calibrated")
-    }
-    member_values["temperature"] = temperatures
-    if len(sp.soft):
-        report = calibration_report(
-            sp.logits, labels, temperatures[sp.soft], memory_budget=budget, names=soft_names
-        )
-        for key, theirs in (
-            ("nll", "nll_before"),
-            ("ece", "ece_before"),
-            ("nll_calibrated", "nll_after"),
-            ("ece_calibrated", "ece_after"),
-        ):
-            member_values[key][sp.soft] = report[theirs]
-    accuracy = sp.correct.mean(1)
-    member_values["accuracy"] = accuracy
+    member_values = _member_values(sp, temperatures, names, budget)
+    accuracy = member_values["accuracy"]
 
     mats = _pair_matrices(sp, temperatures, names, budget)
     intervals = {}
@@ -594,16 +615,17 @@ def run_analyze(
     )
 
     base_name = find_base(infos, names, base)
+    relative = [relative_category(c_) for c_ in categories]
+    b = None if base_name is None else names.index(base_name)
     if base_name is None:
         summary["categories_note"] = (
             "no base member: mark one with category 'Base' (or \"base\": true) in its member "
             "info, or pass base=..., to get per-category aggregates"
         )
     else:
-        b = names.index(base_name)
         agg = category_aggregates(
             names,
-            [relative_category(c_) for c_ in categories],
+            relative,
             b,
             accuracy,
             mats,
@@ -616,6 +638,34 @@ def run_analyze(
         summary["specialisation"] = meta
         files["base_angle_histograms.npy"] = hist
         files["base_class_wins.npy"] = wins
+        if bootstrap:
+            res = base_resamples(sp, temperatures, b, bootstrap, seed, budget)
+            rows, full = category_rows(res, relative, b, seed)
+            files["category_intervals.csv"] = pd.DataFrame(rows)
+            files["category_differences.csv"] = pd.DataFrame(full["differences"])
+            summary["categories"]["slope_interval"] = full["slope"]
+            summary["categories"]["interval_rule"] = full["rule"]
+    summary["shift"] = None
+    if shifts:
+        shift_files, summary["shift"] = shift_tables(
+            store,
+            names,
+            sp,
+            mats,
+            temperatures,
+            relative,
+            b,
+            shifts,
+            load=_load,
+            member_values=_member_values,
+            pair_matrices=_pair_matrices,
+            pairs_frame=_pairs_frame,
+            pair_intervals=_bootstrap,
+            bootstrap=int(bootstrap),
+            seed=int(seed),
+            budget=budget,
+        )
+        files.update(shift_files)
     files[SUMMARY] = summary
     with staged_folder(out) as tmp:
         _write(tmp, files)

@@ -22,11 +22,17 @@ Split strings become store names by ``jaxdiv.store.splits.store_split_name`` (``
 stays, ``test[:300]`` is ``test.0-300``), so a report split and a calibration split of
 different examples (``test[9800:]`` and ``test[:9800]``) never share a name.
 
+``pop.shift_splits`` (e.g. ``["test:gaussian_noise:3", "test:fog:3"]``) lists corrupted
+splits of the report split (``jaxdiv.data.shift``): every member is predicted on them too,
+the analysis gets its shift pass (``jaxdiv.stages.shift``: temperatures from the clean
+calibration split) and the report its shift section.
+
     WORKDIR/population.json     the expanded members (name, category, dataset, differences)
     WORKDIR/members/<name>/     each member's run directory
     WORKDIR/store/              the prediction store (validation and test)
     WORKDIR/failures.json       members that failed, with their errors
-    WORKDIR/analysis/           pairs.csv, members.csv, matrices, summary.json
+    WORKDIR/analysis/           pairs.csv, members.csv, matrices, summary.json (shift/: the
+                                shift pass)
     WORKDIR/representation/     probes on mixed/compressed/stacked embeddings, CKA
     WORKDIR/report/index.html   the report with its figures
 """
@@ -39,6 +45,7 @@ from pathlib import Path
 
 import ml_collections
 
+from jaxdiv.data.shift import parse_shift
 from jaxdiv.errors import JaxdivError
 from jaxdiv.files import write_json_atomic
 from jaxdiv.population.scheduler import enable_compilation_cache, run_population
@@ -88,6 +95,20 @@ def _supersede(members, changed: dict[str, list[str]], workdir: Path, store: Sto
             prepare_workdir(m.config, workdir / "members" / m.name, force=True)
             moved = store.supersede_member(m.name)
             log(f"  {m.name} changed ({'; '.join(changed[m.name][:3])}); old results -> {moved}")
+
+
+def _shift_splits(pop, report_split: str) -> list[str]:
+    """``pop.shift_splits``: corrupted splits ``<split>:<corruption>:<severity>`` of the
+    report split, predicted with the others and analysed in the analysis' shift pass."""
+    shifts = [str(x) for x in (pop.get("shift_splits") or [])]
+    for x in shifts:
+        shift = parse_shift(x)
+        if shift is None or store_split_name(shift.source) != store_split_name(report_split):
+            raise JaxdivError(
+                f"shift_splits entry {x!r} must be <split>:<corruption>:<severity> with the "
+                f"report split {report_split!r} as <split>, e.g. {report_split}:fog:3"
+            )
+    return list(dict.fromkeys(shifts))
 
 
 def run_study(
@@ -142,13 +163,14 @@ def _run_study(pop, workdir: Path, stack: ExitStack, progress, strategy, force, 
             f"analysis.split {report_split!r} and analysis.calibration_split {calib!r} must be "
             f"among the predicted splits {splits}"
         )
+    shifts = _shift_splits(pop, report_split)
     log(f"study {name!r}: {len(members)} members -> {workdir}")
     _supersede(members, changed, workdir, store, log)
     outcomes = run_population(
         members,
         workdir,
         store,
-        splits,
+        splits + shifts,
         population=name,
         strategy=strategy,
         progress=progress,
@@ -174,6 +196,7 @@ def _run_study(pop, workdir: Path, stack: ExitStack, progress, strategy, force, 
         publication.path("analysis"),
         bootstrap=int(analysis_cfg.get("bootstrap", 0)),
         seed=int(pop.get("seed", 0)),
+        shift_splits=[store_split_name(x) for x in shifts],
     )
     represent = pop.get("represent", {})
     if represent is not False and represent is not None:
