@@ -67,6 +67,12 @@ _BASE = flags.DEFINE_string("base", None, "Base member for per-category aggregat
 _BAND = flags.DEFINE_list(
     "accuracy_band", None, "MIN,MAX: keep only base pairs whose other member's accuracy lies in it."
 )
+_SHIFT_SPLITS = flags.DEFINE_list(
+    "shift_splits",
+    None,
+    "Corrupted splits of --split analysed in the same pass with the clean temperatures "
+    "(e.g. test:gaussian_noise:3,test:fog:3), or 'all' for every one in the store.",
+)
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
 _TRAIN_SPLIT = flags.DEFINE_string(
     "train_split", "validation", "Split the probes are fitted on (--split: scored on)."
@@ -241,6 +247,7 @@ def _analyze(run_analyze: Callable, files: list[str]) -> None:
         seed=_SEED.value,
         base=_BASE.value,
         accuracy_band=_band(),
+        shift_splits=_SHIFT_SPLITS.value,
     )
     print(f"wrote analysis of {summary.get('num_members', '?')} members to {_OUT.value}")
 
@@ -341,7 +348,8 @@ VERBS: dict[str, Verb] = {
         _analyze,
         "all-pairs error statistics, ensembles and calibration of a store",
         "--store=DIR --split=test --calibration_split=validation|none --out=DIR "
-        "[--bootstrap=K] [--base=NAME] [--accuracy_band=MIN,MAX]",
+        "[--bootstrap=K] [--base=NAME] [--accuracy_band=MIN,MAX] "
+        "[--shift_splits=test:fog:3,...|all]",
         (
             "store",
             "split",
@@ -351,6 +359,7 @@ VERBS: dict[str, Verb] = {
             "seed",
             "base",
             "accuracy_band",
+            "shift_splits",
         ),
     ),
     "study": Verb(
