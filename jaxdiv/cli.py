@@ -39,7 +39,7 @@ _SPLIT = flags.DEFINE_string(
     "split",
     "test",
     "Store split: imported into (import-predictions), analysed (analyze), probes scored on "
-    "(represent).",
+    "(represent); the TFDS split evaluated (evaluate).",
 )
 _MEMBER = flags.DEFINE_string("member", None, "Member name in the store (default config.name).")
 _LABELS = flags.DEFINE_string(
@@ -112,6 +112,20 @@ _STRATEGY = flags.DEFINE_enum(
     "How the members are trained: one after another, or seed cohorts stacked with vmap "
     "(auto: sequential on CPU, vmap on GPU/TPU).",
 )
+_ADAPTER = flags.DEFINE_string(
+    "adapter",
+    None,
+    "Outside model KIND:MODEL, KIND one of timm, torchvision, transformers, flax "
+    "(jaxdiv/third_party/README.md).",
+)
+_WEIGHTS = flags.DEFINE_string(
+    "weights",
+    None,
+    "Local weights file or folder of --adapter (default: the model's weights in your cache; "
+    "`random`: random initialisation). Nothing is downloaded.",
+)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per forward pass (evaluate).")
+_DATASET = flags.DEFINE_string("dataset", "cifar10", "TFDS dataset of --split (evaluate).")
 
 DASHED = {
     "calibration-split": "calibration_split",
@@ -221,6 +235,23 @@ def _import(import_predictions: Callable, files: list[str]) -> None:
     )
     print(
         f"imported {len(names)} member(s) into {_STORE.value} [{_SPLIT.value}]: " + ", ".join(names)
+    )
+
+
+def _evaluate(evaluate: Callable, files: list[str]) -> None:
+    result = evaluate(
+        _require(_ADAPTER, "the outside model, KIND:MODEL"),
+        _SPLIT.value,
+        _require(_STORE, "the prediction store"),
+        weights=_WEIGHTS.value,
+        name=_MEMBER.value,
+        batch_size=_BATCH_SIZE.value,
+        dataset=_DATASET.value,
+        progress=_PROGRESS.value,
+    )
+    print(
+        f"{result['name']} [{result['split']}]: accuracy {result['accuracy']:.4f} on "
+        f"{result['examples']} examples -> {_STORE.value}"
     )
 
 
@@ -342,6 +373,15 @@ VERBS: dict[str, Verb] = {
         "[--classes=FILE] [--manifest=members.csv] [--human]",
         ("store", "split", "labels", "classes", "manifest", "human"),
         takes_files=True,
+    ),
+    "evaluate": Verb(
+        "jaxdiv.third_party.evaluate:evaluate",
+        _evaluate,
+        "evaluate an outside model (timm, torchvision, Hugging Face transformers, a flax "
+        "checkpoint) on a TFDS split into a prediction store: logits and penultimate embeddings",
+        "--adapter=timm:resnet18 --split=test --store=DIR [--weights=FILE|random] "
+        "[--member=NAME] [--batch_size=64] [--dataset=cifar10]",
+        ("adapter", "split", "store", "weights", "member", "batch_size", "dataset"),
     ),
     "analyze": Verb(
         "jaxdiv.stages.analyze:run_analyze",
