@@ -230,4 +230,6 @@ def test_a_population_of_hard_voters_only_analyses(tmp_path):
     assert summary["num_classes"] == 4 and len(summary["hard_members"]) == 4
     pairs = pd.read_csv(tmp_path / "out" / "pairs.csv")
     assert pairs["error_inconsistency"].notna().all() and pairs["js_divergence"].isna().all()
-    assert "pairs_without_intervals" in summary["bootstrap"]
+    assert "hard_pairs" in summary["bootstrap"]  # intervals of the statistics of counts
+    assert pairs["error_consistency_kappa_low"].notna().all()
+    assert (pairs["ensemble_accuracy_low"] <= pairs["ensemble_accuracy_high"]).all()

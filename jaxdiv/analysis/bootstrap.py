@@ -14,6 +14,11 @@ is then evaluated per resample (float64 for the statistics of counts) and the in
 interpolation, NaN resamples skipped, as ``numpy.nanquantile``). Row 0 of the weights is all
 ones: the point estimate comes free.
 
+``bootstrap_decisions`` does the same for members known by their decisions alone (hard
+voters, abstentions): the statistics of counts, with the pair ensembles as votes whose
+expected right count ``n11 + (n_xor + k_ij + k_ji) / 2`` (``k``: one right, the other
+abstaining) is a weighted sum of indicator terms too.
+
 The weights are drawn from per-resample keys ``jax.random.split(key, B)``, so the result is a
 deterministic function of ``key`` and does not depend on the memory budget. Memory: pairs are
 processed in groups whose ``[terms, B + 1, pairs]`` accumulators fit the budget.
@@ -50,6 +55,8 @@ STATISTICS = registry.keys(bootstrap=True)
 _ERROR_TERMS = registry.keys(bootstrap=True, kernel="pairwise_error_stats")
 _DIVERGENCE_TERMS = registry.keys(bootstrap=True, kernel="predictive_divergences")
 _ENSEMBLE_TERMS = registry.keys(bootstrap=True, kernel="pair_ensembles")
+# The statistics of counts, which members known by their decisions alone also have.
+DECISION_STATISTICS = tuple(s for s in STATISTICS if s not in _DIVERGENCE_TERMS)
 _HP = lax.Precision.HIGHEST
 
 
@@ -75,8 +82,9 @@ def _contract(weights, terms):
 
 
 @partial(jax.jit, static_argnames=("chunk",))
-def _indicator_sums(correct, pred, weights, offsets, *, chunk: int):
-    """Weighted both-right and same-prediction counts ``[B, D, N]`` for pairs of ``offsets``."""
+def _indicator_sums(correct, pred, weights, offsets, abstained=None, *, chunk: int):
+    """Weighted both-right and same-prediction counts ``[B, D, N]`` for pairs of ``offsets``,
+    and with ``abstained`` also the one-right-the-other-abstaining counts ``k_ij + k_ji``."""
     n, m = correct.shape
     partner = (jnp.arange(n)[None, :] + offsets[:, None]) % n
 
@@ -89,11 +97,15 @@ def _indicator_sums(correct, pred, weights, offsets, *, chunk: int):
         p = lax.dynamic_slice_in_dim(pred, start, chunk, axis=1)
         both = c[None] & c[partner]
         same = p[None] == p[partner]
-        return (carry[0] + _contract(w, both), carry[1] + _contract(w, same)), None
+        out = [carry[0] + _contract(w, both), carry[1] + _contract(w, same)]
+        if abstained is not None:
+            x = lax.dynamic_slice_in_dim(abstained, start, chunk, axis=1)
+            out.append(carry[2] + _contract(w, (c[None] & x[partner]) | (x[None] & c[partner])))
+        return tuple(out), None
 
     z = jnp.zeros((weights.shape[0],) + partner.shape, jnp.float32)
-    (both, same), _ = lax.scan(step, (z, z), jnp.arange(-(-m // chunk)))
-    return both, same
+    sums, _ = lax.scan(step, (z,) * (2 if abstained is None else 3), jnp.arange(-(-m // chunk)))
+    return sums
 
 
 @partial(jax.jit, static_argnames=("chunk",))
@@ -151,17 +163,101 @@ def bootstrap_pairwise(
     resample where a statistic is undefined (NaN) is skipped, and the bounds are NaN when it
     is undefined in every resample.
     """
-    stats = list(STATISTICS) if statistics is None else list(statistics)
+    stats = _check_options(statistics, STATISTICS, num_resamples, confidence)
+    inv_t = check_ensemble_inputs(logits, labels, temperatures, combine, memory_budget, names)
+    logits, labels = jnp.asarray(logits), jnp.asarray(labels, jnp.int32)
+    n, m, c = logits.shape
+    weights = _weights(key, num_resamples, m, memory_budget)
+    f = member_features(logits, labels, inv_t, combine, memory_budget)
+    correct, pred = f["correct"], f["pred"]
+    want_ind = any(s in _ERROR_TERMS for s in stats)
+    want_div = any(s in _DIVERGENCE_TERMS for s in stats)
+    want_ens = any(s in _ENSEMBLE_TERMS for s in stats)
+    kernel = (
+        PairEnsembleKernel(logits, labels, inv_t, combine, memory_budget, f) if want_ens else None
+    )
+
+    def group_sums(off, chunk):
+        sums = {}
+        off_j = jnp.asarray(off)
+        if want_ind or want_ens:
+            sums["both"], sums["same"] = _indicator_sums(correct, pred, weights, off_j, chunk=chunk)
+        if want_div:
+            tile = divergence_tile(n, m, c, memory_budget // 4)
+            sums["js"], sums["skl"] = _divergence_sums(logits, inv_t, weights, off_j, chunk=tile)
+        if want_ens:
+            sums["right"], sums["right_xor"] = _ensemble_sums(kernel, weights, off)
+        return sums
+
+    n_terms = 2 * (want_ind + want_div + want_ens)
+    return _intervals(correct, weights, stats, confidence, memory_budget, n_terms, group_sums)
+
+
+def bootstrap_decisions(
+    correct,
+    responses,
+    abstained=None,
+    *,
+    key,
+    statistics=None,
+    num_resamples: int = 1000,
+    confidence: float = 0.95,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> dict[str, dict[str, jax.Array]]:
+    """``bootstrap_pairwise``'s intervals of the statistics of counts (``DECISION_STATISTICS``:
+    the error statistics and the pair ensembles as votes) for members given by their
+    decisions alone, hard or not.
+
+    ``correct`` bool ``[N, M]`` (an abstention is not right), ``responses`` int ``[N, M]``
+    (what each member answered; the disagreement compares them, so give an abstention a
+    code of its own), ``abstained`` bool ``[N, M]`` (optional). The pair ensembles are
+    ``jaxdiv.analysis.ensembles.vote_pair_ensembles``'s votes: per example 1 (both right),
+    1/2 (one right, the other voting for another class), 1 (one right, the other
+    abstaining) or 0. Same resample weights as ``bootstrap_pairwise`` for the same ``key``
+    and number of examples, so the two give the same intervals for the error statistics of
+    probabilistic members (their argmax decisions).
+    """
+    stats = _check_options(statistics, DECISION_STATISTICS, num_resamples, confidence)
+    correct = jnp.asarray(correct, bool)
+    responses = jnp.asarray(responses, jnp.int32)
+    if correct.ndim != 2 or responses.shape != correct.shape:
+        raise JaxdivError(
+            f"correct and responses must be [members, examples] of one shape; got "
+            f"{correct.shape} and {responses.shape}"
+        )
+    abstained = jnp.zeros_like(correct) if abstained is None else jnp.asarray(abstained, bool)
+    if abstained.shape != correct.shape:
+        raise JaxdivError(f"abstained {abstained.shape} must be shaped like correct")
+    weights = _weights(key, num_resamples, correct.shape[1], memory_budget)
+    want_votes = any(s in _ENSEMBLE_TERMS for s in stats)
+
+    def group_sums(off, chunk):
+        extra = abstained if want_votes else None
+        got = _indicator_sums(correct, responses, weights, jnp.asarray(off), extra, chunk=chunk)
+        return dict(zip(("both", "same", "one_right_other_abstained"), got, strict=False))
+
+    return _intervals(correct, weights, stats, confidence, memory_budget, 3, group_sums)
+
+
+def _check_options(statistics, allowed, num_resamples, confidence) -> list[str]:
+    stats = list(allowed) if statistics is None else list(statistics)
     if not stats:
         raise JaxdivError("statistics is empty; name at least one (or pass None for all)")
     registry.check_keys(stats, bootstrap=True)
+    other = [s for s in stats if s not in allowed]
+    if other:
+        raise JaxdivError(
+            f"{', '.join(other)}: not a statistic of counts; choose from {', '.join(allowed)}"
+        )
     if int(num_resamples) < 1:
         raise JaxdivError(f"num_resamples must be at least 1; got {num_resamples}")
     if not 0.0 < float(confidence) < 1.0:
         raise JaxdivError(f"confidence must lie strictly between 0 and 1; got {confidence}")
-    inv_t = check_ensemble_inputs(logits, labels, temperatures, combine, memory_budget, names)
-    logits, labels = jnp.asarray(logits), jnp.asarray(labels, jnp.int32)
-    n, m, c = logits.shape
+    return stats
+
+
+def _weights(key, num_resamples: int, m: int, memory_budget: int):
+    """``[B + 1, m]`` resample counts, row 0 all ones (the point estimate)."""
     b = int(num_resamples) + 1
     if 4 * b * m > memory_budget // 2:
         raise JaxdivError(
@@ -169,46 +265,32 @@ def bootstrap_pairwise(
             f"weights, over half of memory_budget={memory_budget}; raise the "
             "budget or use fewer resamples"
         )
-    weights = jnp.concatenate(
+    return jnp.concatenate(
         [jnp.ones((1, m), jnp.float32), resample_counts(key, num_resamples=b - 1, m=m)]
     )
-    f = member_features(logits, labels, inv_t, combine, memory_budget)
-    correct, pred = f["correct"], f["pred"]
+
+
+def _intervals(correct, weights, stats, confidence, memory_budget, n_terms, group_sums):
+    """Estimates and intervals ``{stat: {"estimate", "low", "high"}}`` from the weighted
+    sums ``group_sums(offsets, chunk)`` of groups of pair offsets sized to the budget."""
+    n, m = correct.shape
+    b = weights.shape[0]
     a = jnp.dot(weights, correct.T.astype(jnp.float32), precision=_HP)  # [B, N]
     total = jnp.sum(weights, axis=1)  # [B] (= M)
-
-    want_ind = any(s in _ERROR_TERMS for s in stats)
-    want_div = any(s in _DIVERGENCE_TERMS for s in stats)
-    want_ens = any(s in _ENSEMBLE_TERMS for s in stats)
-    n_terms = 2 * (want_ind + want_div + want_ens)
     # offset 0 is the diagonal (a member with itself)
     offsets = np.concatenate([[0], pair_offsets(n)]).astype(np.int32)
     per_offset = 4 * b * n * (n_terms + len(stats) + 2)
     group = int(max(1, min(len(offsets), (memory_budget // 2) // per_offset)))
-    kernel = (
-        PairEnsembleKernel(logits, labels, inv_t, combine, memory_budget, f) if want_ens else None
-    )
     q = (0.5 * (1.0 - confidence), 0.5 * (1.0 + confidence))
-    ind_chunk = lambda d: example_tile(  # noqa: E731
-        d * n, m, 4, memory_budget // 4, copies=4, cpu_tile_bytes=None
-    )
-
     pieces: dict[str, list] = {s: [] for s in stats}
     for g in range(0, len(offsets), group):
         off = offsets[g : g + group]
-        off_j = jnp.asarray(off)
-        sums = {}
-        if want_ind or want_ens:
-            sums["both"], sums["same"] = _indicator_sums(
-                correct, pred, weights, off_j, chunk=ind_chunk(len(off))
-            )
-        if want_div:
-            chunk = divergence_tile(n, m, c, memory_budget // 4)
-            sums["js"], sums["skl"] = _divergence_sums(logits, inv_t, weights, off_j, chunk=chunk)
-        if want_ens:
-            sums["right"], sums["right_xor"] = _ensemble_sums(kernel, weights, off)
+        chunk = example_tile(len(off) * n, m, 4, memory_budget // 4, copies=4, cpu_tile_bytes=None)
+        sums = group_sums(off, chunk)
         with jax.enable_x64(True):  # statistics of the exact weighted counts in float64
-            group_stats = _group_intervals(total, a, off_j, sums, stats=tuple(stats), q=q)
+            group_stats = _group_intervals(
+                total, a, jnp.asarray(off), sums, stats=tuple(stats), q=q
+            )
         for k, v in group_stats.items():
             pieces[k].append(v)
     with jax.enable_x64(True):
@@ -230,6 +312,10 @@ def _group_intervals(total, a, offsets, sums, *, stats, q):
     if "js" in sums:
         values["js_divergence"] = jnp.maximum(sums["js"] / tot, 0.0)
         values["symmetric_kl"] = jnp.maximum(sums["skl"] / tot, 0.0)
+    if "one_right_other_abstained" in sums:  # votes: ties split evenly, abstainers out
+        both = jnp.asarray(sums["both"], jnp.float64)
+        right_xor = 0.5 * (a_i + a_j - 2.0 * both + sums["one_right_other_abstained"])
+        sums = {**sums, "right": both + right_xor, "right_xor": right_xor}
     if "right" in sums:
         values.update(
             ensemble_stats_from_counts(

@@ -43,9 +43,10 @@ Every other statistic treats an abstention as an error (never right; for disagre
 abstention is a response of its own). Pair ensembles with a hard member, and greedy
 ensembles holding one, are votes scored by their exact expected accuracy over uniform
 tie-breaking (``jaxdiv.analysis.ensembles.VOTE_RULE``); pairs of probabilistic members sum
-probabilities as before. Bootstrap intervals are computed for pairs of probabilistic members
-(``jaxdiv.analysis.bootstrap`` reads logits); pairs with a hard member have none
-(``summary["bootstrap"]["pairs_without_intervals"]``).
+probabilities as before. Bootstrap intervals of pairs with a hard member come from the
+members' decisions (``jaxdiv.analysis.bootstrap.bootstrap_decisions``: error statistics and
+the vote ensembles) with the same resample weights as the probabilistic pairs'; the
+statistics that need probabilities have none there (``summary["bootstrap"]["hard_pairs"]``).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ import numpy as np
 import pandas as pd
 
 from jaxdiv.analysis import statistics as registry
-from jaxdiv.analysis.bootstrap import bootstrap_pairwise
+from jaxdiv.analysis.bootstrap import bootstrap_decisions, bootstrap_pairwise
 from jaxdiv.analysis.calibration import calibration_report, fit_temperatures
 from jaxdiv.analysis.categories import category_aggregates, fit_line
 from jaxdiv.analysis.checks import check_population
@@ -299,28 +300,46 @@ def _pair_matrices(sp: _Split, temperatures, names, memory_budget):
 
 
 def _bootstrap(sp: _Split, temperatures, names, bootstrap, seed, memory_budget):
-    """Percentile intervals ``{key: (low, high)}`` [N, N]; pairs with a hard member have
-    none (NaN)."""
+    """Percentile intervals ``{key: (low, high)}`` [N, N]: pairs of probabilistic members
+    from their logits (``bootstrap_pairwise``), pairs with a hard member from the members'
+    decisions (``bootstrap_decisions``: the statistics of counts, ensembles as votes) with
+    the same resample weights; NaN for the statistics that need probabilities there."""
     soft = sp.soft
     n = len(names)
-    if len(soft) < 2:
-        return {}
-    boot = bootstrap_pairwise(
-        sp.logits,
-        sp.labels,
-        key=jax.random.key(int(seed)),
+    key = jax.random.key(int(seed))
+    options = dict(
+        key=key,
         num_resamples=int(bootstrap),
         confidence=BOOTSTRAP_CONFIDENCE,
-        temperatures=temperatures[soft],
-        names=[names[i] for i in soft],
         memory_budget=int(memory_budget),
     )
     out = {}
-    for key, v in boot.items():
+    if sp.hard.any():
+        abstained = sp.pred < 0
+        responses = np.where(abstained, sp.num_classes, sp.pred)  # as _pair_matrices
+        boot = bootstrap_decisions(sp.correct, responses, abstained, **options)
+        for k, v in boot.items():
+            out[k] = (np.asarray(v["low"], np.float64), np.asarray(v["high"], np.float64))
+    if len(soft) < 2:
+        return out
+    boot = bootstrap_pairwise(
+        sp.logits,
+        sp.labels,
+        temperatures=temperatures[soft],
+        names=[names[i] for i in soft],
+        **options,
+    )
+    block = np.ix_(soft, soft)
+    for k, v in boot.items():
         low, high = np.asarray(v["low"], np.float64), np.asarray(v["high"], np.float64)
         if len(soft) < n:
-            low, high = (_soft_block({"v": x}, soft, n)["v"] for x in (low, high))
-        out[key] = (low, high)
+            placed = []  # the soft block over the decisions' intervals (NaN without)
+            for theirs, ours in zip(out.get(k, (None, None)), (low, high), strict=True):
+                full = np.full((n, n), np.nan) if theirs is None else theirs.copy()
+                full[block] = ours
+                placed.append(full)
+            low, high = placed
+        out[k] = (low, high)
     return out
 
 
@@ -571,8 +590,9 @@ def run_analyze(
                 "confidence": BOOTSTRAP_CONFIDENCE,
                 **(
                     {
-                        "pairs_without_intervals": "pairs with a hard-decision member "
-                        "(jaxdiv.analysis.bootstrap reads logits)"
+                        "hard_pairs": "pairs with a hard-decision member: intervals of the "
+                        "statistics of counts from the members' decisions (ensembles as "
+                        "votes), same resample weights; none for those needing probabilities"
                     }
                     if hard_names
                     else {}
