@@ -20,11 +20,12 @@ MEMBERS = {  # name -> (category, boost on clean data)
     "ssl": ("Framework", 1.0),
 }
 M, C = 120, 4
+SUBSET = "test.0-60.snow-2"
 SHIFTS = {"test.gaussian_noise-3": ("gaussian_noise", 3, 0.6), "test.fog-5": ("fog", 5, 0.3)}
 
 
-def _split(store, rng, split, m, factor, source=None):
-    labels = rng.integers(0, C, m)
+def _split(store, rng, split, m, factor, source=None, labels=None):
+    labels = rng.integers(0, C, m) if labels is None else labels
     store.write_split(split, labels, np.array([f"ex{i}" for i in range(m)]), source)
     shared = rng.normal(size=(m, C))
     for name, (cat, boost) in MEMBERS.items():
@@ -40,7 +41,7 @@ def store(tmp_path_factory):
     rng = np.random.default_rng(0)
     store = Store(tmp_path_factory.mktemp("shift") / "store", population="tiny")
     _split(store, rng, "validation", 80, 1.0)
-    _split(store, rng, "test", M, 1.0)
+    labels = _split(store, rng, "test", M, 1.0)
     for name, (corruption, severity, factor) in SHIFTS.items():
         source = {
             "dataset": "synthetic",
@@ -51,6 +52,9 @@ def store(tmp_path_factory):
             "seed": 0,
         }
         _split(store, rng, name, M, factor, source)
+    # a corrupted copy of the first 60 test examples (a slice of the analysed split)
+    source = {"split": "test[:60]:snow:2", "source_split": "test[:60]", "corruption": "snow"}
+    _split(store, rng, SUBSET, 60, 0.8, {**source, "severity": 2, "seed": 0}, labels[:60])
     return store
 
 
@@ -65,11 +69,12 @@ def analysed(store):
 
 def test_writes_the_shift_tables(analysed, store):
     out, summary = analysed
-    assert summary["shift"]["splits"] == sorted(SHIFTS)  # "all": the store's order
+    assert summary["shift"]["splits"] == sorted([*SHIFTS, SUBSET])  # "all": the store's order
     for name in ("splits.json", "members.csv", "pairs.csv", "categories.csv", "lines.json"):
         assert (out / "shift" / name).exists()
     meta = json.loads((out / "shift" / "splits.json").read_text())
-    assert [(m["corruption"], m["severity"]) for m in meta] == [("fog", 5), ("gaussian_noise", 3)]
+    got = [(m["corruption"], m["severity"], m["examples"]) for m in meta]
+    assert got == [("snow", 2, 60), ("fog", 5, M), ("gaussian_noise", 3, M)]
 
 
 def test_members_use_the_clean_temperatures(analysed, store):
@@ -88,7 +93,13 @@ def test_members_use_the_clean_temperatures(analysed, store):
         assert fog.loc[name, "nll_calibrated"] == pytest.approx(nll, rel=1e-4)
     got = members[members.severity == 0].set_index("name")["accuracy"]
     np.testing.assert_allclose(got[names], clean.set_index("name")["accuracy"][names])
-    assert set(members.corruption) == {"none", "gaussian_noise", "fog"}
+    assert set(members.corruption) == {"none", "gaussian_noise", "fog", "snow"}
+    # a slice's clean accuracy is the clean accuracy on the same examples
+    snow = members[members.split == SUBSET].set_index("name")
+    labels = store.labels("test")[:60]
+    for name in names:
+        right = store.member_logits(name, "test")[:60].argmax(1) == labels
+        assert snow.loc[name, "clean_accuracy"] == pytest.approx(right.mean())
 
 
 def test_pairs_and_lines(analysed, store):
@@ -115,9 +126,9 @@ def test_pairs_and_lines(analysed, store):
 def test_categories_by_severity(analysed):
     out, _ = analysed
     cats = pd.read_csv(out / "shift" / "categories.csv")
-    assert set(cats.severity) == {0, 3, 5}
+    assert set(cats.severity) == {0, 2, 3, 5}
     base_acc = cats[(cats.category == "Base") & (cats.statistic == "accuracy")]
-    assert len(base_acc) == 3
+    assert len(base_acc) == 4
     reinit = cats[(cats.category == "Reinit") & (cats.statistic == "error_inconsistency")]
     clean_pairs = pd.read_csv(out / "pairs.csv")
     base_rows = clean_pairs[(clean_pairs.member_a == "base")].set_index("member_b")
@@ -136,7 +147,7 @@ def test_categories_by_severity(analysed):
 def test_shift_splits_are_checked(store, tmp_path):
     with pytest.raises(JaxdivError, match="not in the store"):
         run_analyze(store.root, "test", None, tmp_path / "a", shift_splits=["test:snow:2"])
-    with pytest.raises(JaxdivError, match="not a corruption of the analysed split"):
+    with pytest.raises(JaxdivError, match=r"not a corruption of \(part of\) the analysed split"):
         run_analyze(store.root, "test", None, tmp_path / "b", shift_splits=["validation"])
     summary = run_analyze(store.root, "test", None, tmp_path / "c", shift_splits=["test:fog:5"])
     assert summary["shift"]["splits"] == ["test.fog-5"]

@@ -20,6 +20,8 @@ def tiny_population(name: str = "tinypop", *, light: bool = False) -> ml_collect
     pop.name = name
     pop.base = tiny_config(num_steps=4, **{"data.eval_split": ""})
     pop.splits = ["train[45000:45300]", "test[:300]"]
+    if not light:  # two corrupted copies of the report split: the shift pass and section
+        pop.shift_splits = ["test[:300]:gaussian_noise:3", "test[:300]:fog:3"]
     pop.analysis = ml_collections.ConfigDict(
         {"split": "test[:300]", "calibration_split": "train[45000:45300]", "bootstrap": 5}
     )
@@ -55,6 +57,17 @@ def test_study_end_to_end_then_resume_redoes_nothing(tmp_path):
     assert (tmp_path / "report" / "representation_cka.png").stat().st_size > 0
     html = (tmp_path / "report" / "index.html").read_text()
     assert "Representations" in html and "other_data" in html
+    shift_members = pd.read_csv(tmp_path / "analysis" / "shift" / "members.csv")
+    assert set(shift_members["split"]) == {
+        "test.0-300",
+        "test.0-300.gaussian_noise-3",
+        "test.0-300.fog-3",
+    }
+    shift_cats = pd.read_csv(tmp_path / "analysis" / "shift" / "categories.csv")
+    assert set(shift_cats["severity"]) == {0, 3}
+    assert "Distribution shift" in html and "shift_on_the_line.png" in html
+    for png in ("shift_conditions.png", "shift_on_the_line.png"):
+        assert (tmp_path / "report" / png).stat().st_size > 0
     assert json.loads((tmp_path / "study.json").read_text())["finished"] == 4
 
     again: list[str] = []

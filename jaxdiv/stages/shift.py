@@ -2,15 +2,18 @@
 
 ``run_analyze(..., shift_splits=[...])`` analyses the report split as usual, then, in the same
 process, every corrupted split (``<split>:<corruption>:<severity>``, store name
-``<split>.<corruption>-<severity>``; ``jaxdiv.data.shift``) with the temperatures fitted on
+``<split>.<corruption>-<severity>``; ``jaxdiv.data.shift``; the split or a slice of it,
+such as ``test[:2000]:fog:3`` for ``test``) with the temperatures fitted on
 the CLEAN calibration split, as a user would deploy them. It adds to the analysis folder::
 
     OUT/shift/splits.json      the shifted splits: source split, corruption, severity, seed,
                                examples
     OUT/shift/members.csv      per (split, member): accuracy, NLL, ECE (raw and with the clean
-                               temperatures), its clean accuracy; the clean split is severity 0
+                               temperatures), its clean accuracy on the same examples; the
+                               clean split is severity 0
     OUT/shift/pairs.csv        per (split, pair): every pair statistic of pairs.csv (with
                                intervals when bootstrapping), agreement and clean agreement
+                               (on the same examples)
     OUT/shift/categories.csv   per (split, category, statistic): the mean over the category's
                                base pairs (accuracy: over its members; the base is "Base")
                                with bootstrap intervals (``jaxdiv.analysis.category_bootstrap``)
@@ -26,6 +29,7 @@ tidy tables as corruption ``none``, severity 0, so a figure against severity sta
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
@@ -59,7 +63,7 @@ def resolve_shift_splits(store: Store, split: str, requested) -> list[str]:
     items = [str(x).strip() for x in items if str(x).strip()]
     present = store.splits()
     if items == [ALL]:
-        return [s for s in present if _source(store, s) == split]
+        return [s for s in present if _corrupts(store, s, split)]
     names = []
     for item in items:
         name = item if item in present else store_split_name(item)
@@ -69,21 +73,40 @@ def resolve_shift_splits(store: Store, split: str, requested) -> list[str]:
                 f"first (jaxdiv predict --split={item} ...) or list the store's splits: "
                 f"{', '.join(present)}"
             )
-        if _source(store, name) != split:
+        if not _corrupts(store, name, split):
             raise JaxdivError(
-                f"shift split {item!r} is not a corruption of the analysed split {split!r}; "
-                "give <split>:<corruption>:<severity> with the analysed split as <split>"
+                f"shift split {item!r} is not a corruption of (part of) the analysed split "
+                f"{split!r}; give <split>:<corruption>:<severity> with the analysed split or "
+                "a slice of it as <split>"
             )
         if name not in names:
             names.append(name)
     return names
 
 
-def _source(store: Store, name: str) -> str | None:
-    info = store.split_info(name)
-    if not info.get("corruption"):
-        return None
-    return store_split_name(str(info.get("source_split")))
+def _corrupts(store: Store, name: str, split: str) -> bool:
+    """Is store split ``name`` a corrupted copy of ``split`` or of a part of it (its ids
+    among ``split``'s)?"""
+    if name == split or not store.split_info(name).get("corruption"):
+        return False
+    return bool(np.isin(store.ids(name), store.ids(split)).all())
+
+
+def _positions(store: Store, name: str, split: str) -> np.ndarray:
+    """Where each example of ``name`` sits in ``split`` (``_corrupts`` holds)."""
+    ids = store.ids(split)
+    order = np.argsort(ids, kind="stable")
+    return order[np.searchsorted(ids, store.ids(name), sorter=order)]
+
+
+def _agreement(pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """``[N, N]`` fraction of examples two members predict alike (an abstention, -1, is a
+    response of its own), as 1 - the registry's disagreement."""
+    codes = np.where(pred < 0, num_classes, pred)
+    onehot = np.eye(num_classes + 1, dtype=np.float32)[codes]  # [N, M, C + 1]
+    flat = jnp.asarray(onehot.reshape(len(pred), -1))
+    same = jnp.dot(flat, flat.T, precision=jax.lax.Precision.HIGHEST)
+    return np.rint(np.asarray(same)).astype(np.float64) / pred.shape[1]
 
 
 def _check_members(store: Store, split: str, names: list[str]) -> None:
@@ -152,11 +175,13 @@ def shift_tables(
     analyze stage's own per-split functions, so a shifted split is analysed exactly as the
     clean one."""
     splits_meta, members_rows, pair_frames, cat_rows, lines = [], [], [], [], {}
-    clean_acc = clean.correct.mean(1)
     ia, ib = np.triu_indices(len(names), k=1)
-    clean_agree = 1.0 - clean_mats["disagreement"][ia, ib]
     for split in [clean.name, *shift_splits]:
         is_clean = split == clean.name
+        # clean accuracy and agreement on the same examples as this split
+        pos = np.arange(len(clean.labels)) if is_clean else _positions(store, split, clean.name)
+        clean_acc = clean.correct[:, pos].mean(1)
+        clean_agree = _agreement(clean.pred[:, pos], clean.num_classes)[ia, ib]
         if is_clean:
             sp, mats = clean, clean_mats
             meta = {"split": split, "corruption": CLEAN, "severity": 0}
