@@ -8,11 +8,18 @@ once, in batches, by ``jaxdiv.data.corruptions.corrupt`` with ``data.corruption_
 (default ``DEFAULT_SEED``). Its source record (``split.json`` in the store) is the clean
 split's plus ``split`` (the full spelling), ``source_split``, ``corruption``, ``severity``
 and ``seed``.
+
+Corrupted images are kept in a small in-process cache (``CACHE_ENTRIES`` splits, keyed by
+the clean split's source record, a sha256 of its images and ids, the corruption, severity
+and seed), so the members of a population predicted in one process corrupt each split once.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import hashlib
+import json
 import re
 
 import numpy as np
@@ -84,16 +91,44 @@ def shift_source(source: dict | None, shift: Shift, seed: int) -> dict:
     }
 
 
+CACHE_ENTRIES = 8
+_cache: collections.OrderedDict[tuple, np.ndarray] = collections.OrderedDict()
+
+
+def _cache_key(clean: ArraySplit, shift: Shift, seed: int) -> tuple | None:
+    if not isinstance(clean.images, np.ndarray):
+        return None  # a streamed split is corrupted batch by batch, never held whole
+    h = hashlib.sha256(np.ascontiguousarray(clean.images).tobytes())
+    h.update("\0".join(map(str, np.asarray(clean.ids).tolist())).encode())
+    source = json.dumps(clean.source, sort_keys=True, default=str)
+    return (source, h.hexdigest(), shift.corruption, shift.severity, int(seed))
+
+
 def shifted_split(
     clean: ArraySplit, shift: Shift, seed: int = DEFAULT_SEED, *, batch_size: int = 1000
 ) -> ArraySplit:
     """``clean`` with its images corrupted (ids, labels and classes unchanged)."""
-    images = corrupt(
-        clean.images, clean.ids, shift.corruption, shift.severity, seed, batch_size=batch_size
-    )
-    return dataclasses.replace(
-        clean, images=np.asarray(images), source=shift_source(clean.source, shift, seed)
-    )
+    key = _cache_key(clean, shift, seed)
+    images = _cache.get(key) if key is not None else None
+    if images is None:
+        images = np.asarray(
+            corrupt(
+                clean.images,
+                clean.ids,
+                shift.corruption,
+                shift.severity,
+                seed,
+                batch_size=batch_size,
+            )
+        )
+        images.setflags(write=False)  # shared by every caller of the cache
+        if key is not None:
+            _cache[key] = images
+            while len(_cache) > CACHE_ENTRIES:
+                _cache.popitem(last=False)
+    else:
+        _cache.move_to_end(key)
+    return dataclasses.replace(clean, images=images, source=shift_source(clean.source, shift, seed))
 
 
 SHIFT_KEYS = ("source_split", "corruption", "severity", "seed")
