@@ -75,6 +75,12 @@ class TimmAdapter:
                 self.weights_source = weights
         except RuntimeError as err:  # e.g. an unknown model name
             raise JaxdivError(f"{owner}: {str(err).splitlines()[0]}") from None
+        except (OSError, ValueError) as err:  # an hf-hub: name whose files are not cached
+            first = (str(err).splitlines() or [type(err).__name__])[0][:120]
+            raise JaxdivError(
+                f"{owner}: {first} (nothing is downloaded here: give a timm model name with "
+                "--weights=FILE, or cache the model first)"
+            ) from None
         self.model, self.num_classes = model, num_classes
         self.net = net.eval()
         config = timm.data.resolve_data_config({}, model=self.net)
