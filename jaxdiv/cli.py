@@ -312,6 +312,20 @@ def _represent(run_represent: Callable, files: list[str]) -> None:
     print(f"wrote representation analysis of {len(summary['members'])} members to {out}")
 
 
+def _report(run_report: Callable, files: list[str]) -> None:
+    calib = _CALIB.value if flags.FLAGS["calibration_split"].present else None
+    run_report(
+        _require(_STORE, "the prediction store"),
+        _require(_OUT, "the output directory"),
+        split=_SPLIT.value,
+        calibration_split=None if calib in (None, "", "none") else calib,
+        base=_BASE.value,
+        manifest=_MANIFEST.value,
+        bootstrap=_BOOTSTRAP.value,
+        seed=_SEED.value,
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class Verb:
     """One verb: ``call(function, files)`` runs ``target`` (``module:function``, imported only
@@ -418,6 +432,15 @@ VERBS: dict[str, Verb] = {
         "--store=DIR --out=DIR [--train_split=validation --split=test] [--base=NAME] "
         "[--transfer=fewshot|coarse|none --shots=10] [--seed=0]",
         ("store", "out", "train_split", "split", "base", "transfer", "shots", "seed"),
+    ),
+    "report": Verb(
+        "jaxdiv.stages.report_store:run_report",
+        _report,
+        "the analysis and HTML report of any store (imported members, hard decisions, human "
+        "subjects)",
+        "--store=DIR --out=DIR [--split=test] [--calibration_split=NAME (default none)] "
+        "[--base=NAME] [--manifest=members.csv] [--bootstrap=K] [--seed=0]",
+        ("store", "out", "split", "calibration_split", "base", "manifest", "bootstrap", "seed"),
     ),
 }
 

@@ -37,7 +37,7 @@ import pandas as pd
 from jaxdiv.errors import JaxdivError
 from jaxdiv.files import staged_folder
 from jaxdiv.population.spec import CATEGORIES
-from jaxdiv.report import figures
+from jaxdiv.report import figures, human
 from jaxdiv.report.representation import draw_representation
 
 BASE = "Base"
@@ -67,7 +67,7 @@ class StudyInputs:
     name: str
     names: list[str]  # analysis order (members.json): the order of every matrix
     categories: list[str]  # BASE, one of CATEGORIES or UNCATEGORISED, per name
-    base: str
+    base: str | None  # None: the analysis found no base member (no per-category sections)
     members: pd.DataFrame  # members.csv with population.json's columns, indexed by name
     pairs: pd.DataFrame
     summary: dict
@@ -78,6 +78,8 @@ class StudyInputs:
     failures: dict = field(default_factory=dict)
     analysis: Path | None = None  # the analysis folder (default WORKDIR/analysis)
     representation: Path | None = None  # the representation folder (default WORKDIR/...)
+    title: str = ""  # the page title (default "jaxdiv study: <name>")
+    absent: dict = field(default_factory=dict)  # section -> why the stage did not make it
 
     def __post_init__(self) -> None:
         self.analysis = Path(self.analysis or self.workdir / "analysis")
@@ -170,17 +172,42 @@ def _category(raw) -> str:
     return known[_key(text)]
 
 
+def read_record(path: Path) -> dict:
+    """The population record at ``path`` with its ``members`` as ``{name: entry}``. A
+    missing record is empty, and a hand-written one gives what it has: a bare list is its
+    members, entries without a name are skipped, missing keys fall back to the analysis's
+    members.csv (category) or stay empty."""
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raw = {}
+    except (OSError, ValueError) as e:
+        raise JaxdivError(f"{path} is no readable JSON ({e}); fix or remove it") from None
+    if isinstance(raw, list):
+        raw = {"members": raw}
+    if not isinstance(raw, dict):
+        raise JaxdivError(f"{path} holds a {type(raw).__name__}, not a population record")
+    entries = raw.get("members")
+    entries = entries if isinstance(entries, list) else []
+    members = {
+        str(m["name"]): m for m in entries if isinstance(m, dict) and m.get("name") is not None
+    }
+    return {**raw, "members": members}
+
+
 def load_inputs(
     workdir: str | os.PathLike,
     pop_config=None,
     *,
     analysis: str | os.PathLike | None = None,
     representation: str | os.PathLike | None = None,
+    record: str | os.PathLike | None = None,
 ) -> StudyInputs:
-    """Read the population record and the analysis folder, check they agree. ``analysis``
-    and ``representation`` default to ``WORKDIR/analysis`` and ``WORKDIR/representation``."""
+    """Read the population record and the analysis folder, check they agree. ``analysis``,
+    ``representation`` and ``record`` default to ``WORKDIR/analysis``,
+    ``WORKDIR/representation`` and ``WORKDIR/population.json`` (``read_record``)."""
     workdir = Path(workdir)
-    population = _read_json(workdir / "population.json", "the population record")
+    population = read_record(Path(record) if record is not None else workdir / "population.json")
     analysis = Path(analysis) if analysis is not None else workdir / "analysis"
     names = [str(n) for n in _read_json(analysis / "members.json", "the analysis")]
     summary = _read_json(analysis / "summary.json", "the analysis summary")
@@ -193,27 +220,38 @@ def load_inputs(
             f"{analysis}/members.csv and members.json name different members; re-run the analysis"
         )
     statistics = _read_json(analysis / "statistics.json", "the analysis's statistics")
-    record = {m["name"]: m for m in population["members"]}
+    record = population["members"]
     categories = [
-        _category(record[n]["category"] if n in record else table.at[n, "category"]) for n in names
+        _category(record[n].get("category") if n in record else table.at[n, "category"])
+        for n in names
     ]
     for col in ("method", "architecture"):
-        table[col] = [record.get(n, {}).get(col, "") for n in table.index]
+        table[col] = [str(record.get(n, {}).get(col) or "") for n in table.index]
+    table["human"] = [record.get(n, {}).get("human") is True for n in table.index]
     base = summary.get("base")
-    if base is None or base not in names:
+    if base is not None and base not in names:
         raise JaxdivError(
-            "the analysis has no base member (mark one with category 'Base' in the member "
-            "infos, or re-run `jaxdiv analyze` with --base); the report compares every member "
-            "with the base"
+            f"the analysis's base member {base!r} is not among its members; re-run the analysis"
         )
-    categories[names.index(base)] = BASE
+    if base is not None:
+        categories[names.index(base)] = BASE
     calib = summary.get("calibration_split")
-    dataset = _config_get(pop_config, "base.data.dataset") or record.get(base, {}).get("dataset")
+    dataset = (
+        _config_get(pop_config, "base.data.dataset")
+        or record.get(base, {}).get("dataset")
+        or population.get("dataset")
+    )
+    num_classes = int(summary["num_classes"])
+    recorded = population.get("class_names")
+    if isinstance(recorded, list) and len(recorded) == num_classes:
+        class_names = [str(c) for c in recorded]
+    else:
+        class_names = class_names_for(dataset, num_classes)
     failures_path = workdir / "failures.json"
     failures = json.loads(failures_path.read_text()) if failures_path.exists() else {}
     return StudyInputs(
         workdir=workdir,
-        name=str(population.get("name", "population")),
+        name=str(population.get("name") or workdir.name),
         names=names,
         categories=categories,
         base=base,
@@ -223,10 +261,12 @@ def load_inputs(
         statistics=statistics,
         split=str(summary["split"]),
         calibration_split=str(calib) if calib else None,
-        class_names=class_names_for(dataset, int(summary["num_classes"])),
+        class_names=class_names,
         failures=failures or {},
         analysis=analysis,
         representation=Path(representation) if representation is not None else None,
+        title=str(population.get("title") or ""),
+        absent=population.get("absent") if isinstance(population.get("absent"), dict) else {},
     )
 
 
@@ -263,6 +303,36 @@ def _category_cell(cat: str) -> str:
     return f'<span class="cat" style="background:{figures.category_colour(cat)}">{_esc(cat)}</span>'
 
 
+def absent_section(title: str, reason: str) -> str:
+    """A section the report cannot draw: its heading and one sentence saying why."""
+    why = f"This section is absent because {_esc(reason)}."
+    return f'<h2>{_esc(title)}</h2><p class="absent">{why}</p>'
+
+
+ALL_HARD = "every member gives hard decisions only, and they need probabilities"
+
+
+def all_hard(s: StudyInputs) -> bool:
+    """True when every analysed member is a hard-decision member (no probabilities)."""
+    return set(s.summary.get("hard_members") or []) >= set(s.names)
+
+
+def categories_absent(s: StudyInputs) -> str | None:
+    """Why the sections comparing the base with each category cannot be drawn (None: they
+    can)."""
+    if s.base is None:
+        return (
+            "the analysis found no base member to compare the others with (mark one with "
+            "category Base in its member.json or a manifest, or pass --base)"
+        )
+    if not any(c in CATEGORIES for c in s.categories):
+        return (
+            "no member has a category relative to the base (set one in member.json or with "
+            f"--manifest: {', '.join(CATEGORIES)})"
+        )
+    return None
+
+
 # ---------------------------------------------------------------------------- members
 def _members_section(s: StudyInputs) -> str:
     cols = [
@@ -276,7 +346,7 @@ def _members_section(s: StudyInputs) -> str:
         r = s.members.loc[s.names[i]]
         rows.append(
             [
-                _esc(s.names[i]),
+                _esc(s.names[i]) + (" <small>(human subject)</small>" if r["human"] else ""),
                 _category_cell(s.categories[i]),
                 _esc(r["method"]),
                 _esc(r["architecture"]),
@@ -291,6 +361,7 @@ def _members_section(s: StudyInputs) -> str:
             else "; no calibration split (temperature 1)"
         )
         + "."
+        + (f" NLL, ECE and temperatures are empty because {ALL_HARD}." if all_hard(s) else "")
     )
     return f"<h2>Members</h2><p>{note}</p>" + _table(header, rows, numeric=range(4, len(header)))
 
@@ -342,6 +413,8 @@ def _by_category(rows: pd.DataFrame, column: str) -> tuple[dict, dict]:
 
 
 def _categories_section(s: StudyInputs, out: Path) -> str:
+    if categories_absent(s):
+        return absent_section("Error inconsistency by category", categories_absent(s))
     rows = base_pair_rows(s)
     agg = s.summary.get("categories") or {}
     band = agg.get("accuracy_band")
@@ -466,6 +539,8 @@ def base_specialisation(s: StudyInputs, others: Sequence[int]) -> tuple[np.ndarr
 
 
 def _specialisation_section(s: StudyInputs, out: Path) -> str:
+    if categories_absent(s):
+        return absent_section("Specialisation", categories_absent(s))
     acc = s.accuracy()
     b = s.base_index
     chosen = representative_pairs(s)
@@ -489,7 +564,9 @@ def _specialisation_section(s: StudyInputs, out: Path) -> str:
         if chosen
         else ""
     )
-    if left_out:
+    if all_hard(s):
+        angles = f'<p class="absent">The confidence angles are absent because {ALL_HARD}.</p>'
+    elif left_out:
         angles += (
             "<p>Not applicable for "
             + ", ".join(_esc(n) for n in ([s.base] if not chosen else []) + left_out)
@@ -715,7 +792,8 @@ def _representation_section(s: StudyInputs, out: Path) -> str:
     """Figures drawn from ``WORKDIR/representation`` (``jaxdiv represent``), when it has run."""
     src = s.representation
     if not (src / "represent.json").is_file():
-        return ""
+        reason = s.absent.get("representation")
+        return absent_section("Representations", reason) if reason else ""
     drawn = {p.name: p for p in draw_representation(src, out)}
     parts = ["<h2>Representations</h2><p>Tables: <code>representation/*.csv</code>.</p>"]
     for name, path in drawn.items():
@@ -727,14 +805,55 @@ def _representation_section(s: StudyInputs, out: Path) -> str:
     return "".join(parts)
 
 
+def _human_section(s: StudyInputs, out: Path) -> str:
+    """Error consistency between human subjects and models, from the tables ``jaxdiv report``
+    wrote (``jaxdiv.report.human``); nothing when the store holds no human subject."""
+    tables = human.read_tables(s.analysis)
+    if tables is None:
+        return ""
+    groups, pairs = tables
+    level = _fmt(float(groups["confidence"].iloc[0]) * 100, 0) if len(groups) else ""
+    rows = [
+        [
+            _esc(human.GROUP_LABELS.get(r.group, r.group)),
+            str(int(r.pairs)),
+            _fmt(float(r.mean)) if r.pairs else "no pairs",
+            _fmt(float(r.low)),
+            _fmt(float(r.high)),
+            str(int(r.resamples)),
+        ]
+        for r in groups.itertuples()
+    ]
+    return (
+        "<h2>Human subjects and models: error consistency</h2><p>Cohen's kappa of the "
+        "correctness of every pair (model-vs-human's error consistency; an abstention is an "
+        "error), averaged over the pairs of subjects, of models, and of a subject and a model; "
+        f"{level}% bootstrap intervals over resampled examples (the group means computed per "
+        f"resample) on <code>{_esc(s.split)}</code>. Table: "
+        f"<code>analysis/{human.GROUPS_FILE}</code>.</p>"
+        + _img(
+            human.group_consistency_figure(groups, pairs, out / "human_consistency.png"),
+            "error consistency of subjects and models",
+        )
+        + _table(
+            ["pairs of", "pairs", "mean kappa", "low", "high", "resamples"],
+            rows,
+            numeric=(1, 2, 3, 4, 5),
+        )
+    )
+
+
 def render_page(s: StudyInputs, sections: Sequence[str]) -> str:
     counts = ", ".join(
         f"{s.categories.count(c)} {c}"
         for c in (*CATEGORIES, UNCATEGORISED)
         if s.categories.count(c)
     )
+    base = f"base <b>{_esc(s.base)}</b>" if s.base is not None else "no base member"
+    humans = int(s.members["human"].sum()) if "human" in s.members else 0
+    counts += f", {humans} human subject(s)" if humans else ""
     meta = (
-        f"{len(s.names)} members analysed (base <b>{_esc(s.base)}</b>; {counts}); "
+        f"{len(s.names)} members analysed ({base}; {counts}); "
         f"reported on <code>{_esc(s.split)}</code>"
         + (
             f", calibrated and selected on <code>{_esc(s.calibration_split)}</code>"
@@ -743,10 +862,11 @@ def render_page(s: StudyInputs, sections: Sequence[str]) -> str:
         )
         + "."
     )
+    title = _esc(s.title or f"jaxdiv study: {s.name}")
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>jaxdiv study: {_esc(s.name)}</title><style>{_CSS}</style></head><body>"
-        f'<h1>jaxdiv study: {_esc(s.name)}</h1><p class="meta">{meta}</p>'
+        f"<title>{title}</title><style>{_CSS}</style></head><body>"
+        f'<h1>{title}</h1><p class="meta">{meta}</p>'
         + "".join(sections)
         + f"<script>{_SCRIPT}</script></body></html>\n"
     )
@@ -759,15 +879,20 @@ def write_report(
     analysis: str | os.PathLike | None = None,
     representation: str | os.PathLike | None = None,
     out: str | os.PathLike | None = None,
+    record: str | os.PathLike | None = None,
 ) -> Path:
     """Write ``WORKDIR/report/index.html`` and its figures; returns the page's path.
 
     ``pop_config`` (the population ConfigDict, optional) names the dataset (for class names;
     otherwise population.json's base member does). ``analysis``, ``representation`` and
     ``out`` replace ``WORKDIR/analysis``, ``WORKDIR/representation`` and ``WORKDIR/report``
-    (the study writes all three into one staging folder and publishes them together).
+    (the study writes all three into one staging folder and publishes them together);
+    ``record`` replaces ``WORKDIR/population.json`` (``jaxdiv report`` writes its record of a
+    store into its analysis folder).
     """
-    s = load_inputs(workdir, pop_config, analysis=analysis, representation=representation)
+    s = load_inputs(
+        workdir, pop_config, analysis=analysis, representation=representation, record=record
+    )
     final = Path(out) if out is not None else s.workdir / "report"
     with staged_folder(final) as tmp:
         umask = os.umask(0)
@@ -781,6 +906,7 @@ def write_report(
             _selection_section(s, tmp),
             _matrices_section(s, tmp),
             _representation_section(s, tmp),
+            _human_section(s, tmp),
         ]
         (tmp / "index.html").write_text(render_page(s, sections), encoding="utf-8")
     return final / "index.html"
