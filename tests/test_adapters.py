@@ -307,3 +307,27 @@ def test_transformers(tmp_path, split, kind):
     np.testing.assert_allclose(logits[:4], own_logits.numpy(), rtol=1e-4, atol=1e-5)
     with pytest.raises(JaxdivError, match="nothing is downloaded"):
         TransformersAdapter("jaxdiv-tests/absent-model", weights=None, num_classes=10)
+
+
+def test_cli_evaluate_bare_big_vision_npz(tmp_path, split):
+    """`jaxdiv evaluate` with a big_vision-style .npz of bare parameter paths and its JSON."""
+    from jaxdiv.data.augment import normalize
+    from jaxdiv.models.registry import build_model
+
+    options = {"hidden": 16, "batch_norm": False}
+    model = build_model("cnn", 10, **options)
+    params = model.init(jax.random.key(1), np.zeros((1, 32, 32, 3), np.float32))["params"]
+    flat = traverse_util.flatten_dict(params, sep="/")
+    np.savez(tmp_path / "bv.npz", **{k: np.asarray(v) for k, v in flat.items()})
+    (tmp_path / "bv.json").write_text(json.dumps({"options": options}))
+    store = tmp_path / "store"
+    cmd = [sys.executable, "-m", "jaxdiv", "evaluate", "--adapter=flax:cnn", f"--split={SPLIT}"]
+    cmd += [f"--store={store}", f"--weights={tmp_path / 'bv.npz'}", "--member=bv", "--noprogress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith(f"bv [{KEY}]: accuracy ")
+    logits = Store(store).member_logits("bv", KEY)
+    want, _ = model.apply({"params": params}, normalize(split.images), train=False)
+    np.testing.assert_allclose(logits, np.asarray(want), rtol=1e-5, atol=1e-5)
+    assert Store(store).member_info("bv")["options"] == options
+    assert logits.shape == (16, 10) and Store(store).embeddings("bv", KEY).shape == (16, 16)
