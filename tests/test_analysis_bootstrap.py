@@ -42,8 +42,10 @@ def test_estimates_equal_point_statistics(data, boot):
     table = pairwise_table(z, y)
     assert set(boot) == set(STATISTICS)
     for k, v in boot.items():
+        # the divergences are float32 sums in another order than pairwise_table's tiles
+        rtol = 1e-5 if k in ("symmetric_kl", "js_divergence") else 1e-7
         np.testing.assert_allclose(
-            np.asarray(v["estimate"]), np.asarray(table[k]), atol=2e-6, err_msg=k
+            np.asarray(v["estimate"]), np.asarray(table[k]), atol=2e-6, rtol=rtol, err_msg=k
         )
 
 
