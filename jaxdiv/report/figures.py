@@ -71,11 +71,13 @@ def category_points(
     ylabel: str,
     title: str,
     labels: Mapping[str, Sequence[str]] | None = None,
+    intervals: Mapping[str, tuple[float, float]] | None = None,
 ) -> Path:
     """One column per category (paper order): every base-vs-other pair a point, the
     category mean a black bar. ``values[cat]`` lists that category's pair values; NaNs are
     drawn nowhere and left out of the mean. ``labels[cat]`` names the points (shown when a
-    category has at most 4 of them)."""
+    category has at most 4 of them). ``intervals[cat]`` = (low, high) of the category mean
+    (the analysis' bootstrap) is drawn as a black error bar beside the points."""
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     rng = np.random.default_rng(0)
     any_point = False
@@ -104,6 +106,10 @@ def category_points(
             linewidth=0.4,
             zorder=4,
         )
+        lo, hi = (intervals or {}).get(cat, (np.nan, np.nan))
+        if np.isfinite(lo) and np.isfinite(hi):
+            ax.vlines(x + 0.25, lo, hi, color="black", linewidth=1.2, zorder=3)
+            ax.hlines([lo, hi], x + 0.2, x + 0.3, color="black", linewidth=1.2, zorder=3)
         any_point = True
         names = list((labels or {}).get(cat, []))
         if names and v.size <= 4 and len(names) == v.size:
@@ -128,6 +134,10 @@ def category_points(
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
     if any_point:
+        if intervals:
+            ax.plot(
+                [], [], color="black", linewidth=1.2, label="95% bootstrap interval of the mean"
+            )
         ax.legend(loc="best", fontsize=8)
     else:
         _no_data(ax, "no base-vs-other pairs")
@@ -142,8 +152,11 @@ def gain_vs_inconsistency(
     path: str | Path,
     *,
     title: str = "Relative ensemble gain vs error inconsistency",
+    category_means: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
 ) -> Path:
-    """Scatter of base-vs-other pairs coloured by category, with the fitted line and r."""
+    """Scatter of base-vs-other pairs coloured by category, with the fitted line and r.
+    ``category_means[cat]`` = ``{"x": (mean, low, high), "y": (mean, low, high)}`` draws the
+    category's mean EI and gain as a cross of its bootstrap intervals."""
     x = np.asarray(inconsistency, np.float64)
     y = np.asarray(gain, np.float64)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -160,6 +173,24 @@ def gain_vs_inconsistency(
                 linewidth=0.5,
                 zorder=3,
             )
+    for cat, m in (category_means or {}).items():
+        (mx, xlo, xhi), (my, ylo, yhi) = m["x"], m["y"]
+        if not all(np.isfinite(v) for v in (mx, xlo, xhi, my, ylo, yhi)):
+            continue
+        ax.errorbar(
+            [mx],
+            [my],
+            xerr=[[max(0.0, mx - xlo)], [max(0.0, xhi - mx)]],
+            yerr=[[max(0.0, my - ylo)], [max(0.0, yhi - my)]],
+            fmt="D",
+            ms=6,
+            color=category_colour(cat),
+            markeredgecolor="black",
+            ecolor=category_colour(cat),
+            elinewidth=1.2,
+            capsize=3,
+            zorder=4,
+        )
     # a fit of too few pairs is written with null (NaN) values
     slope, intercept, r = (
         np.nan if (fit or {}).get(k) is None else float(fit[k]) for k in ("slope", "intercept", "r")
