@@ -37,7 +37,7 @@ import pandas as pd
 from jaxdiv.errors import JaxdivError
 from jaxdiv.files import staged_folder
 from jaxdiv.population.spec import CATEGORIES
-from jaxdiv.report import figures, human
+from jaxdiv.report import figures, human, shift
 from jaxdiv.report.representation import draw_representation
 
 BASE = "Base"
@@ -412,6 +412,78 @@ def _by_category(rows: pd.DataFrame, column: str) -> tuple[dict, dict]:
     return values, labels
 
 
+def category_intervals(s: StudyInputs) -> pd.DataFrame | None:
+    """``analysis/category_intervals.csv`` (category, statistic, mean, low, high), or None
+    when the analysis ran without bootstrap."""
+    path = s.analysis / "category_intervals.csv"
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def _bounds(ci: pd.DataFrame | None, stat: str) -> dict[str, tuple[float, float]]:
+    if ci is None:
+        return {}
+    rows = ci[ci["statistic"] == stat]
+    return {r.category: (float(r.low), float(r.high)) for r in rows.itertuples()}
+
+
+def _interval_text(ci: pd.DataFrame | None, cat: str, stat: str) -> str:
+    low, high = _bounds(ci, stat).get(cat, (np.nan, np.nan))
+    return f" [{_fmt(low)}, {_fmt(high)}]" if np.isfinite(low) and np.isfinite(high) else ""
+
+
+def _mean_crosses(ci: pd.DataFrame | None) -> dict:
+    if ci is None:
+        return {}
+    out = {}
+    for cat in CATEGORIES:
+        got = {}
+        for axis, stat in (("x", "error_inconsistency"), ("y", "relative_ensemble_gain")):
+            row = ci[(ci["category"] == cat) & (ci["statistic"] == stat)]
+            if len(row):
+                r = row.iloc[0]
+                got[axis] = (float(r["mean"]), float(r["low"]), float(r["high"]))
+        if len(got) == 2:
+            out[cat] = got
+    return out
+
+
+def _differences_table(s: StudyInputs) -> str:
+    """Paired differences of mean EI between categories next to each other in the paper's
+    order, from ``analysis/category_differences.csv``."""
+    path = s.analysis / "category_differences.csv"
+    if not path.is_file():
+        return ""
+    d = pd.read_csv(path)
+    d = d[d["statistic"] == "error_inconsistency"]
+    present = [c for c in CATEGORIES if c in set(d["a"]) | set(d["b"])]
+    rows = []
+    for lower, upper in zip(present, present[1:], strict=False):
+        hit = d[(d["a"] == lower) & (d["b"] == upper)]
+        if not len(hit):
+            continue
+        r = hit.iloc[0]  # a - b = lower - upper: negate to read "upper above lower"
+        rows.append(
+            [
+                f"{_category_cell(upper)} &minus; {_category_cell(lower)}",
+                _fmt(-float(r["difference"])),
+                f"[{_fmt(-float(r['high']))}, {_fmt(-float(r['low']))}]",
+                # p_not_above = share of resamples with lower - upper <= 0
+                _fmt(float(r["p_not_above"]), 3),
+            ]
+        )
+    if not rows:
+        return ""
+    return (
+        "<p>Is each category's mean error inconsistency above the one before it in the "
+        "paper's order? Paired bootstrap differences (the same resamples for both means):</p>"
+        + _table(
+            ["difference of mean EI", "difference", "95% interval", "share of resamples >= 0"],
+            rows,
+            numeric=(1, 2, 3),
+        )
+    )
+
+
 def _categories_section(s: StudyInputs, out: Path) -> str:
     if categories_absent(s):
         return absent_section("Error inconsistency by category", categories_absent(s))
@@ -432,6 +504,13 @@ def _categories_section(s: StudyInputs, out: Path) -> str:
         "black bars are the category means. The paper's ordering is Reinit &lt; "
         f"Hyperparameters &lt; Architecture &lt; Framework &lt; Dataset.{band_note}</p>",
     ]
+    ci = category_intervals(s)
+    if ci is not None:
+        parts.append(
+            "<p>Error bars: 95% bootstrap intervals of the category means (examples resampled, "
+            "and members where a category has several; "
+            "<code>analysis/category_intervals.csv</code>).</p>"
+        )
     values, labels = _by_category(rows, "error_inconsistency")
     parts.append(
         _img(
@@ -439,6 +518,7 @@ def _categories_section(s: StudyInputs, out: Path) -> str:
                 values,
                 out / "error_inconsistency_by_category.png",
                 labels=labels,
+                intervals=_bounds(ci, "error_inconsistency"),
                 ylabel="error inconsistency with the base",
                 title="Error inconsistency (fraction where exactly one is right)",
             ),
@@ -454,7 +534,7 @@ def _categories_section(s: StudyInputs, out: Path) -> str:
             [
                 _category_cell(c),
                 str(entry["count"]),
-                *(_fmt(entry["mean"].get(k)) for k in stats),
+                *(_fmt(entry["mean"].get(k)) + _interval_text(ci, c, k) for k in stats),
             ]
         )
     parts.append(
@@ -464,11 +544,18 @@ def _categories_section(s: StudyInputs, out: Path) -> str:
             numeric=range(1, 2 + len(stats)),
         )
     )
+    parts.append(_differences_table(s))
 
     fit = agg.get("fit") or {}
+    slope_ci = agg.get("slope_interval") or {}
+    slope_text = (
+        f" [{_fmt(slope_ci.get('low'))}, {_fmt(slope_ci.get('high'))}]"
+        if slope_ci.get("low") is not None and slope_ci.get("high") is not None
+        else ""
+    )
     parts.append(
         "<h2>Ensemble gain against error inconsistency</h2>"
-        f"<p>Least-squares fit over the base pairs: slope {_fmt(fit.get('slope'))}, "
+        f"<p>Least-squares fit over the base pairs: slope {_fmt(fit.get('slope'))}{slope_text}, "
         f"intercept {_fmt(fit.get('intercept'))}, Pearson r = "
         f"{_fmt(fit.get('r'), 3) or 'undefined'} (n = {_esc(fit.get('n'))}).</p>"
     )
@@ -480,6 +567,7 @@ def _categories_section(s: StudyInputs, out: Path) -> str:
                 list(rows["category"]),
                 fit,
                 out / "gain_vs_inconsistency.png",
+                category_means=_mean_crosses(ci),
             ),
             "relative ensemble gain vs error inconsistency",
         )
@@ -496,6 +584,7 @@ def _categories_section(s: StudyInputs, out: Path) -> str:
                 values,
                 out / "conversion_rate_by_category.png",
                 labels=labels,
+                intervals=_bounds(ci, "conversion_rate"),
                 ylabel="conversion rate",
                 title="Conversion rate of the error-inconsistent examples",
             ),
@@ -843,6 +932,65 @@ def _human_section(s: StudyInputs, out: Path) -> str:
     )
 
 
+def _shift_section(s: StudyInputs, out: Path) -> str:
+    """Every statistic on the clean and the corrupted splits by category, and accuracy and
+    agreement on the line, from ``analysis/shift/`` (``jaxdiv.report.shift``); nothing when
+    the analysis had no shift splits."""
+    t = shift.load_shift(s.analysis)
+    if t is None:
+        return ""
+    title = "Distribution shift"
+    parts = [
+        f"<h2>{title}</h2><p>Every member predicted on corrupted copies of "
+        f"<code>{_esc(s.split)}</code> (CIFAR-10-C corruptions generated on device; "
+        f"<code>{_esc(', '.join(x['split'] for x in t.splits))}</code>), analysed with the "
+        "temperatures fitted on the clean calibration split. Tables: "
+        "<code>analysis/shift/</code>.</p>"
+    ]
+    if t.categories is None or categories_absent(s):
+        parts.append(
+            f'<p class="absent">The by-category figures are absent because '
+            f"{_esc(categories_absent(s) or 'the analysis found no base member')}.</p>"
+        )
+    else:
+        parts.append(
+            "<p>Means over each category's pairs with the base (accuracy: over its members), "
+            "with 95% bootstrap intervals (examples resampled, and members where a category "
+            "has several). Does methodology diversity help more under shift? Compare the "
+            "categories' ensemble gain and conversion from the clean split to the shifted "
+            "ones.</p>"
+        )
+        parts.append(_img(shift.conditions_figure(t, out / "shift_conditions.png"), title))
+        by_severity = shift.severity_figure(t, out / "shift_severity.png")
+        if by_severity is not None:
+            parts.append(_img(by_severity, "statistics against severity"))
+        for stat in ("accuracy", "error_inconsistency", "relative_ensemble_gain"):
+            header, rows = shift.category_table(t, stat)
+            parts.append(f"<h3>{_esc(shift.STATISTICS[stat])}</h3>")
+            parts.append(
+                _table(
+                    header,
+                    [[_category_cell(r[0]), *r[1:]] for r in rows],
+                    numeric=range(1, len(header)),
+                )
+            )
+    parts.append(
+        "<h3>Accuracy and agreement on the line</h3><p>Shifted against clean accuracy (one "
+        "point per member) and agreement, 1 - disagreement (one point per pair), on probit "
+        "axes, with each shifted split's least-squares line in probit space (Miller et al. "
+        "2021; Baek et al. 2022).</p>"
+    )
+    parts.append(_img(shift.on_the_line_figure(t, out / "shift_on_the_line.png"), "on the line"))
+    parts.append(
+        _table(
+            ["shift", "accuracy slope", "intercept", "r", "agreement slope", "intercept", "r"],
+            [[_esc(r[0]), *(_fmt(v, 3) for v in r[1:])] for r in shift.line_rows(t)],
+            numeric=range(1, 7),
+        )
+    )
+    return "".join(parts)
+
+
 def render_page(s: StudyInputs, sections: Sequence[str]) -> str:
     counts = ", ".join(
         f"{s.categories.count(c)} {c}"
@@ -907,6 +1055,7 @@ def write_report(
             _matrices_section(s, tmp),
             _representation_section(s, tmp),
             _human_section(s, tmp),
+            _shift_section(s, tmp),
         ]
         (tmp / "index.html").write_text(render_page(s, sections), encoding="utf-8")
     return final / "index.html"
