@@ -151,3 +151,23 @@ def test_shift_splits_are_checked(store, tmp_path):
         run_analyze(store.root, "test", None, tmp_path / "b", shift_splits=["validation"])
     summary = run_analyze(store.root, "test", None, tmp_path / "c", shift_splits=["test:fog:5"])
     assert summary["shift"]["splits"] == ["test.fog-5"]
+
+
+def test_outside_predictions_on_a_corrupted_split_join_the_shift_pass(tmp_path):
+    """Members imported on ``test:fog:3`` (e.g. evaluated on the published CIFAR-10-C) land
+    in ``test.fog-3`` with the shift recorded, and ``shift_splits="all"`` finds them."""
+    from jaxdiv.store.importer import add_member
+
+    rng = np.random.default_rng(3)
+    ids = np.array([f"im{i}" for i in range(50)])
+    labels = rng.integers(0, C, 50)
+    root = tmp_path / "store"
+    for split in ("test", "test:fog:3"):
+        for name, boost in (("a", 2.0), ("b", 1.0), ("c", 0.5)):
+            z = rng.normal(size=(50, C))
+            z[np.arange(50), labels] += boost
+            add_member(root, split, name, ids=ids, logits=z, labels=labels)
+    info = Store(root).split_info("test.fog-3")
+    assert (info["corruption"], info["severity"], info["seed"]) == ("fog", 3, None)
+    summary = run_analyze(root, "test", None, tmp_path / "out", shift_splits="all")
+    assert summary["shift"]["splits"] == ["test.fog-3"]

@@ -59,8 +59,10 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxdiv.data.shift import parse_shift
 from jaxdiv.errors import JaxdivError
 from jaxdiv.store.manifest import member_infos
+from jaxdiv.store.splits import store_split_name
 from jaxdiv.store.store import TINY, Store, _check_name
 from jaxdiv.store.trials_csv import read_classes, read_trials
 
@@ -335,9 +337,11 @@ def _write_batch(
     prepared,
     num_classes: int,
     class_names: Sequence[str] | None = None,
+    source: dict | None = None,
 ) -> list[str]:
     """Write every prepared member or none (all member split locks first; undone on a
-    failed write), and record ``class_names`` in the store when given."""
+    failed write), and record ``class_names`` in the store when given; ``source`` is the
+    split's record (``imported_split``)."""
     with ExitStack() as locks:
         for p in prepared:  # all or none: refused here, nothing was written
             locks.enter_context(store.lock_member_split(p.name, split))
@@ -355,7 +359,7 @@ def _write_batch(
                         f"{p.where}: member {p.name!r} holds {theirs} in its other splits, not "
                         f"{p.output}; import this split as another member"
                     )
-        store.write_split(split, labels, ids)
+        store.write_split(split, labels, ids, source)
         new = {p.name for p in prepared if not (store.member_dir(p.name) / "member.json").exists()}
         written: list[str] = []
         recorded = False
@@ -391,6 +395,27 @@ def _write_batch(
 _IMPORTED = {"source": "imported", "config": None, "metrics": {}, "human": False}
 
 
+def imported_split(split: str) -> tuple[str, dict | None]:
+    """The store name of an imported split and its source record: a corrupted split
+    ``<split>:<corruption>:<severity>`` (``jaxdiv.data.shift``) is stored under its store name
+    (``test.fog-3``) with ``source_split``, ``corruption`` and ``severity`` recorded, so the
+    analysis' shift pass knows it; ``seed`` is None (the images were corrupted elsewhere,
+    e.g. the published CIFAR-10-C). Any other split name is kept as it is."""
+    shift = parse_shift(split)
+    if shift is None:
+        _check_name("split", split)
+        return split, None
+    source = {
+        "split": shift.spelling,
+        "source_split": shift.source,
+        "corruption": shift.corruption,
+        "severity": shift.severity,
+        "seed": None,
+        "origin": "imported",
+    }
+    return store_split_name(split), source
+
+
 def import_predictions(
     store_dir: str | Path,
     split: str,
@@ -411,7 +436,7 @@ def import_predictions(
     metadata; ``human`` marks every member of the import as a human subject (a manifest's
     ``human`` cell overrides it)."""
     store = Store(store_dir)
-    _check_name("split", split)
+    split, source = imported_split(split)
     paths = [Path(p) for p in model_paths]
     if not paths:
         raise JaxdivError(
@@ -431,7 +456,7 @@ def import_predictions(
                 f"{labels_path}: --labels is for .npz members; a trials CSV gives its own "
                 "labels (its category / label column)"
             )
-        return _import_trials(store, split, csvs, class_names, manifest, human)
+        return _import_trials(store, split, csvs, class_names, manifest, human, source)
     if labels_path is not None:
         labels_path = Path(labels_path)
         lab = _load_npz(labels_path, ["ids", "labels"])
@@ -455,7 +480,7 @@ def import_predictions(
         prepared.append(_prepare(name, arrays, ids, str(p), {**_IMPORTED, **info}, p))
     given = None if class_names is None else len(class_names)
     num_classes = _num_classes(prepared, store, split, labels, given)
-    return _write_batch(store, split, ids, labels, prepared, num_classes, class_names)
+    return _write_batch(store, split, ids, labels, prepared, num_classes, class_names, source)
 
 
 def _import_trials(
@@ -465,6 +490,7 @@ def _import_trials(
     class_names: list[str] | None,
     manifest: str | Path | None,
     human: bool,
+    source: dict | None = None,
 ) -> list[str]:
     """The members of trials CSVs (``jaxdiv.store.trials_csv``) as hard-decision members."""
     trials = read_trials(paths, store.class_names() if class_names is None else class_names)
@@ -481,7 +507,9 @@ def _import_trials(
         arrays = {"ids": trials.ids, "predictions": pred}
         prepared.append(_prepare(name, arrays, ids, at, {**_IMPORTED, **info}, at))
     num_classes = _num_classes(prepared, store, split, labels, len(trials.class_names))
-    return _write_batch(store, split, ids, labels, prepared, num_classes, trials.class_names)
+    return _write_batch(
+        store, split, ids, labels, prepared, num_classes, trials.class_names, source
+    )
 
 
 def add_member(
@@ -511,7 +539,7 @@ def add_member(
     anything is refused.
     """
     store = Store(store_dir)
-    _check_name("split", split)
+    split, source = imported_split(split)
     where = f"member {name!r}"
     split_ids, split_labels, existing = _split_ids_labels(store, split, ids, labels, where)
     _check_new_name(store, split, name, set(), existing, where)
@@ -525,4 +553,4 @@ def add_member(
     arrays = {k: np.asarray(v) for k, v in arrays.items() if v is not None}
     member = _prepare(name, arrays, split_ids, where, {**_IMPORTED, **(info or {})}, where)
     c = _num_classes([member], store, split, split_labels, num_classes)
-    return _write_batch(store, split, split_ids, split_labels, [member], c)[0]
+    return _write_batch(store, split, split_ids, split_labels, [member], c, None, source)[0]
