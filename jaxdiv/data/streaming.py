@@ -30,6 +30,7 @@ import grain
 import ml_collections
 import numpy as np
 
+from jaxdiv.data import procedural
 from jaxdiv.data.datasets import (
     ArraySplit,
     _absolute_split,
@@ -131,6 +132,12 @@ def open_split(data_cfg: ml_collections.ConfigDict, split: str) -> StreamingSpli
 
 def placeholder_split(data_cfg: ml_collections.ConfigDict) -> StreamingSplit:
     """The training split's shape and class count without reading a record (dry runs)."""
+    if procedural.is_procedural(data_cfg.train_split):
+        spec = procedural.parse(data_cfg.train_split, data_cfg.get("num_train_examples"))
+        gen, size = spec.generator, procedural.SIZE
+        return StreamingSplit(
+            spec.dataset, spec.spelling, None, len(spec), gen.num_classes, gen.class_names, size
+        )
     keys = ("num_train_examples", "num_classes", "image_size")
     if all(data_cfg.get(k) is not None for k in keys):
         n, classes, size = (int(data_cfg[k]) for k in keys)
@@ -159,6 +166,10 @@ def train_split(data_cfg: ml_collections.ConfigDict, *, load: bool = True):
     shape-only placeholder."""
     if not load:
         return placeholder_split(data_cfg)
+    if procedural.is_procedural(data_cfg.train_split):
+        return procedural.load(
+            procedural.parse(data_cfg.train_split, data_cfg.get("num_train_examples"))
+        )
     if is_streaming(data_cfg):
         return open_split(data_cfg, data_cfg.train_split)
     return load_split(data_cfg.dataset, data_cfg.train_split, data_cfg.get("data_dir"))
@@ -397,7 +408,10 @@ def _labels_and_ids(source, dataset, version, split_key, data_dir) -> dict[str, 
 
 def eval_split(data_cfg: ml_collections.ConfigDict, split: str) -> ArraySplit:
     """An evaluation split: decoded in memory, or (streaming) decoded lazily per batch; a
-    ``<split>:<corruption>:<severity>`` split is the clean split corrupted (``shift``)."""
+    ``<split>:<corruption>:<severity>`` split is the clean split corrupted (``shift``); a
+    ``procedural:...`` split is generated (``jaxdiv.data.procedural``)."""
+    if procedural.is_procedural(split):
+        return procedural.load(procedural.parse(split))
     shift = parse_shift(split)
     if shift is not None:
         return shifted_split(eval_split(data_cfg, shift.source), shift, shift_seed(data_cfg))

@@ -368,6 +368,9 @@ class OfflineProbe:
         s = self.settings
         fit = streaming.eval_split(self.config.data, s["fit_split"])
         val = streaming.eval_split(self.config.data, s["val_split"])
+        # The probe's classes are the fit split's (CIFAR-10's for a member pre-trained on
+        # procedural pseudo-classes), not the training split's.
+        self.num_classes = int(fit.num_classes)
         fit_x, val_x = self._embed(fit), self._embed(val)
         self.probe, grid = fit_linear_probe(
             fit_x,
