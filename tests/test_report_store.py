@@ -20,7 +20,7 @@ from jaxdiv.errors import JaxdivError
 from jaxdiv.stages.report_store import CONSISTENCY_RESAMPLES, run_report
 from jaxdiv.store.importer import add_member
 from jaxdiv.store.store import Store
-from tests.test_report import _images_loaded, _parse
+from tests.test_report import _chromium, _images_loaded, _parse
 
 C, M = 4, 240
 CLASSES = ["cat", "dog", "car", "ship"]
@@ -245,6 +245,11 @@ def test_all_hard_store_without_categories_says_why(tmp_path):
     assert list(table["pairs"]) == [3, 0, 0]
     record = json.loads((page.parents[1] / "analysis" / "record.json").read_text())
     assert record["class_names"] is None  # no names recorded: the report uses 0..C-1
+    from jaxdiv.report.html import load_inputs
+
+    out = page.parents[1]
+    s = load_inputs(out, analysis=out / "analysis", record=out / "analysis" / "record.json")
+    assert s.class_names == ["0", "1", "2", "3"] and s.base is None
     assert CONSISTENCY_RESAMPLES == int(table["resamples"].iloc[0])
 
 
@@ -343,3 +348,85 @@ def test_report_loads_in_headless_chromium(mixed, tmp_path):
     _, page = mixed
     ok, total = _images_loaded(page, tmp_path / "profile")
     assert total == len(_parse(page).images) and ok == total
+
+
+def test_csv_import_with_a_manifest_end_to_end(tmp_path):
+    """model-vs-human's raw-data CSV and a manifest through import-predictions, then the
+    report (in Chromium when it is installed)."""
+    from jaxdiv.store.importer import import_predictions
+
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, C, 60)
+    shared = (labels + rng.integers(1, C, 60)) % C
+    rows = ["subj,session,imagename,object_response,category"]
+    subjects = {"s1": 0.7, "s2": 0.6, "alexnet": 0.8, "vgg": 0.75}
+    for subj, acc in subjects.items():
+        right = rng.random(60) < acc
+        wrong = np.where(rng.random(60) < 0.6, shared, (labels + 2) % C)
+        for i in range(60):
+            answer = CLASSES[labels[i]] if right[i] else CLASSES[wrong[i]]
+            if subj == "s2" and i % 13 == 0:
+                answer = "na"
+            rows.append(f"{subj},1,im{i:03d}.png,{answer},{CLASSES[labels[i]]}")
+    trials = tmp_path / "raw-data.csv"
+    trials.write_text("\n".join(rows) + "\n")
+    classes = tmp_path / "classes.txt"
+    classes.write_text("\n".join(CLASSES) + "\n")
+    manifest = tmp_path / "members.csv"
+    manifest.write_text(
+        "member,name,category,human\n"
+        "s1,subject-1,,true\ns2,subject-2,,true\n"
+        "alexnet,alexnet,Base,false\nvgg,vgg,Architecture,false\n"
+    )
+    store = tmp_path / "mvh"
+    import_predictions(store, SPLIT, None, [trials], classes=classes, manifest=manifest)
+    page = run_report(store, tmp_path / "out", split=SPLIT, bootstrap=50, log=_quiet)
+    parsed = _parse(page)
+    assert "Human subjects and models: error consistency" in parsed.headings
+    assert "Error inconsistency by category" in parsed.headings  # vgg against the base
+    table = pd.read_csv(page.parents[1] / "analysis" / "human_consistency.csv")
+    assert list(table["pairs"]) == [1, 1, 4]
+    from jaxdiv.report.html import load_inputs
+
+    out = page.parents[1]
+    s = load_inputs(out, analysis=out / "analysis", record=out / "analysis" / "record.json")
+    assert s.class_names == CLASSES and s.base == "alexnet"
+    if _chromium() is not None:  # test_report_loads_in_headless_chromium says when it skips
+        ok, total = _images_loaded(page, tmp_path / "profile")
+        assert total == len(parsed.images) and ok == total
+
+
+def test_embeddings_and_a_calibration_split_give_the_representation_section(tmp_path):
+    rng = np.random.default_rng(4)
+    store = tmp_path / "zoo"
+    for split in ("validation", "test"):
+        labels = rng.integers(0, C, M)
+        ids = np.array([f"{split}-{i}" for i in range(M)])
+        for name, cat, signal in (("a", "Base", 2.0), ("b", "Reinit", 1.8), ("c", "Dataset", 1.5)):
+            emb = np.eye(C)[labels] * signal + rng.normal(size=(M, C))
+            add_member(
+                store,
+                split,
+                name,
+                ids=ids,
+                labels=labels,
+                logits=emb @ np.eye(C) + 0.1 * rng.normal(size=(M, C)),
+                embeddings=np.concatenate([emb, rng.normal(size=(M, 2))], axis=1),
+                info={"category": cat},
+            )
+        add_member(
+            store,
+            split,
+            "observer",
+            ids=ids,
+            predictions=np.where(rng.random(M) < 0.7, labels, (labels + 1) % C),
+            info={"human": True},
+        )
+    page = run_report(store, tmp_path / "out", calibration_split="validation", log=_quiet)
+    parsed = _parse(page)
+    assert "Representations" in parsed.headings
+    assert "This section is absent because" not in page.read_text()
+    assert (page.parents[1] / "representation" / "represent.json").is_file()
+    assert any(p.startswith("representation_") for p in parsed.images)
+    summary = json.loads((page.parents[1] / "analysis" / "summary.json").read_text())
+    assert summary["calibration_split"] == "validation"

@@ -221,9 +221,8 @@ def load_inputs(
         )
     statistics = _read_json(analysis / "statistics.json", "the analysis's statistics")
     record = population["members"]
-    categories = [
-        _category(record[n].get("category") if n in record else table.at[n, "category"])
-        for n in names
+    categories = [  # the record's, else the one the analysis read from member.json
+        _category(record.get(n, {}).get("category") or table.at[n, "category"]) for n in names
     ]
     for col in ("method", "architecture"):
         table[col] = [str(record.get(n, {}).get(col) or "") for n in table.index]
@@ -453,7 +452,10 @@ def _differences_table(s: StudyInputs) -> str:
     path = s.analysis / "category_differences.csv"
     if not path.is_file():
         return ""
-    d = pd.read_csv(path)
+    try:
+        d = pd.read_csv(path)
+    except pd.errors.EmptyDataError:  # fewer than two categories: no differences, no header
+        return ""
     d = d[d["statistic"] == "error_inconsistency"]
     present = [c for c in CATEGORIES if c in set(d["a"]) | set(d["b"])]
     rows = []

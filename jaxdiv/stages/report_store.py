@@ -51,6 +51,7 @@ from jaxdiv.report.html import write_report
 from jaxdiv.stages.analyze import run_analyze
 from jaxdiv.stages.publish import OUTPUTS, Publication, clean_leftovers
 from jaxdiv.stages.represent import TooFewMembers, run_represent
+from jaxdiv.store.manifest import read_manifest
 from jaxdiv.store.splits import store_split_name
 from jaxdiv.store.store import Store
 
@@ -60,15 +61,12 @@ CONSISTENCY_PAIRS = "human_consistency_pairs.csv"
 CONSISTENCY_RESAMPLES = 1000  # bootstrap resamples of the group means (when bootstrap=0)
 CONFIDENCE = 0.95
 LOCK = ".report.lock"
-FACTS = ("category", "method", "architecture", "human", "metadata")  # member.json keys shown
 
 
 # ---------------------------------------------------------------------------- members
 def read_overrides(manifest: str | os.PathLike, members: list[str]) -> dict[str, dict]:
     """``{store member: facts}`` from a manifest (``jaxdiv.store.manifest``); a row naming
     no member of the store is refused in one line."""
-    from jaxdiv.store.manifest import read_manifest
-
     rows = read_manifest(manifest)
     out = {}
     for key, row in rows.items():
@@ -229,7 +227,7 @@ def run_report(
             "title": f"jaxdiv report: {Path(store.root).resolve().name}",
             "store": str(store.root),
             "population": meta.get("population"),
-            "class_names": getattr(view, "class_names", lambda: None)(),
+            "class_names": view.class_names(),
             "dataset": dataset,
             "members": _member_record(view, names, dataset),
             "absent": {},
