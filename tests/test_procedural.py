@@ -215,6 +215,8 @@ def test_simclr_on_dead_leaves_then_offline_probe_on_cifar10(tmp_path):
 
 @pytest.mark.usefixtures("tfds_dir")
 def test_supervised_pseudo_classes_then_finetune_on_cifar10(tmp_path):
+    from jaxdiv.store.predict import predict_member
+    from jaxdiv.store.splits import store_split_name
     from jaxdiv.train.loop import train
     from tests.support import tiny_config
 
@@ -223,6 +225,10 @@ def test_supervised_pseudo_classes_then_finetune_on_cifar10(tmp_path):
     pre.data.eval_split = "procedural:mixture[1000:1064]"
     result = train(pre, tmp_path / "pre", progress=False)
     assert 0.0 <= result["val_accuracy"] <= 1.0
+    # Its 3-way classifier cannot answer CIFAR-10 (10 classes): refused, nothing written.
+    with pytest.raises(JaxdivError, match="classifies 3 classes .* but test.:64. has 10"):
+        predict_member(pre, tmp_path / "pre", tmp_path / "store", ["test[:64]"])
+    assert not (tmp_path / "store" / "splits" / store_split_name("test[:64]")).exists()
     tuned = tiny_config(num_steps=4, finetune_from=str(tmp_path / "pre"))
     result = train(tuned, tmp_path / "tuned", progress=False)
     assert 0.0 <= result["val_accuracy"] <= 1.0

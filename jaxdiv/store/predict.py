@@ -224,6 +224,12 @@ def predict_member(
     results: dict[str, dict[str, float]] = {}
     for split_name in todo:
         split = loaded.get(split_name) or streaming.eval_split(config.data, split_name)
+        if probe is None and split.num_classes != setup.num_classes:
+            raise JaxdivError(
+                f"member {name!r} classifies {setup.num_classes} classes (trained on "
+                f"{config.data.train_split}) but {split_name} has {split.num_classes}; "
+                "fine-tune it on this data first (finetune_from=its workdir)"
+            )
         key = store_split_name(split_name)
         store.write_split(key, split.labels, split.ids, split.source)
         if split.class_names:  # the TFDS label feature's names, in class-index order
