@@ -323,6 +323,7 @@ def _report(run_report: Callable, files: list[str]) -> None:
         manifest=_MANIFEST.value,
         bootstrap=_BOOTSTRAP.value,
         seed=_SEED.value,
+        shift_splits=_SHIFT_SPLITS.value,
     )
 
 
@@ -439,8 +440,19 @@ VERBS: dict[str, Verb] = {
         "the analysis and HTML report of any store (imported members, hard decisions, human "
         "subjects)",
         "--store=DIR --out=DIR [--split=test] [--calibration_split=NAME (default none)] "
-        "[--base=NAME] [--manifest=members.csv] [--bootstrap=K] [--seed=0]",
-        ("store", "out", "split", "calibration_split", "base", "manifest", "bootstrap", "seed"),
+        "[--base=NAME] [--manifest=members.csv] [--bootstrap=K] [--seed=0] "
+        "[--shift_splits=test:fog:3,...|all]",
+        (
+            "store",
+            "out",
+            "split",
+            "calibration_split",
+            "base",
+            "manifest",
+            "bootstrap",
+            "seed",
+            "shift_splits",
+        ),
     ),
 }
 

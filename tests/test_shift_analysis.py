@@ -171,3 +171,10 @@ def test_outside_predictions_on_a_corrupted_split_join_the_shift_pass(tmp_path):
     assert (info["corruption"], info["severity"], info["seed"]) == ("fog", 3, None)
     summary = run_analyze(root, "test", None, tmp_path / "out", shift_splits="all")
     assert summary["shift"]["splits"] == ["test.fog-3"]
+    # the report for any store has the shift section too (no base: its category part says why)
+    from jaxdiv.stages.report_store import run_report
+
+    page = run_report(root, tmp_path / "report", shift_splits="all", log=lambda *_: None)
+    html = page.read_text()
+    assert "Distribution shift" in html and "shift_on_the_line.png" in html
+    assert "absent because" in html

@@ -98,6 +98,8 @@ PAIR_STATISTICS = registry.select(kind="pair", needs=("predictions", "probabilit
 MEMBER_STATISTICS = registry.select(kind="member", needs=("predictions", "probabilities"))
 BOOTSTRAP_CONFIDENCE = 0.95
 SUMMARY = "summary.json"
+# category_differences.csv (jaxdiv.analysis.category_bootstrap.category_intervals)
+DIFFERENCE_COLUMNS = ("a", "b", "statistic", "difference", "low", "high", "p_not_above")
 NOT_APPLICABLE = "not_applicable"  # the column naming a row's statistics left empty
 # the statistics that need probabilities, and the specialisation output that does
 NEEDS_PROBABILITIES = tuple(
@@ -662,7 +664,9 @@ def run_analyze(
             res = base_resamples(sp, temperatures, b, bootstrap, seed, budget)
             rows, full = category_rows(res, relative, b, seed)
             files["category_intervals.csv"] = pd.DataFrame(rows)
-            files["category_differences.csv"] = pd.DataFrame(full["differences"])
+            files["category_differences.csv"] = pd.DataFrame(
+                full["differences"], columns=DIFFERENCE_COLUMNS
+            )
             summary["categories"]["slope_interval"] = full["slope"]
             summary["categories"]["interval_rule"] = full["rule"]
     summary["shift"] = None

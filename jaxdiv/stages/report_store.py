@@ -189,12 +189,15 @@ def run_report(
     manifest: str | os.PathLike | None = None,
     bootstrap: int = 0,
     seed: int = 0,
+    shift_splits=None,
     log=print,
 ) -> Path:
     """Analyse ``split`` of the store at ``store_dir`` and publish the report into
     ``out_dir`` (module docstring); returns the page's path. ``bootstrap``: resamples of
     the analysis's pair intervals (0: none) and of the human-consistency intervals
-    (``CONSISTENCY_RESAMPLES`` when 0)."""
+    (``CONSISTENCY_RESAMPLES`` when 0). ``shift_splits``: corrupted splits of ``split``
+    (spellings, store names or ``"all"``) for the analysis' shift pass and the report's
+    shift section."""
     store = Store(store_dir)
     meta = store.metadata()  # a clear error when there is no store
     out = Path(out_dir)
@@ -218,7 +221,14 @@ def run_report(
         analysis = publication.path("analysis")
         log(f"analysing {store.root} on {split!r} (calibration: {calib})")
         summary = run_analyze(
-            view.root, split, calib, analysis, bootstrap=bootstrap, seed=seed, base=base
+            view.root,
+            split,
+            calib,
+            analysis,
+            bootstrap=bootstrap,
+            seed=seed,
+            base=base,
+            shift_splits=shift_splits,
         )
         names = list(summary["members"])
         dataset = view.split_info(split).get("dataset")
