@@ -82,3 +82,16 @@ def test_store_of_another_population_is_refused(tmp_path):
     run_study(pop, tmp_path, **run_study_args)
     with pytest.raises(JaxdivError, match="belongs to population 'tinypop'"):
         run_study(tiny_population("other", light=True), tmp_path, **run_study_args)
+
+
+def test_shift_splits_must_corrupt_the_report_split_or_a_slice_of_it():
+    from jaxdiv.stages.study import _shift_splits
+
+    pop = tiny_population()  # report split test[:300]
+    assert _shift_splits(pop, "test[:300]") == list(pop.shift_splits)
+    pop.shift_splits = ["test[:100]:fog:3", "test[:100]:fog:3"]
+    assert _shift_splits(pop, "test[:300]") == ["test[:100]:fog:3"]
+    for bad in ("test[:400]:fog:3", "validation:fog:3", "test[:100]"):
+        pop.shift_splits = [bad]
+        with pytest.raises(JaxdivError, match="shift_splits entry"):
+            _shift_splits(pop, "test[:300]")

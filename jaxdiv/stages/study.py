@@ -45,6 +45,7 @@ from pathlib import Path
 
 import ml_collections
 
+from jaxdiv.data.datasets import resolve_split_source
 from jaxdiv.data.shift import parse_shift
 from jaxdiv.errors import JaxdivError
 from jaxdiv.files import write_json_atomic
@@ -99,16 +100,28 @@ def _supersede(members, changed: dict[str, list[str]], workdir: Path, store: Sto
 
 def _shift_splits(pop, report_split: str) -> list[str]:
     """``pop.shift_splits``: corrupted splits ``<split>:<corruption>:<severity>`` of the
-    report split, predicted with the others and analysed in the analysis' shift pass."""
+    report split or of a slice of it (checked on the dataset's info, before any training),
+    predicted with the others and analysed in the analysis' shift pass."""
     shifts = [str(x) for x in (pop.get("shift_splits") or [])]
+    if not shifts:
+        return []
+    data = pop.base.data
+    inside = _ranges(data, report_split)
     for x in shifts:
         shift = parse_shift(x)
-        if shift is None or store_split_name(shift.source) != store_split_name(report_split):
+        if shift is None or not _ranges(data, shift.source) <= inside:
             raise JaxdivError(
                 f"shift_splits entry {x!r} must be <split>:<corruption>:<severity> with the "
-                f"report split {report_split!r} as <split>, e.g. {report_split}:fog:3"
+                f"report split {report_split!r} or a slice of it as <split>, e.g. "
+                f"{report_split}:fog:3"
             )
     return list(dict.fromkeys(shifts))
+
+
+def _ranges(data_cfg, split: str) -> set[tuple[str, int]]:
+    """The (split name, index) examples a split string selects, from the dataset's info."""
+    source = resolve_split_source(data_cfg.dataset, split, data_cfg.get("data_dir"))
+    return {(name, i) for name, lo, hi in source["range"] for i in range(lo, hi)}
 
 
 def run_study(
