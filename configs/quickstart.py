@@ -50,8 +50,9 @@ Shift (test[:2000], severity 3; clean = all of test): accuracy of the base 43.0%
 0.174 / 0.159 / 0.185 / 0.138, Architecture 0.273 / 0.281 / 0.245 / 0.183, Framework
 0.272 / 0.244 / 0.303 / 0.258, Dataset 0.286 / 0.238 / 0.297 / 0.251. Ensemble gains shrink
 under fog for every category (Dataset 0.038 -> 0.011); under blur and fog Framework's and
-Dataset's members keep the highest EI while Architecture's falls (0.183 under fog). Agreement is on the line (probit slopes 0.96-1.13, r >=
-0.87); accuracy is for noise (slope 1.11, r = 0.95), not for blur or fog at this scale.
+Dataset's members keep the highest EI while Architecture's falls (0.183 under fog).
+Agreement is on the line (probit slopes 0.96-1.13, r >= 0.87); accuracy is for noise (slope
+1.11, r = 0.95), not for blur or fog at this scale.
 """
 
 import ml_collections
