@@ -295,6 +295,18 @@ def test_unknown_option_lists_valid_options():
     assert model_options("wide_resnet") == {"depth": 16, "widen": 4, "dropout": 0.0}
 
 
+def test_cnn_channels_set_each_block():
+    model = build_model("cnn", 10, channels=(8, 16), hidden=32)
+    x = jnp.zeros((2, 32, 32, 3))
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
+    kernels = [
+        v["kernel"].shape for k, v in sorted(variables["params"].items()) if k.startswith("Conv")
+    ]
+    assert [k[-1] for k in kernels] == [8, 8, 16, 16]
+    # two 2x2 pools: 8x8x16 flattened into the 32-unit embedding
+    assert variables["params"]["fc"]["kernel"].shape == (8 * 8 * 16, 32)
+
+
 @pytest.mark.parametrize(
     "name, kwargs, message",
     [
@@ -302,6 +314,8 @@ def test_unknown_option_lists_valid_options():
         ("wide_resnet", {"depth": 18}, "depth must be 6n\\+4"),
         ("vit_tiny", {"dim": 100, "heads": 3}, "divisible by heads"),
         ("cnn", {"dropout": 1.0}, "dropout must be a rate"),
+        ("cnn", {"channels": ()}, "channels must list each block's width"),
+        ("cnn", {"channels": (16, 0)}, "channels must be an integer >= 1"),
         ("mlp", {"hidden": "512"}, "hidden must be a list"),
         ("resnet20", {"width": 0}, "width must be an integer >= 1"),
     ],

@@ -82,6 +82,10 @@ def _check_transformer(name: str, kw: dict[str, Any]) -> dict[str, Any]:
 
 def _check_cnn(name: str, kw: dict[str, Any]) -> dict[str, Any]:
     _positive_int(name, "width", kw["width"])
+    channels = kw["channels"]
+    if not isinstance(channels, Sequence) or isinstance(channels, str) or not channels:
+        raise _fail(name, f"channels must list each block's width, got {channels!r}")
+    kw["channels"] = tuple(_positive_int(name, "channels", c) for c in channels)
     _positive_int(name, "hidden", kw["hidden"])
     if not isinstance(kw["batch_norm"], bool):
         raise _fail(name, f"batch_norm must be True or False, got {kw['batch_norm']!r}")
@@ -124,7 +128,7 @@ _REGISTRY: dict[str, ModelSpec] = {
     "cnn": ModelSpec(
         SimpleCNN,
         {},
-        {"width": 1, "hidden": 256, "batch_norm": True, "dropout": 0.0},
+        {"width": 1, "channels": (32, 64, 128), "hidden": 256, "batch_norm": True, "dropout": 0.0},
         _check_cnn,
     ),
     "mlp": ModelSpec(MLP, {}, {"hidden": (512, 512), "dropout": 0.0}, _check_mlp),

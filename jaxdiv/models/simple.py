@@ -9,11 +9,13 @@ from jaxdiv.models.common import Dtype, classifier_head, conv_init
 
 
 class SimpleCNN(nn.Module):
-    """Three blocks of [conv3x3-(BN)-ReLU] x 2 + 2x2 max-pool (32/64/128 x ``width`` channels),
-    then flatten, a ``hidden``-unit dense ReLU layer (the embedding), dropout, and the head."""
+    """Blocks of [conv3x3-(BN)-ReLU] x 2 + 2x2 max-pool (``channels`` x ``width`` channels,
+    32/64/128 by default), then flatten, a ``hidden``-unit dense ReLU layer (the embedding),
+    dropout, and the head."""
 
     num_classes: int
     width: int = 1
+    channels: Sequence[int] = (32, 64, 128)
     hidden: int = 256
     batch_norm: bool = True
     dropout: float = 0.0
@@ -24,7 +26,7 @@ class SimpleCNN(nn.Module):
         self, x: jnp.ndarray, train: bool = False
     ) -> tuple[jnp.ndarray | None, jnp.ndarray]:
         x = x.astype(self.dtype)
-        for channels in (32, 64, 128):
+        for channels in self.channels:
             for _ in range(2):
                 x = nn.Conv(
                     channels * self.width,

@@ -6,7 +6,7 @@ import jax
 import ml_collections
 import optax
 
-from jaxdiv.errors import choices_error
+from jaxdiv.errors import JaxdivError, choices_error
 from jaxdiv.train.steps import warmup_steps
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -36,10 +36,53 @@ def _decay_mask(params):
     return jax.tree_util.tree_map(lambda p: p.ndim > 1, params)
 
 
+def _fill(tree, value: bool):
+    return jax.tree_util.tree_map(lambda _: value, tree)
+
+
+def _module_mask(name: str):
+    """Mask of the parameters under the top-level module ``name`` (e.g. "pred")."""
+
+    def mask(params):
+        if name not in params:
+            raise JaxdivError(
+                f"optimizer.lr_multipliers names module {name!r}, which the model does not "
+                f"have; its top-level modules: {', '.join(sorted(params))}"
+            )
+        return {k: _fill(v, k == name) for k, v in params.items()}
+
+    return mask
+
+
+def _multipliers(cfg: ml_collections.ConfigDict) -> dict[str, float]:
+    raw = cfg.get("lr_multipliers") or {}
+    out = {}
+    for name, factor in dict(raw).items():
+        if not isinstance(factor, int | float) or not factor > 0:
+            raise JaxdivError(
+                f"optimizer.lr_multipliers[{name!r}] must be a positive number, got {factor!r}"
+            )
+        out[str(name)] = float(factor)
+    return out
+
+
 def build_optimizer(
     cfg: ml_collections.ConfigDict, total_steps: int, steps_per_epoch: int
 ) -> optax.GradientTransformation:
-    """SGD with (Nesterov) momentum and decoupled-from-loss L2, or AdamW."""
+    """SGD with (Nesterov) momentum and decoupled-from-loss L2, or AdamW.
+
+    ``cfg.lr_multipliers`` (optional, e.g. ``{"pred": 10.0}``) scales the updates of the
+    parameters under those top-level modules: a learning rate (and, for AdamW, a decoupled
+    weight decay) that many times the schedule's, as SimSiam and DirectPred give the predictor.
+    """
+    tx = _base_optimizer(cfg, total_steps, steps_per_epoch)
+    scales = [optax.masked(optax.scale(f), _module_mask(n)) for n, f in _multipliers(cfg).items()]
+    return optax.chain(tx, *scales) if scales else tx
+
+
+def _base_optimizer(
+    cfg: ml_collections.ConfigDict, total_steps: int, steps_per_epoch: int
+) -> optax.GradientTransformation:
     name = cfg.name
     if name not in OPTIMIZERS:
         raise choices_error("optimizer", name, OPTIMIZERS)
