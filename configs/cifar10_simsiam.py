@@ -32,6 +32,18 @@ Expected:
   (Probe figures measured with the probe's earlier solver, optax L-BFGS on the same
   objective.)
 
+- Why short runs stay at initialisation, and what makes them learn (measured 2026-12-02 on an
+  idle 2-core CPU machine, at the quick-start's scale: ResNet-8 backbone, one epoch of
+  train[:22500] in batches of 128, 20x20 views, AdamW with 0.2 warm-up epochs and cosine
+  decay; offline probe fitted on train[:22500], test accuracy; the same backbone at
+  initialisation: 38.0%, SimCLR 47.0%):
+  at learning rate 2e-3 SimSiam reaches 41.4%; a predictor learning 10x faster
+  (`optimizer.lr_multipliers={"pred": 10.0}`, as SimSiam's fixed predictor learning rate)
+  43.0%; with learning rate 4e-3 too, 44.5% (+6.5 points). About 35 s of training each
+  (projector 512-512 with output BN, predictor 128 wide).
+  With the quick-start's other fast backbone, the mean-pooled 16/32/64-channel cnn (40.4% at
+  initialisation), the same recipe gave 42.6% (+2.2) after one epoch.
+
 Any key can be overridden, e.g. `--config.optimizer.learning_rate=0.03`.
 """
 

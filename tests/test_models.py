@@ -307,6 +307,16 @@ def test_cnn_channels_set_each_block():
     assert variables["params"]["fc"]["kernel"].shape == (8 * 8 * 16, 32)
 
 
+def test_mean_pooled_cnn_takes_any_image_size():
+    model = build_model("cnn", 10, channels=(8, 16), hidden=32, pool="mean")
+    variables = model.init(jax.random.key(0), jnp.zeros((2, 32, 32, 3)))
+    assert variables["params"]["fc"]["kernel"].shape == (16, 32)
+    x = jax.random.uniform(jax.random.key(1), (2, 20, 20, 3))
+    logits, emb = model.apply(variables, x)
+    assert logits.shape == (2, 10) and emb.shape == (2, 32)
+    assert np.all(np.isfinite(np.asarray(emb))) and float(jnp.abs(emb).sum()) > 0
+
+
 @pytest.mark.parametrize(
     "name, kwargs, message",
     [
@@ -316,6 +326,7 @@ def test_cnn_channels_set_each_block():
         ("cnn", {"dropout": 1.0}, "dropout must be a rate"),
         ("cnn", {"channels": ()}, "channels must list each block's width"),
         ("cnn", {"channels": (16, 0)}, "channels must be an integer >= 1"),
+        ("cnn", {"pool": "max"}, "pool must be 'flatten' or 'mean'"),
         ("mlp", {"hidden": "512"}, "hidden must be a list"),
         ("resnet20", {"width": 0}, "width must be an integer >= 1"),
     ],

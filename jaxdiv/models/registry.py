@@ -86,6 +86,8 @@ def _check_cnn(name: str, kw: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(channels, Sequence) or isinstance(channels, str) or not channels:
         raise _fail(name, f"channels must list each block's width, got {channels!r}")
     kw["channels"] = tuple(_positive_int(name, "channels", c) for c in channels)
+    if kw["pool"] not in ("flatten", "mean"):
+        raise _fail(name, f"pool must be 'flatten' or 'mean', got {kw['pool']!r}")
     _positive_int(name, "hidden", kw["hidden"])
     if not isinstance(kw["batch_norm"], bool):
         raise _fail(name, f"batch_norm must be True or False, got {kw['batch_norm']!r}")
@@ -128,7 +130,14 @@ _REGISTRY: dict[str, ModelSpec] = {
     "cnn": ModelSpec(
         SimpleCNN,
         {},
-        {"width": 1, "channels": (32, 64, 128), "hidden": 256, "batch_norm": True, "dropout": 0.0},
+        {
+            "width": 1,
+            "channels": (32, 64, 128),
+            "pool": "flatten",
+            "hidden": 256,
+            "batch_norm": True,
+            "dropout": 0.0,
+        },
         _check_cnn,
     ),
     "mlp": ModelSpec(MLP, {}, {"hidden": (512, 512), "dropout": 0.0}, _check_mlp),

@@ -11,11 +11,14 @@ from jaxdiv.models.common import Dtype, classifier_head, conv_init
 class SimpleCNN(nn.Module):
     """Blocks of [conv3x3-(BN)-ReLU] x 2 + 2x2 max-pool (``channels`` x ``width`` channels,
     32/64/128 by default), then flatten, a ``hidden``-unit dense ReLU layer (the embedding),
-    dropout, and the head."""
+    dropout, and the head. ``pool="mean"`` averages the last block's feature map over space
+    instead of flattening it, so the network takes any image size (as two-view pre-training
+    on crops smaller than the probe's images needs)."""
 
     num_classes: int
     width: int = 1
     channels: Sequence[int] = (32, 64, 128)
+    pool: str = "flatten"
     hidden: int = 256
     batch_norm: bool = True
     dropout: float = 0.0
@@ -42,7 +45,7 @@ class SimpleCNN(nn.Module):
                     )(x)
                 x = nn.relu(x)
             x = nn.max_pool(x, (2, 2), strides=(2, 2))
-        x = x.reshape(x.shape[0], -1)
+        x = jnp.mean(x, axis=(1, 2)) if self.pool == "mean" else x.reshape(x.shape[0], -1)
         x = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name="fc")(x))
         logits, _ = classifier_head(
             nn.Dropout(self.dropout, deterministic=not train)(x), self.num_classes
