@@ -13,6 +13,7 @@ import pytest
 from jaxdiv.errors import JaxdivError
 from jaxdiv.methods import METHODS, build_method, losses
 from jaxdiv.methods.heads import TwoViewNet
+from jaxdiv.methods.two_view import check_crop_size
 from jaxdiv.models import build_model
 from jaxdiv.store.splits import store_split_name
 from tests.support import run_python
@@ -161,6 +162,19 @@ def test_single_view_inputs_are_refused():
     params = variables.pop("params")
     with pytest.raises(JaxdivError, match="needs two augmented views"):
         method.loss(params, variables, jnp.zeros((8, 8, 8, 3)), labels, jax.random.key(0), 0)
+
+
+def test_resized_crops_need_a_backbone_that_takes_any_size():
+    c = _config("simclr")
+    c.data.views.out_size = 20
+    c.model = ml_collections.ConfigDict({"name": "cnn"})
+    for model in (build_model("cnn", 10), build_model("mlp", 10), build_model("vit_tiny", 10)):
+        method = build_method(c, model, 10)
+        with pytest.raises(JaxdivError, match="out_size=20 pre-trains on crops resized from 32x32"):
+            check_crop_size(method, model, 32, c)
+        check_crop_size(method, model, 20, c)  # crops at the images' own size
+    for model in (build_model("cnn", 10, pool="mean"), build_model("resnet", 10, depth=8)):
+        check_crop_size(build_method(c, model, 10), model, 32, c)
 
 
 def test_bad_head_and_view_options_are_reported():

@@ -28,6 +28,9 @@ from jaxdiv.data.views import ViewConfig, two_views
 from jaxdiv.errors import JaxdivError
 from jaxdiv.methods.base import Variables
 from jaxdiv.methods.heads import HeadConfig, TwoViewNet, backbone_only
+from jaxdiv.models.mixer import MlpMixer
+from jaxdiv.models.simple import MLP, SimpleCNN
+from jaxdiv.models.vit import ViT
 
 # Collections that belong to the online network (everything else, e.g. "target", does not).
 _ONLINE = ("batch_stats",)
@@ -159,6 +162,31 @@ def check_batch_size(config: ml_collections.ConfigDict, name: str, minimum: int,
     batch = int(config.batch_size)
     if batch < minimum:
         raise JaxdivError(f"method {name!r} needs batch_size >= {minimum} ({why}), got {batch}")
+
+
+def _one_size_only(model) -> bool:
+    """True for backbones whose weights fix the input size (flattening or token-count layers)."""
+    if isinstance(model, SimpleCNN):
+        return model.pool != "mean"
+    return isinstance(model, MLP | ViT | MlpMixer)
+
+
+def check_crop_size(method, model, image_side: int, config: ml_collections.ConfigDict) -> None:
+    """Refuse views resized away from the images' side for a backbone that takes one size.
+
+    Such a backbone (a flattening cnn, an MLP, a ViT or Mixer with learned token weights) would
+    pre-train on the crops and then fail, deep inside flax, when the probe reads whole images.
+    """
+    views = getattr(method, "views", None) or ()
+    sizes = sorted({v.out_size for v in views if v.out_size not in (None, image_side)})
+    if sizes and _one_size_only(model):
+        raise JaxdivError(
+            f"method {config.method.name!r}: data.views.out_size={sizes[0]} pre-trains on "
+            f"crops resized from {image_side}x{image_side} images, but model "
+            f"{config.model.name!r} takes only the size it is built for, so its probe could not "
+            "read whole images; use a globally pooled backbone (resnet, wide_resnet, or cnn "
+            "with model.kwargs.pool='mean') or drop out_size"
+        )
 
 
 def common_fields(

@@ -45,6 +45,7 @@ from jaxdiv.errors import JaxdivError
 from jaxdiv.files import write_json_atomic
 from jaxdiv.methods import build_method
 from jaxdiv.methods.base import Method
+from jaxdiv.methods.two_view import check_crop_size
 from jaxdiv.models import build_model
 from jaxdiv.train import finetune
 from jaxdiv.train import mesh as mesh_lib
@@ -116,6 +117,7 @@ def build_setup(config: ml_collections.ConfigDict, *, load_train: bool = True) -
     model_kwargs = dict(config.model.get("kwargs", {}) or {})
     model = build_model(config.model.name, num_classes, dtype=DTYPES[dtype], **model_kwargs)
     method = build_method(config, model, num_classes, total_steps=total)
+    check_crop_size(method, model, int(split.images.shape[1]), config)
     tx = build_optimizer(config.optimizer, total, per_epoch)
     schedule = learning_rate_schedule(config.optimizer, total, per_epoch)
     return Setup(config, mesh, method, num_classes, split, per_epoch, total, tx, schedule)
