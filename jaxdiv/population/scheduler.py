@@ -27,7 +27,7 @@ import jax
 
 from jaxdiv.errors import JaxdivError
 from jaxdiv.files import write_json_atomic
-from jaxdiv.population.spec import Member
+from jaxdiv.population.spec import Member, PretrainRun, pretrain_dir
 from jaxdiv.store.predict import predict_member
 from jaxdiv.store.splits import store_split_name
 from jaxdiv.store.store import Store
@@ -112,6 +112,39 @@ def _train_cohorts(todo, members_dir: Path, progress: bool, log) -> set[str]:
     return finished
 
 
+def _train_pretraining(
+    runs: Sequence[PretrainRun],
+    todo: Sequence[Member],
+    workdir: Path,
+    failures: dict,
+    progress: bool,
+    log,
+) -> dict[str, str]:
+    """Train each pre-training run a member still to train fine-tunes from (resuming, or
+    finding it finished); returns the failed ones' directories -> error."""
+    needed = {str(m.config.get("finetune_from") or "") for m in todo}
+    failed: dict[str, str] = {}
+    for run in runs:
+        pdir = pretrain_dir(workdir, run.name)
+        if pdir not in needed:
+            continue
+        key = f"pretrain:{run.name}"
+        log(
+            f"[pretrain] {run.name} ({run.config.method.name}, {run.config.model.name}, "
+            f"{run.config.data.train_split})"
+        )
+        try:
+            train(run.config, pdir, progress=progress)
+            failures.pop(key, None)
+        except (Exception, KeyboardInterrupt) as err:  # noqa: BLE001 - recorded, not hidden
+            if isinstance(err, KeyboardInterrupt):
+                raise
+            failed[pdir] = msg = _error_message(err)
+            failures[key] = {"error": msg, "traceback": traceback.format_exc()}
+            log(f"  pre-training run {run.name} FAILED: {msg}")
+    return failed
+
+
 def run_population(
     members: Sequence[Member],
     workdir: str | Path,
@@ -121,9 +154,12 @@ def run_population(
     population: str,
     strategy: str = "auto",
     progress: bool = True,
+    pretraining: Sequence[PretrainRun] = (),
     log=print,
 ) -> list[MemberOutcome]:
-    """Train and predict every member; returns one outcome per member, in order."""
+    """Train and predict every member (after the pre-training runs they fine-tune from);
+    returns one outcome per member, in order. A member whose pre-training run failed fails
+    with that run's error; the others go on."""
     workdir = Path(workdir)
     strategy = choose_strategy(strategy)
     base = members[0].name
@@ -133,6 +169,7 @@ def run_population(
     todo = [
         m for m in members if not all(store.has_member(m.name, store_split_name(s)) for s in splits)
     ]
+    pretrain_failed = _train_pretraining(pretraining, todo, workdir, failures, progress, log)
     trained_together: set[str] = set()
     if strategy == "vmap" and len(todo) > 1:
         trained_together = _train_cohorts(todo, workdir / "members", progress, log)
@@ -153,6 +190,12 @@ def run_population(
         t0 = time.perf_counter()
         mdir = workdir / "members" / member.name
         try:
+            source = str(member.config.get("finetune_from") or "")
+            if source in pretrain_failed:
+                raise JaxdivError(
+                    f"its pre-training run {Path(source).name!r} failed "
+                    f"({pretrain_failed[source]}); fix that and run again"
+                )
             if member.name not in trained_together:
                 train(member.config, mdir, progress=progress)
             predict_member(

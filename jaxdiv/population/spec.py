@@ -22,6 +22,14 @@ Every member is an independent training run, as in the paper: with ``independent
 so a Hyperparameters or Dataset member does not share the base's initialisation and data
 order (which would make it look more like the base than a re-initialisation does).
 ``independent_seeds=False`` keeps the base's seed for controlled one-factor comparisons.
+
+``pretrain`` lists pre-training runs that are trained but never predicted or analysed, each a
+dict with ``name`` and ``overrides`` of the base (e.g. supervised on procedural pseudo-classes).
+A variation fine-tunes from one with ``finetune_from="pretrain:<name>"``; the study trains
+the run in ``WORKDIR/pretrain/<name>`` first (``resolve_pretrained`` turns the reference
+into that path). A member fine-tuned from a run on other data than the base's
+(``data.dataset``/``data.train_split``) is a Dataset member: the paper's models pre-trained
+on other data and then fine-tuned on the task.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import copy
 import dataclasses
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import ml_collections
@@ -111,6 +120,22 @@ def category_of(differences: tuple[str, ...]) -> str:
     return CATEGORIES[rank]
 
 
+def _category(cfg, diffs, base_cfg, pretrain: dict, member: str) -> str:
+    """``category_of`` the differences; Dataset for a fine-tune from a pre-training run on
+    other data than the base's."""
+    category = category_of(diffs)
+    source = pretrain_source(cfg)
+    if source is None:
+        return category
+    if source not in pretrain:
+        raise JaxdivError(
+            f"member {member!r}: finetune_from={cfg.finetune_from!r} names no pretrain entry; "
+            f"defined: {', '.join(sorted(pretrain)) or 'none (add `pretrain` to the population)'}"
+        )
+    other_data = any(pretrain[source].data.get(k) != base_cfg.data.get(k) for k in _DATA_KEYS)
+    return "Dataset" if other_data else category
+
+
 def _set(config: ml_collections.ConfigDict, key: str, value: Any, member: str) -> None:
     node = config
     *parents, leaf = key.split(".")
@@ -151,10 +176,24 @@ def _auto_name(overrides: dict[str, Any]) -> str:
     return "-".join(parts) or "-".join(k.split(".")[-1] for k in overrides)
 
 
+@dataclasses.dataclass(frozen=True)
+class PretrainRun:
+    """A pre-training run of the population: trained in ``WORKDIR/pretrain/<name>``, never
+    predicted; members reach it through ``finetune_from="pretrain:<name>"``."""
+
+    name: str
+    config: ml_collections.ConfigDict
+
+
+PRETRAIN_PREFIX = "pretrain:"
+_DATA_KEYS = ("dataset", "train_split")
+
+
 def _fresh_seeds(pop: ml_collections.ConfigDict, base: ml_collections.ConfigDict):
-    """Seeds 0, 1, 2, ... skipping the base's and every seed a variation sets explicitly."""
+    """Seeds 0, 1, 2, ... skipping the base's and every seed a variation or pre-training run
+    sets explicitly."""
     used = {int(base.seed)}
-    for var in pop.variations:
+    for var in [*pop.variations, *(pop.get("pretrain") or ())]:
         var = dict(var)
         for seeds in (
             (dict(var.get("overrides") or {}).get("seed"),),
@@ -168,6 +207,80 @@ def _fresh_seeds(pop: ml_collections.ConfigDict, base: ml_collections.ConfigDict
         seed += 1
 
 
+def _pretrain_configs(
+    pop: ml_collections.ConfigDict, base_cfg: ml_collections.ConfigDict
+) -> dict[str, ml_collections.ConfigDict]:
+    """``pop.pretrain``'s runs: name -> config (the base with the run's overrides)."""
+    runs: dict[str, ml_collections.ConfigDict] = {}
+    for i, entry in enumerate(pop.get("pretrain") or ()):
+        entry = dict(entry)
+        unknown = set(entry) - {"name", "overrides"}
+        name = entry.get("name")
+        if unknown or not name or not entry.get("overrides"):
+            raise JaxdivError(
+                f"pretrain entry {i}: give `name` and `overrides` (of the base) and nothing "
+                f"else; got fields {sorted(entry)}"
+            )
+        if name in runs:
+            raise JaxdivError(f"two pretrain entries are named {name!r}; give them distinct names")
+        cfg = copy.deepcopy(base_cfg)
+        for key, v in dict(entry["overrides"]).items():
+            _set(cfg, key, v, f"pretrain:{name}")
+        with cfg.unlocked():
+            cfg.name = name
+        validate_names(cfg)
+        if str(cfg.get("finetune_from") or "").startswith(PRETRAIN_PREFIX):
+            raise JaxdivError(f"pretrain {name!r}: a pre-training run cannot fine-tune from one")
+        runs[name] = cfg
+    return runs
+
+
+def expand_pretraining(pop: ml_collections.ConfigDict) -> list[PretrainRun]:
+    """``pop.pretrain``'s runs, each with a seed no member or other run uses (unless its
+    overrides set one, or ``independent_seeds`` is False)."""
+    members = expand_population(pop)
+    runs = _pretrain_configs(pop, members[0].config)
+    if not runs:
+        return []
+    used = {int(m.config.seed) for m in members}
+    out, seed = [], 0
+    for entry in pop.pretrain:
+        cfg = runs[dict(entry)["name"]]
+        sets_seed = "seed" in dict(dict(entry)["overrides"])
+        if bool(pop.get("independent_seeds", True)) and not sets_seed:
+            while seed in used:
+                seed += 1
+            with cfg.unlocked():
+                cfg.seed = seed
+        used.add(int(cfg.seed))
+        out.append(PretrainRun(cfg.name, cfg))
+    return out
+
+
+def pretrain_source(config: ml_collections.ConfigDict) -> str | None:
+    """The pre-training run a member's ``finetune_from="pretrain:<name>"`` names, else None."""
+    source = str(config.get("finetune_from") or "")
+    return source[len(PRETRAIN_PREFIX) :] if source.startswith(PRETRAIN_PREFIX) else None
+
+
+def pretrain_dir(workdir: Any, name: str) -> str:
+    return str(Path(workdir) / "pretrain" / name)
+
+
+def resolve_pretrained(members: list[Member], workdir: Any) -> list[Member]:
+    """Members with ``finetune_from="pretrain:<name>"`` pointed at ``WORKDIR/pretrain/<name>``."""
+    out = []
+    for m in members:
+        name = pretrain_source(m.config)
+        if name is not None:
+            cfg = copy.deepcopy(m.config)
+            with cfg.unlocked():
+                cfg.finetune_from = pretrain_dir(workdir, name)
+            m = dataclasses.replace(m, config=cfg)
+        out.append(m)
+    return out
+
+
 def expand_population(pop: ml_collections.ConfigDict) -> list[Member]:
     """The base followed by every variation, validated (clear errors before training)."""
     if "base" not in pop or "variations" not in pop:
@@ -178,6 +291,7 @@ def expand_population(pop: ml_collections.ConfigDict) -> list[Member]:
         base_cfg.name = base_name
     validate_names(base_cfg)
     members = [Member(base_name, base_cfg, None, ())]
+    pretrain = _pretrain_configs(pop, base_cfg)
     independent = bool(pop.get("independent_seeds", True))
     fresh_seeds = _fresh_seeds(pop, base_cfg) if independent else iter(())
     for i, var in enumerate(pop.variations):
@@ -219,7 +333,7 @@ def expand_population(pop: ml_collections.ConfigDict) -> list[Member]:
                 with cfg.unlocked():
                     cfg.seed = next(fresh_seeds)
                 diffs = config_differences(base_cfg, cfg)
-            category = var.get("category") or category_of(diffs)
+            category = var.get("category") or _category(cfg, diffs, base_cfg, pretrain, name)
             if category not in CATEGORIES:
                 raise choices_error("category", category, CATEGORIES)
             members.append(Member(name, cfg, category, diffs))

@@ -28,7 +28,9 @@ the analysis gets its shift pass (``jaxdiv.stages.shift``: temperatures from the
 calibration split) and the report its shift section.
 
     WORKDIR/population.json     the expanded members (name, category, dataset, differences)
+                                and pre-training runs
     WORKDIR/members/<name>/     each member's run directory
+    WORKDIR/pretrain/<name>/    each pre-training run (``pop.pretrain``), never predicted
     WORKDIR/store/              the prediction store (validation and test)
     WORKDIR/failures.json       members that failed, with their errors
     WORKDIR/analysis/           pairs.csv, members.csv, matrices, summary.json (shift/: the
@@ -50,7 +52,12 @@ from jaxdiv.data.shift import parse_shift
 from jaxdiv.errors import JaxdivError
 from jaxdiv.files import write_json_atomic
 from jaxdiv.population.scheduler import enable_compilation_cache, run_population
-from jaxdiv.population.spec import expand_population
+from jaxdiv.population.spec import (
+    expand_population,
+    expand_pretraining,
+    pretrain_dir,
+    resolve_pretrained,
+)
 from jaxdiv.report.html import write_report
 from jaxdiv.stages.analyze import run_analyze
 from jaxdiv.stages.publish import Publication, clean_leftovers, study_lock
@@ -59,7 +66,7 @@ from jaxdiv.store.predict import stale_entries, stale_run
 from jaxdiv.store.splits import store_split_name
 from jaxdiv.store.store import Store
 from jaxdiv.train.checkpoint import has_checkpoint
-from jaxdiv.train.workdir import prepare_workdir
+from jaxdiv.train.workdir import prepare_workdir, supersede_run
 
 
 def _population_record(members) -> list[dict]:
@@ -77,10 +84,28 @@ def _population_record(members) -> list[dict]:
     ]
 
 
-def _changed_members(members, workdir: Path, store: Store) -> dict[str, list[str]]:
-    """Members whose run or store entries come from another config: name -> differences."""
+def _changed_pretraining(runs, workdir: Path) -> dict[str, list[str]]:
+    """Pre-training runs whose checkpoints come from another config: directory -> differences."""
+    changed = {}
+    for run in runs:
+        pdir = Path(pretrain_dir(workdir, run.name))
+        diff = stale_run(pdir, run.config) if has_checkpoint(pdir) else []
+        if diff:
+            changed[str(pdir)] = diff
+    return changed
+
+
+def _changed_members(members, workdir: Path, store: Store, pretrain_changed) -> dict:
+    """Members whose run or store entries come from another config (or whose pre-training
+    run changed): name -> differences."""
     changed = {}
     for m in members:
+        source = str(m.config.get("finetune_from") or "")
+        if source in pretrain_changed:
+            changed[m.name] = [f"pre-training run {Path(source).name} changed"] + list(
+                pretrain_changed[source]
+            )
+            continue
         mdir = workdir / "members" / m.name
         diff = stale_run(mdir, m.config) if has_checkpoint(mdir) else []
         diff = diff or stale_entries(store, m.name, m.config)
@@ -89,11 +114,20 @@ def _changed_members(members, workdir: Path, store: Store) -> dict[str, list[str
     return changed
 
 
-def _supersede(members, changed: dict[str, list[str]], workdir: Path, store: Store, log) -> None:
-    """Move each changed member's old run and store entries aside (never deleted)."""
+def _supersede(members, changed, runs, pretrain_changed, workdir: Path, store: Store, log):
+    """Move each changed pre-training run, and each changed member's old run and store
+    entries, aside (never deleted)."""
+    for run in runs:
+        pdir = Path(pretrain_dir(workdir, run.name))
+        if str(pdir) in pretrain_changed:
+            prepare_workdir(run.config, pdir, force=True)
+            log(f"  pre-training run {run.name} changed; old run -> {pdir / 'superseded'}")
     for m in members:
         if m.name in changed:
-            prepare_workdir(m.config, workdir / "members" / m.name, force=True)
+            mdir = workdir / "members" / m.name
+            if str(m.config.get("finetune_from") or "") in pretrain_changed:
+                supersede_run(mdir)  # same config, but its starting point changed
+            prepare_workdir(m.config, mdir, force=True)
             moved = store.supersede_member(m.name)
             log(f"  {m.name} changed ({'; '.join(changed[m.name][:3])}); old results -> {moved}")
 
@@ -146,11 +180,14 @@ def run_study(
 
 def _run_study(pop, workdir: Path, stack: ExitStack, progress, strategy, force, log) -> dict:
     t0 = time.perf_counter()
-    members = expand_population(pop)  # validates everything before any training
+    # validates everything before any training
+    members = resolve_pretrained(expand_population(pop), workdir)
+    pretraining = expand_pretraining(pop)
     name = str(pop.get("name", "population"))
     store = Store(workdir / "store", population=name)
     store.ensure()  # refuses a store of another population
-    changed = _changed_members(members, workdir, store)
+    pretrain_changed = _changed_pretraining(pretraining, workdir)
+    changed = _changed_members(members, workdir, store, pretrain_changed)
     if changed and not force:
         shown = "; ".join(
             f"{n} ({', '.join(d[:3])}{', ...' if len(d) > 3 else ''})" for n, d in changed.items()
@@ -164,7 +201,19 @@ def _run_study(pop, workdir: Path, stack: ExitStack, progress, strategy, force, 
     stack.enter_context(study_lock(workdir))
     clean_leftovers(workdir, log)
     record_path = workdir / "population.json"
-    write_json_atomic(record_path, {"name": name, "members": _population_record(members)})
+    pretrain_record = [
+        {
+            "name": r.name,
+            "method": r.config.method.name,
+            "architecture": r.config.model.name,
+            "train_split": r.config.data.train_split,
+        }
+        for r in pretraining
+    ]
+    write_json_atomic(
+        record_path,
+        {"name": name, "members": _population_record(members), "pretraining": pretrain_record},
+    )
     enable_compilation_cache(workdir / ".jax_cache")
 
     splits = list(pop.get("splits", ["validation", "test"]))
@@ -178,7 +227,7 @@ def _run_study(pop, workdir: Path, stack: ExitStack, progress, strategy, force, 
         )
     shifts = _shift_splits(pop, report_split)
     log(f"study {name!r}: {len(members)} members -> {workdir}")
-    _supersede(members, changed, workdir, store, log)
+    _supersede(members, changed, pretraining, pretrain_changed, workdir, store, log)
     outcomes = run_population(
         members,
         workdir,
@@ -187,6 +236,7 @@ def _run_study(pop, workdir: Path, stack: ExitStack, progress, strategy, force, 
         population=name,
         strategy=strategy,
         progress=progress,
+        pretraining=pretraining,
         log=log,
     )
     failed = [o for o in outcomes if o.status == "failed"]

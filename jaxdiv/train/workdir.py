@@ -104,12 +104,18 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: Path, *, force: 
                     f"{workdir} holds checkpoints of a different config ({shown}); use another "
                     "--workdir, or --force to move the old run to WORKDIR/superseded/"
                 )
-            dest = workdir / "superseded" / time.strftime("%Y%m%d-%H%M%S")
-            dest.mkdir(parents=True, exist_ok=True)
-            for name in RUN_FILES:
-                if (workdir / name).exists():
-                    shutil.move(str(workdir / name), str(dest / name))
+            supersede_run(workdir)
     write_json_atomic(path, new)
+
+
+def supersede_run(workdir: Path) -> Path:
+    """Move a run's files to ``WORKDIR/superseded/<time>/`` (never deleted); returns it."""
+    dest = Path(workdir) / "superseded" / time.strftime("%Y%m%d-%H%M%S")
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:
+        if (Path(workdir) / name).exists():
+            shutil.move(str(Path(workdir) / name), str(dest / name))
+    return dest
 
 
 def load_config(workdir: Path) -> ml_collections.ConfigDict:
