@@ -90,6 +90,8 @@ from jaxdiv.analysis.tiling import (
     check_budget,
     example_tile,
     fold_examples,
+    map_examples,
+    slice_examples,
     tile_size,
 )
 from jaxdiv.errors import JaxdivError, choices_error
@@ -956,6 +958,84 @@ class MixedPopulation:
         """Accuracy (expected, for votes) of the ensemble of each subset: float64 [S]."""
         subsets = _check_subsets(subsets, len(self.hard))
         return np.array([self.counts(s[:-1], [s[-1]])[0] for s in subsets]) / self.m
+
+    def right(self, subsets: Sequence[Sequence[int]]) -> np.ndarray:
+        """Per example, the ensemble of each subset right: float64 ``[S, M]``, 0 or 1 for
+        summed probabilities, the expected score ``1 / |A|`` or 0 for votes (module
+        docstring). A subset is summed in its order, earlier members then the last, as
+        ``counts`` sums them, so ``right(s).sum(1)`` equals ``counts`` of the same ensemble."""
+        subsets = _check_subsets(subsets, len(self.hard))
+        out = np.zeros((len(subsets), self.m), np.float64)
+        summed = [k for k, s in enumerate(subsets) if not self.hard[s].any()]
+        voted = [k for k in range(len(subsets)) if k not in set(summed)]
+        if summed:
+            n_p = len(self.soft)
+            base = np.zeros((len(summed), n_p), np.float32)
+            last = np.zeros(len(summed), np.int32)
+            for row, k in enumerate(summed):
+                base[row, [int(self.position[i]) for i in subsets[k][:-1]]] = 1.0
+                last[row] = self.position[subsets[k][-1]]
+            c = self.logits.shape[2]
+            chunk = example_tile(n_p + 2 * len(summed), self.m, 4 * c, self.budget, copies=3)
+            got = _subset_right(
+                self.logits,
+                self.labels,
+                self.inv_t,
+                jnp.asarray(base),
+                jnp.asarray(last),
+                combine=self.combine,
+                chunk=chunk,
+            )
+            out[summed] = np.asarray(got, np.float64)
+        if voted:
+            membership = np.zeros((len(voted), len(self.hard)), np.float32)
+            for row, k in enumerate(voted):
+                membership[row, subsets[k]] = 1.0
+            chunk = example_tile(
+                len(self.hard) + 2 * len(voted), self.m, 4 * self.c, self.budget, copies=3
+            )
+            size = np.asarray(
+                _vote_tie_sizes(
+                    self.pred, self.labels, jnp.asarray(membership), c=self.c, chunk=chunk
+                )
+            )
+            out[voted] = np.where(size > 0, 1.0 / np.maximum(size, 1), 0.0)
+        return out
+
+
+@partial(jax.jit, static_argnames=("combine", "chunk"))
+def _subset_right(logits, labels, inv_t, base, last, *, combine: str, chunk: int):
+    """Per example, the summed-score ensemble of ``base`` (0/1 membership [S, N]) plus
+    member ``last`` [S] right: float32 [S, M] (summed as ``_candidate_counts`` sums)."""
+    m = logits.shape[1]
+
+    def tile(start):
+        scores = member_scores(slice_examples(logits, start, chunk), inv_t[:, None, None], combine)
+        summed = jnp.einsum("sn,ntc->stc", base, scores, precision=lax.Precision.HIGHEST)
+        summed = summed + scores[last]
+        y = slice_examples(labels, start, chunk, axis=0)
+        return (first_argmax(summed) == y[None, :]).astype(jnp.float32)
+
+    return map_examples(tile, jnp.zeros((base.shape[0], m), jnp.float32), m, chunk)
+
+
+@partial(jax.jit, static_argnames=("c", "chunk"))
+def _vote_tie_sizes(pred, labels, membership, *, c: int, chunk: int):
+    """Per example, the number of classes sharing the top vote of each subset
+    (``membership`` 0/1 [S, N]) when the label is among them, else 0: int32 [S, M]."""
+    m = pred.shape[1]
+
+    def tile(start):
+        onehot = jax.nn.one_hot(slice_examples(pred, start, chunk), c, dtype=jnp.float32)
+        votes = jnp.einsum("sn,ntc->stc", membership, onehot, precision=lax.Precision.HIGHEST)
+        y = slice_examples(labels, start, chunk, axis=0)
+        top = jnp.max(votes, axis=-1)
+        y3 = jnp.broadcast_to(y[None, :, None], votes.shape[:2] + (1,))
+        at_y = jnp.take_along_axis(votes, y3, -1)[..., 0]
+        size = jnp.sum(votes == top[..., None], axis=-1, dtype=jnp.int32)
+        return jnp.where((at_y == top) & (top > 0), size, 0)
+
+    return map_examples(tile, jnp.zeros((membership.shape[0], m), jnp.int32), m, chunk)
 
 
 def greedy_selection(

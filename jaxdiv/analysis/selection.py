@@ -5,9 +5,19 @@ calibration split and its report split), so the reported gains are not optimisti
 split for both they are. Host-side NumPy over ``[N, N]`` pair-ensemble accuracies from
 ``jaxdiv.analysis.ensembles.pair_ensembles``; greedy forward selection over more members is
 ``jaxdiv.analysis.ensembles.greedy_selection``.
+
+Intervals (``resampled_accuracies``, ``percentile_intervals``): the per-example correctness
+of the chosen ensembles and members on the report split (``MixedPopulation.right``) is
+contracted with bootstrap resample weights ``[B + 1, M]`` (row 0 all ones: the data; rows
+1..B from ``jaxdiv.analysis.bootstrap.resample_counts``, the same draws as the pairwise
+intervals for the same key), so an accuracy and a gain (a difference of two accuracies on
+the same resampled examples: paired) get percentile intervals. Only the report split is
+resampled: the choices made on the selection split are held fixed.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -55,3 +65,43 @@ def best_weaker_partners(
         "ensemble_accuracy": rep[i, j],
         "gain_over_strong": rep[i, j] - rep_acc[i],
     }
+
+
+def resampled_accuracies(right, weights) -> np.ndarray:
+    """Accuracy of each row of ``right`` (``[S, M]``, per-example correctness, fractional
+    for votes) under each resample of ``weights`` (``[B + 1, M]`` counts): float64
+    ``[B + 1, S]``, row 0 the accuracy on the data when ``weights[0]`` is all ones."""
+    x = np.asarray(right, np.float64)
+    w = np.asarray(weights)
+    if x.ndim != 2 or w.ndim != 2 or w.shape[1] != x.shape[1]:
+        raise JaxdivError(
+            f"right must be [subsets, M] and weights [resamples, M]; got {x.shape} and {w.shape}"
+        )
+    out = np.empty((w.shape[0], x.shape[0]), np.float64)
+    group = max(1, (1 << 26) // max(1, 8 * w.shape[1]))  # resamples per float64 block
+    for g in range(0, w.shape[0], group):
+        block = np.asarray(w[g : g + group], np.float64)
+        total = block.sum(axis=1, keepdims=True)
+        if not np.all(total > 0):
+            raise JaxdivError("every resample must draw at least one example")
+        out[g : g + group] = (block @ x.T) / total
+    return out
+
+
+def percentile_intervals(values, confidence: float = 0.95) -> dict[str, np.ndarray]:
+    """``{"estimate", "low", "high"}`` float64 ``[K]`` from ``values`` ``[B + 1, K]``: row 0
+    is the estimate, the bounds the ``(1 -+ confidence) / 2`` quantiles of rows 1..B (linear
+    interpolation, NaN rows skipped; NaN bounds without resamples)."""
+    v = np.asarray(values, np.float64)
+    if v.ndim != 2 or v.shape[0] < 1:
+        raise JaxdivError(f"values must be [resamples + 1, K]; got {v.shape}")
+    if not 0.0 < float(confidence) < 1.0:
+        raise JaxdivError(f"confidence must lie in (0, 1); got {confidence}")
+    if v.shape[0] == 1 or v.shape[1] == 0:
+        nan = np.full(v.shape[1], np.nan)
+        return {"estimate": v[0], "low": nan, "high": nan.copy()}
+    q = (0.5 * (1.0 - confidence), 0.5 * (1.0 + confidence))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: NaN bounds
+        low, high = np.nanquantile(v[1:], q, axis=0)
+    return {"estimate": v[0], "low": low, "high": high}

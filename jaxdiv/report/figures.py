@@ -344,7 +344,8 @@ def greedy_curve(
     """Ensemble accuracy against ensemble size for greedy forward selection.
 
     Each curve is ``{"label", "members": [names in order], "select": [acc...],
-    "report": [acc...]}`` (one value per size, starting with the start member alone).
+    "report": [acc...]}`` (one value per size, starting with the start member alone), with
+    optional ``"report_low"`` / ``"report_high"`` interval bounds drawn as error bars.
     """
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -357,7 +358,20 @@ def greedy_curve(
         plotted = True
         size = np.arange(1, rep.size + 1)
         colour = colours[k % len(colours)]
-        ax.plot(size, rep, marker="o", color=colour, label=f"{curve['label']} ({report_split})")
+        low, high = curve.get("report_low"), curve.get("report_high")
+        if low is not None and high is not None and len(low) == rep.size:
+            err = np.stack([rep - np.asarray(low, np.float64), np.asarray(high, np.float64) - rep])
+            ax.errorbar(
+                size,
+                rep,
+                yerr=np.clip(np.nan_to_num(err), 0.0, None),
+                marker="o",
+                color=colour,
+                capsize=3,
+                label=f"{curve['label']} ({report_split}, 95% interval)",
+            )
+        else:
+            ax.plot(size, rep, marker="o", color=colour, label=f"{curve['label']} ({report_split})")
         if sel.size == rep.size:
             ax.plot(
                 size,

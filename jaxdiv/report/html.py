@@ -709,10 +709,22 @@ def weaker_partners(s: StudyInputs) -> tuple[list[dict], dict, str]:
     steps = s.table("greedy.csv")
     greedy = {
         "members": [s.names.index(str(n)) for n in steps["member"]],
-        "select_accuracy": steps["select_accuracy"].astype(float).tolist(),
-        "report_accuracy": steps["report_accuracy"].astype(float).tolist(),
+        **{
+            col: steps[col].astype(float).tolist()
+            for col in steps.columns
+            if col not in ("size", "member")
+        },
     }
     return rows, greedy, str(selection["select_split"])
+
+
+def _with_interval(row: dict, key: str, text: str) -> str:
+    """``text`` followed by ``row``'s ``[<key>_low, <key>_high]`` when the analysis wrote
+    them (it was run with bootstrap resamples)."""
+    low, high = row.get(f"{key}_low"), row.get(f"{key}_high")
+    if low is None or high is None or not (np.isfinite(low) and np.isfinite(high)):
+        return text
+    return f"{text} [{_fmt(low)}, {_fmt(high)}]"
 
 
 def _selection_section(s: StudyInputs, out: Path) -> str:
@@ -736,8 +748,8 @@ def _selection_section(s: StudyInputs, out: Path) -> str:
             _esc(r["partner"]),
             _category_cell(r["partner_category"]),
             _fmt(r["partner_accuracy"]),
-            _fmt(r["ensemble_accuracy"]),
-            f"{r['gain_over_strong']:+.4f}",
+            _with_interval(r, "ensemble_accuracy", _fmt(r["ensemble_accuracy"])),
+            _with_interval(r, "gain_over_strong", f"{r['gain_over_strong']:+.4f}"),
         ]
         for r in rows
     ]
@@ -763,6 +775,8 @@ def _selection_section(s: StudyInputs, out: Path) -> str:
         "members": names,
         "select": greedy["select_accuracy"],
         "report": greedy["report_accuracy"],
+        "report_low": greedy.get("report_accuracy_low"),
+        "report_high": greedy.get("report_accuracy_high"),
     }
     parts.append(
         f"<h3>Greedy forward selection</h3><p>Starting from the strongest member "
@@ -777,19 +791,41 @@ def _selection_section(s: StudyInputs, out: Path) -> str:
             "greedy selection curve",
         )
     )
+    by_step = [{k: v[i] for k, v in greedy.items()} for i in range(len(names))]
+    has_gain = "gain_over_previous" in greedy
     steps = [
-        [str(k + 1), _esc(n), _category_cell(s.categories[greedy["members"][k]]), _fmt(a), _fmt(b)]
-        for k, (n, a, b) in enumerate(
-            zip(names, greedy["select_accuracy"], greedy["report_accuracy"], strict=True)
-        )
+        [
+            str(k + 1),
+            _esc(n),
+            _category_cell(s.categories[greedy["members"][k]]),
+            _fmt(r["select_accuracy"]),
+            _with_interval(r, "report_accuracy", _fmt(r["report_accuracy"])),
+            *(
+                [
+                    ""
+                    if k == 0
+                    else _with_interval(r, "gain_over_previous", f"{r['gain_over_previous']:+.4f}")
+                ]
+                if has_gain
+                else []
+            ),
+        ]
+        for k, (n, r) in enumerate(zip(names, by_step, strict=True))
     ]
+    header = ["size", "added member", "category", f"{sel_split} acc.", f"{s.split} acc."]
     parts.append(
         _table(
-            ["size", "added member", "category", f"{sel_split} acc.", f"{s.split} acc."],
+            header + (["gain of the step"] if has_gain else []),
             steps,
-            numeric=(0, 3, 4),
+            numeric=(0, 3, 4, 5) if has_gain else (0, 3, 4),
         )
     )
+    if any(k.endswith("_low") for k in greedy) or any("gain_over_strong_low" in r for r in rows):
+        parts.append(
+            f"<p>Brackets: 95% bootstrap intervals over resamples of the "
+            f"<code>{_esc(s.split)}</code> examples with the choices held fixed; gains are "
+            "paired (both accuracies on the same resampled examples).</p>"
+        )
     return "".join(parts)
 
 

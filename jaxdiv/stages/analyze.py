@@ -22,6 +22,8 @@ half-written output, an earlier one is replaced only once the new one is complet
     OUT/weaker_partners.csv   per member, its best pair ensemble with a weaker member
     OUT/greedy.csv            greedy forward selection from the strongest member using only
                               weaker members: size, member added, accuracy on both splits
+                              (with bootstrap: intervals of the report split's accuracies and
+                              paired intervals of the gains, choices held fixed)
     OUT/selection.json        the selection and report splits of the two tables above
     OUT/category_intervals.csv, OUT/category_differences.csv   (with a base and bootstrap:
                               category means of the base pairs with intervals, and paired
@@ -65,16 +67,22 @@ from jaxdiv.analysis import statistics as registry
 from jaxdiv.analysis.bootstrap import bootstrap_decisions, bootstrap_pairwise
 from jaxdiv.analysis.calibration import calibration_report, fit_temperatures
 from jaxdiv.analysis.categories import category_aggregates, fit_line
+from jaxdiv.analysis.category_bootstrap import example_weights
 from jaxdiv.analysis.checks import check_population
 from jaxdiv.analysis.ensembles import (
     VOTE_RULE,
+    MixedPopulation,
     greedy_selection,
     pair_ensembles,
     vote_pair_ensembles,
 )
 from jaxdiv.analysis.members import member_outputs
 from jaxdiv.analysis.pairwise import pairwise_error_stats, predictive_divergences
-from jaxdiv.analysis.selection import best_weaker_partners
+from jaxdiv.analysis.selection import (
+    best_weaker_partners,
+    percentile_intervals,
+    resampled_accuracies,
+)
 from jaxdiv.analysis.specialisation import (
     ANGLE_BINS,
     OUTCOMES,
@@ -407,9 +415,11 @@ def _specialisation(sp: _Split, temperatures, names, base_index, memory_budget):
     return hist, wins, meta
 
 
-def _selection(names, report, select, temperatures, memory_budget):
+def _selection(names, report, select, temperatures, memory_budget, bootstrap=0, seed=0):
     """Weaker partners and greedy selection: chosen on ``select``, reported on ``report``;
-    each is ``(split, pair-ensemble accuracies, member accuracies)``."""
+    each is ``(split, pair-ensemble accuracies, member accuracies)``. With ``bootstrap``
+    resamples, the report split's accuracies and gains get paired percentile intervals
+    (``_selection_intervals``)."""
     rep_sp, rep_pairs, rep_acc = report
     sel_sp, sel_pairs, sel_acc = select
     best = best_weaker_partners(sel_pairs, rep_pairs, sel_acc, rep_acc)
@@ -451,6 +461,10 @@ def _selection(names, report, select, temperatures, memory_budget):
             "report_accuracy": greedy["report_accuracy"],
         }
     )
+    if bootstrap:
+        _selection_intervals(
+            partners, steps, names, rep_sp, temperatures, bootstrap, seed, memory_budget
+        )
     meta = {
         "select_split": sel_sp.name,
         "report_split": rep_sp.name,
@@ -459,7 +473,58 @@ def _selection(names, report, select, temperatures, memory_budget):
         "greedy": "from the member most accurate on select_split, add the weaker member that "
         "most raises the ensemble's select_split accuracy while it rises",
     }
+    if bootstrap:
+        meta["intervals"] = (
+            f"{BOOTSTRAP_CONFIDENCE:.0%} percentile intervals over {int(bootstrap)} resamples "
+            "of report_split's examples (the pairwise intervals' draws), choices held fixed; "
+            "gains are paired: both accuracies on the same resampled examples. "
+            "gain_over_previous: the step's gain over the ensemble one member smaller; "
+            "gain_over_start: over the start member alone"
+        )
     return partners, steps, meta
+
+
+def _selection_intervals(
+    partners, steps, names, sp: _Split, temperatures, bootstrap, seed, budget
+) -> None:
+    """Adds ``<column>_low`` / ``_high`` to the weaker partners' ``ensemble_accuracy`` and
+    ``gain_over_strong``, and to greedy's ``report_accuracy``, ``gain_over_previous`` and
+    ``gain_over_start`` (added here), from paired resamples of the report split."""
+    index = {n: i for i, n in enumerate(names)}
+    pop = MixedPopulation(
+        sp.logits,
+        sp.labels,
+        sp.pred,
+        sp.hard,
+        num_classes=sp.num_classes,
+        temperatures=temperatures[sp.soft],
+        memory_budget=budget,
+    )
+    members = [index[n] for n in steps["member"]]
+    pairs = [
+        [index[a], index[b]] for a, b in zip(partners["strong"], partners["partner"], strict=True)
+    ]
+    subsets = [members[: k + 1] for k in range(len(members))]
+    subsets += [[i] for i, _ in pairs] + pairs
+    weights = example_weights(jax.random.key(int(seed)), int(bootstrap), len(sp.labels))
+    acc = resampled_accuracies(pop.right(subsets), weights)  # [B + 1, S]
+    k, p = len(members), len(pairs)
+    greedy_acc, strong_acc, pair_acc = acc[:, :k], acc[:, k : k + p], acc[:, k + p :]
+    previous = np.full_like(greedy_acc, np.nan)
+    previous[:, 1:] = greedy_acc[:, 1:] - greedy_acc[:, :-1]
+    columns = [
+        (partners, "ensemble_accuracy", pair_acc),
+        (partners, "gain_over_strong", pair_acc - strong_acc),
+        (steps, "report_accuracy", greedy_acc),
+        (steps, "gain_over_previous", previous),
+        (steps, "gain_over_start", greedy_acc - greedy_acc[:, :1]),
+    ]
+    for frame, column, values in columns:
+        ci = percentile_intervals(values, BOOTSTRAP_CONFIDENCE)
+        if column not in frame:
+            frame[column] = ci["estimate"]
+        frame[f"{column}_low"] = ci["low"]
+        frame[f"{column}_high"] = ci["high"]
 
 
 # ---------------------------------------------------------------------------- writing
@@ -574,7 +639,13 @@ def run_analyze(
         # a member "paired with itself" is the member alone
         select = (cal, sel_pairs, np.diag(sel_pairs).copy())
     partners, greedy, selection = _selection(
-        names, (sp, mats["ensemble_accuracy"], accuracy), select, temperatures, budget
+        names,
+        (sp, mats["ensemble_accuracy"], accuracy),
+        select,
+        temperatures,
+        budget,
+        bootstrap=int(bootstrap),
+        seed=int(seed),
     )
 
     ia, ib = np.triu_indices(n, k=1)
