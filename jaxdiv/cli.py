@@ -306,6 +306,7 @@ def _represent(run_represent: Callable, files: list[str]) -> None:
         base=_BASE.value,
         transfer=_TRANSFER.value,
         shots=_SHOTS.value,
+        bootstrap=_BOOTSTRAP.value,
         seed=_SEED.value,
         log=print,
     )
@@ -431,8 +432,8 @@ VERBS: dict[str, Verb] = {
         "linear probes on the members' embeddings (random-subset mixing, compression, "
         "stacked generalisation) and linear CKA",
         "--store=DIR --out=DIR [--train_split=validation --split=test] [--base=NAME] "
-        "[--transfer=fewshot|coarse|none --shots=10] [--seed=0]",
-        ("store", "out", "train_split", "split", "base", "transfer", "shots", "seed"),
+        "[--transfer=fewshot|coarse|none --shots=10] [--bootstrap=K] [--seed=0]",
+        ("store", "out", "train_split", "split", "base", "transfer", "shots", "bootstrap", "seed"),
     ),
     "report": Verb(
         "jaxdiv.stages.report_store:run_report",

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 from scipy.special import softmax
 
+from jaxdiv.analysis.bootstrap import percentile_intervals
 from jaxdiv.analysis.category_bootstrap import example_weights
 from jaxdiv.analysis.ensembles import MixedPopulation
-from jaxdiv.analysis.selection import percentile_intervals, resampled_accuracies
+from jaxdiv.analysis.selection import resampled_accuracies
 from jaxdiv.errors import JaxdivError
 from jaxdiv.stages.analyze import run_analyze
 from jaxdiv.store import add_member

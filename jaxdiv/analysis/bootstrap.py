@@ -26,6 +26,7 @@ processed in groups whose ``[terms, B + 1, pairs]`` accumulators fit the budget.
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 
 import jax
@@ -363,3 +364,22 @@ def _ensemble_sums(kernel: PairEnsembleKernel, weights, offsets):
         cr, cx = _contract_masks(w, jnp.asarray(r), jnp.asarray(rx))
         right, right_xor = right + cr, right_xor + cx
     return right, right_xor
+
+
+def percentile_intervals(values, confidence: float = 0.95) -> dict[str, np.ndarray]:
+    """``{"estimate", "low", "high"}`` float64 ``[K]`` from ``values`` ``[B + 1, K]``: row 0
+    is the estimate, the bounds the ``(1 -+ confidence) / 2`` quantiles of rows 1..B (linear
+    interpolation, NaN rows skipped; NaN bounds without resamples)."""
+    v = np.asarray(values, np.float64)
+    if v.ndim != 2 or v.shape[0] < 1:
+        raise JaxdivError(f"values must be [resamples + 1, K]; got {v.shape}")
+    if not 0.0 < float(confidence) < 1.0:
+        raise JaxdivError(f"confidence must lie in (0, 1); got {confidence}")
+    if v.shape[0] == 1 or v.shape[1] == 0:
+        nan = np.full(v.shape[1], np.nan)
+        return {"estimate": v[0], "low": nan, "high": nan.copy()}
+    q = (0.5 * (1.0 - confidence), 0.5 * (1.0 + confidence))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: NaN bounds
+        low, high = np.nanquantile(v[1:], q, axis=0)
+    return {"estimate": v[0], "low": low, "high": high}

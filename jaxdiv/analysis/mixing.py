@@ -23,6 +23,13 @@ function takes ``pairs`` int [P, 2] of member indices and fits all its probes th
   examples per class).
 
 Pairs are ordered: ratio r is the share of the FIRST member of the pair.
+
+Intervals over examples. With ``eval_weights`` ``[W, M_eval]`` (bootstrap resamples of the
+evaluation rows, row 0 all ones: ``jaxdiv.analysis.category_bootstrap.example_weights``),
+every fitted probe is also scored on each resample (``evaluate_probes``' ``resampled``), the
+probes held fixed, and a difference the experiment claims (the mixing gain, the stacked
+gain) is computed per resample from accuracies on the same resampled rows: a paired
+percentile interval (``jaxdiv.analysis.bootstrap.percentile_intervals``).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from jaxdiv.analysis.bootstrap import percentile_intervals
 from jaxdiv.analysis.probes import embedding_dims, evaluate_probes, standardise
 from jaxdiv.errors import JaxdivError, choices_error
 
@@ -182,6 +190,7 @@ def mix_pairs(
     total_dim: int | None = None,
     seed: int = 0,
     confidence: float = 0.95,
+    eval_weights=None,
     **probe_options,
 ) -> dict:
     """Random-subset mixing probes for every pair (see the module docstring).
@@ -191,14 +200,25 @@ def mix_pairs(
     memory_budget...). Returns ``{"pairs", "ratios", "total_dim" [P], "accuracy" [P, R, S],
     "mean", "std", "low", "high" [P, R], "gain" [P], "c" [P]}`` where ``gain`` is the best
     mean over the interior ratios (0 < r < 1) minus the better of the two ends (NaN unless
-    ratios 1 and 0 are both present).
+    ratios 1 and 0 are both present). With ``eval_weights`` [W, M_eval] (module docstring)
+    also ``"resampled_mean"`` [W, P, R] (the mean over seeds per resample), the gain
+    recomputed per resample ``"resampled_gain"`` [W, P] and its ``"gain_low"`` /
+    ``"gain_high"`` [P].
     """
     pairs = _check_inputs(train, evals, pairs)
     ratios = check_ratios(ratios)
     dims = embedding_dims(train)
     masks, totals = mixing_masks(dims, pairs, ratios, n_seeds, total_dim=total_dim, seed=seed)
     res = evaluate_probes(
-        train, train_labels, evals, eval_labels, pairs, masks, seed=seed, **probe_options
+        train,
+        train_labels,
+        evals,
+        eval_labels,
+        pairs,
+        masks,
+        seed=seed,
+        eval_weights=eval_weights,
+        **probe_options,
     )
     acc = res.accuracy.reshape(len(pairs), ratios.size, int(n_seeds))
     out = {
@@ -211,6 +231,14 @@ def mix_pairs(
         "converged": res.converged.reshape(acc.shape),
     }
     out["gain"] = mixing_gain(out["mean"], ratios)
+    if res.resampled is not None:
+        w = res.resampled.shape[0]
+        mean_w = res.resampled.reshape(w, len(pairs), ratios.size, int(n_seeds)).mean(axis=-1)
+        out["resampled_mean"] = mean_w
+        gains = np.stack([mixing_gain(mean_w[k], ratios) for k in range(w)])
+        ci = percentile_intervals(gains, confidence)
+        out["gain_low"], out["gain_high"] = ci["low"], ci["high"]
+        out["resampled_gain"] = gains
     return out
 
 
@@ -386,6 +414,8 @@ def stacked_pairs(
     fit_rows=None,
     holdout_rows=None,
     seed: int = 0,
+    eval_weights=None,
+    confidence: float = 0.95,
     **probe_options,
 ) -> dict:
     """Stacked generalisation: probes on each member alone and on each pair's concatenation.
@@ -393,16 +423,24 @@ def stacked_pairs(
     ``fit_rows`` / ``holdout_rows``: training rows to fit on and to choose C on (e.g.
     ``few_shot_rows`` and the rest); default: all rows with a random holdout for selection.
     Returns ``{"pairs", "single" [N], "pair" [P], "gain" [P]}`` with ``gain = pair accuracy -
-    max(single[a], single[b])``, plus the chosen C of each (``single_c``, ``pair_c``).
+    max(single[a], single[b])``, plus the chosen C of each (``single_c``, ``pair_c``). With
+    ``eval_weights`` (module docstring) also ``"resampled_gain"`` [W, P] (the better single
+    member chosen per resample) and its ``"gain_low"`` / ``"gain_high"`` [P].
     """
     pairs = _check_inputs(train, evals, pairs)
     n = len(train)
-    kw = dict(fit_rows=fit_rows, holdout_rows=holdout_rows, seed=seed, **probe_options)
+    kw = dict(
+        fit_rows=fit_rows,
+        holdout_rows=holdout_rows,
+        seed=seed,
+        eval_weights=eval_weights,
+        **probe_options,
+    )
     single = evaluate_probes(train, train_labels, evals, eval_labels, np.arange(n)[:, None], **kw)
     pair = evaluate_probes(train, train_labels, evals, eval_labels, pairs, **kw)
     s = single.accuracy[:, 0]
     pa = pair.accuracy[:, 0]
-    return {
+    out = {
         "pairs": pairs,
         "single": s,
         "pair": pa,
@@ -410,3 +448,10 @@ def stacked_pairs(
         "single_c": single.c[:, 0],
         "pair_c": pair.c[:, 0],
     }
+    if pair.resampled is not None:
+        s_w, p_w = single.resampled[:, :, 0], pair.resampled[:, :, 0]
+        gains = p_w - np.maximum(s_w[:, pairs[:, 0]], s_w[:, pairs[:, 1]])
+        ci = percentile_intervals(gains, confidence)
+        out["gain_low"], out["gain_high"] = ci["low"], ci["high"]
+        out["resampled_gain"] = gains
+    return out

@@ -294,6 +294,14 @@ def _correct_counts(xt, labels, w, b, fmask):
     return jnp.sum(pred == labels, axis=-1, dtype=jnp.int32)
 
 
+@jax.jit
+def _weighted_correct_counts(xt, labels, w, b, fmask, weights):
+    """Correct argmax predictions per problem counted with each resample's example weights
+    ``weights`` [W, M]: float32 [W, P, K] (exact: integer weights times 0/1)."""
+    right = (jnp.argmax(_logits(xt, w, b, fmask), axis=2) == labels).astype(jnp.float32)
+    return jnp.einsum("wm,pkm->wpk", weights, right, precision=lax.Precision.HIGHEST)
+
+
 # ---------------------------------------------------------------------------- public
 @dataclass(frozen=True)
 class ProbeFit:
@@ -441,6 +449,8 @@ class ProbeResult:
     selection_accuracy: np.ndarray  # float64 [P, K]: holdout accuracy of that C (NaN: none)
     converged: np.ndarray  # bool [P, K] of the final fit
     iterations: np.ndarray  # int32 [P, K] of the final fit
+    # float64 [W, P, K]: accuracy under each row of ``eval_weights`` (None without them)
+    resampled: np.ndarray | None = None
 
 
 def embedding_dims(embeddings: Sequence[np.ndarray]) -> np.ndarray:
@@ -523,11 +533,14 @@ def _solve_chunks(
     budget,
     eval_fn=None,
     eval_labels=None,
+    eval_weights=None,
 ):
     """Fit (and optionally evaluate) problems chunk by chunk over the P feature sets.
 
     ``x_fn(idx)``: transposed training features [len(idx), F, M]; ``eval_fn(idx, rows)``:
     transposed evaluation features of those rows (scored ``EVAL_TILE`` rows at a time).
+    ``eval_weights`` [W, M_eval]: also count the correct evaluation rows with each row of
+    weights (``out["weighted"]`` float64 [W, P, K]).
     """
     m = labels.shape[0]
     probe = fmask_fn(np.arange(1))
@@ -545,6 +558,8 @@ def _solve_chunks(
         "conv": np.zeros((n_sets, k), bool),
         "iters": np.zeros((n_sets, k), np.int32),
     }
+    if eval_weights is not None:
+        out["weighted"] = np.zeros((eval_weights.shape[0], n_sets, k), np.float64)
     for start in range(0, n_sets, chunk):
         idx = np.arange(start, min(start + chunk, n_sets))
         real = len(idx)
@@ -568,6 +583,12 @@ def _solve_chunks(
                 ye = np.where(rows >= 0, eval_labels[np.maximum(rows, 0)], -1)  # -1: never hit
                 cnt = _correct_counts(xe, jnp.asarray(ye, jnp.int32), w, b, fmask)
                 out["correct"][idx[:real]] += np.asarray(cnt)[:real]
+                if eval_weights is not None:  # padded rows weigh 0
+                    we = np.where(rows >= 0, eval_weights[:, np.maximum(rows, 0)], 0.0)
+                    got = _weighted_correct_counts(
+                        xe, jnp.asarray(ye, jnp.int32), w, b, fmask, jnp.asarray(we, jnp.float32)
+                    )
+                    out["weighted"][:, idx[:real]] += np.asarray(got, np.float64)[:, :real]
     return out
 
 
@@ -589,6 +610,7 @@ def evaluate_probes(
     max_iter: int = MAX_ITER,
     tol: float = TOL,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    eval_weights=None,
 ) -> ProbeResult:
     """Probe accuracy on ``evals`` of probes fitted on ``train`` for many feature sets.
 
@@ -606,6 +628,10 @@ def evaluate_probes(
     mask of the set and shared by its K probes) or per probe (``select="config"``). The final
     probes are fitted on ``fit_rows`` plus ``holdout_rows`` when both defaulted, else on
     ``fit_rows`` alone (e.g. a few-shot subset), and scored on ``evals``.
+
+    ``eval_weights`` [W, M_eval]: bootstrap resamples of the evaluation rows (integer counts;
+    ``jaxdiv.analysis.category_bootstrap.example_weights``); the result's ``resampled``
+    [W, P, K] is then each probe's accuracy under each resample, the probes held fixed.
     """
     n = len(train)
     if len(evals) != n:
@@ -656,6 +682,16 @@ def evaluate_probes(
         raise JaxdivError("choosing C needs holdout rows; give holdout_rows or one c_grid value")
     final_rows = np.arange(m_train) if defaulted else fit_rows
     common = dict(max_iter=max_iter, tol=tol, budget=memory_budget)
+    weights = None
+    if eval_weights is not None:
+        weights = np.asarray(eval_weights, np.float32)
+        if weights.ndim != 2 or weights.shape[1] != m_eval or not (weights >= 0).all():
+            raise JaxdivError(
+                f"eval_weights must be non-negative counts [resamples, {m_eval}]; got "
+                f"{weights.shape}"
+            )
+        if not (weights.sum(axis=1) > 0).all():
+            raise JaxdivError("every row of eval_weights must weigh at least one example")
 
     sel_acc = np.full((p, k), np.nan)
     if grid.size == 1:
@@ -694,12 +730,18 @@ def evaluate_probes(
         n_classes,
         eval_fn=lambda idx, rows: feats.build(feats.eval, sets[idx], rows),
         eval_labels=yev,
+        eval_weights=weights,
         **common,
     )
+    resampled = None
+    if weights is not None:
+        total = weights.astype(np.float64).sum(axis=1)
+        resampled = res["weighted"] / total[:, None, None]
     return ProbeResult(
         accuracy=res["correct"] / m_eval,
         c=chosen,
         selection_accuracy=sel_acc,
         converged=res["conv"],
         iterations=res["iters"],
+        resampled=resampled,
     )

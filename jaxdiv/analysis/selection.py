@@ -6,18 +6,17 @@ split for both they are. Host-side NumPy over ``[N, N]`` pair-ensemble accuracie
 ``jaxdiv.analysis.ensembles.pair_ensembles``; greedy forward selection over more members is
 ``jaxdiv.analysis.ensembles.greedy_selection``.
 
-Intervals (``resampled_accuracies``, ``percentile_intervals``): the per-example correctness
-of the chosen ensembles and members on the report split (``MixedPopulation.right``) is
-contracted with bootstrap resample weights ``[B + 1, M]`` (row 0 all ones: the data; rows
-1..B from ``jaxdiv.analysis.bootstrap.resample_counts``, the same draws as the pairwise
-intervals for the same key), so an accuracy and a gain (a difference of two accuracies on
-the same resampled examples: paired) get percentile intervals. Only the report split is
-resampled: the choices made on the selection split are held fixed.
+Intervals (``resampled_accuracies``, then ``jaxdiv.analysis.bootstrap.percentile_intervals``):
+the per-example correctness of the chosen ensembles and members on the report split
+(``MixedPopulation.right``) is contracted with bootstrap resample weights ``[B + 1, M]``
+(row 0 all ones: the data; rows 1..B from ``jaxdiv.analysis.bootstrap.resample_counts``,
+the same draws as the pairwise intervals for the same key), so an accuracy and a gain (a
+difference of two accuracies on the same resampled examples: paired) get percentile
+intervals. Only the report split is resampled: the choices made on the selection split are
+held fixed.
 """
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 
@@ -86,22 +85,3 @@ def resampled_accuracies(right, weights) -> np.ndarray:
             raise JaxdivError("every resample must draw at least one example")
         out[g : g + group] = (block @ x.T) / total
     return out
-
-
-def percentile_intervals(values, confidence: float = 0.95) -> dict[str, np.ndarray]:
-    """``{"estimate", "low", "high"}`` float64 ``[K]`` from ``values`` ``[B + 1, K]``: row 0
-    is the estimate, the bounds the ``(1 -+ confidence) / 2`` quantiles of rows 1..B (linear
-    interpolation, NaN rows skipped; NaN bounds without resamples)."""
-    v = np.asarray(values, np.float64)
-    if v.ndim != 2 or v.shape[0] < 1:
-        raise JaxdivError(f"values must be [resamples + 1, K]; got {v.shape}")
-    if not 0.0 < float(confidence) < 1.0:
-        raise JaxdivError(f"confidence must lie in (0, 1); got {confidence}")
-    if v.shape[0] == 1 or v.shape[1] == 0:
-        nan = np.full(v.shape[1], np.nan)
-        return {"estimate": v[0], "low": nan, "high": nan.copy()}
-    q = (0.5 * (1.0 - confidence), 0.5 * (1.0 + confidence))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: NaN bounds
-        low, high = np.nanquantile(v[1:], q, axis=0)
-    return {"estimate": v[0], "low": low, "high": high}

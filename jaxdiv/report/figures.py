@@ -138,7 +138,9 @@ def category_points(
             ax.plot(
                 [], [], color="black", linewidth=1.2, label="95% bootstrap interval of the mean"
             )
-        ax.legend(loc="best", fontsize=8)
+        lo, hi = ax.get_ylim()  # a band above the data for the legend
+        ax.set_ylim(lo, hi + 0.22 * (hi - lo))
+        ax.legend(loc="upper right", fontsize=8)
     else:
         _no_data(ax, "no base-vs-other pairs")
     return _save(fig, path)

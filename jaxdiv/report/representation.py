@@ -208,8 +208,14 @@ def _category_figures(src: Path, out: Path) -> list[Path]:
         return []
     rows = _csv(path)
     titles = _titles(src)
+    means = _csv(src / "categories.csv") if (src / "categories.csv").is_file() else None
     drawn = []
-    for key in [c for c in rows.columns if c not in ("member", "category", "accuracy")]:
+    keys = [
+        c
+        for c in rows.columns
+        if c not in ("member", "category", "accuracy") and not c.endswith(("_low", "_high"))
+    ]
+    for key in keys:
         values = {c: rows.loc[rows["category"] == c, key].to_numpy(np.float64) for c in CATEGORIES}
         drawn.append(
             figures.category_points(
@@ -217,6 +223,16 @@ def _category_figures(src: Path, out: Path) -> list[Path]:
                 out / f"category_{key}.png",
                 ylabel=key,
                 title=f"{titles.get(key, key)} of (base, other) pairs",
+                intervals=_mean_intervals(means, key),
             )
         )
     return drawn
+
+
+def _mean_intervals(means: pd.DataFrame | None, key: str) -> dict[str, tuple[float, float]]:
+    """``{category: (low, high)}`` of ``key``'s category mean from categories.csv, where the
+    stage wrote bootstrap bounds."""
+    if means is None or "low" not in means.columns:
+        return {}
+    rows = means[(means["statistic"] == key) & means["low"].notna() & means["high"].notna()]
+    return {str(r.category): (float(r.low), float(r.high)) for r in rows.itertuples()}

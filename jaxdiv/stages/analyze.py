@@ -64,7 +64,11 @@ import numpy as np
 import pandas as pd
 
 from jaxdiv.analysis import statistics as registry
-from jaxdiv.analysis.bootstrap import bootstrap_decisions, bootstrap_pairwise
+from jaxdiv.analysis.bootstrap import (
+    bootstrap_decisions,
+    bootstrap_pairwise,
+    percentile_intervals,
+)
 from jaxdiv.analysis.calibration import calibration_report, fit_temperatures
 from jaxdiv.analysis.categories import category_aggregates, fit_line
 from jaxdiv.analysis.category_bootstrap import example_weights
@@ -78,11 +82,7 @@ from jaxdiv.analysis.ensembles import (
 )
 from jaxdiv.analysis.members import member_outputs
 from jaxdiv.analysis.pairwise import pairwise_error_stats, predictive_divergences
-from jaxdiv.analysis.selection import (
-    best_weaker_partners,
-    percentile_intervals,
-    resampled_accuracies,
-)
+from jaxdiv.analysis.selection import best_weaker_partners, resampled_accuracies
 from jaxdiv.analysis.specialisation import (
     ANGLE_BINS,
     OUTCOMES,

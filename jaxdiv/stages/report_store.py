@@ -264,6 +264,7 @@ def run_report(
                     eval_split=split,
                     base=summary.get("base"),
                     seed=seed,
+                    bootstrap=int(bootstrap),
                     log=log,
                 )
             except TooFewMembers as err:

@@ -30,6 +30,14 @@ Outputs, published together as one folder (``jaxdiv.files.staged_folder``)::
     OUT/category_pairs.csv    with a base: one row per (base, other) pair, every statistic
     OUT/statistics.json       the registry entries of the statistics in the tables
 
+With ``bootstrap`` resamples of the evaluation examples, the differences the experiments
+claim get paired 95% percentile intervals, the fitted probes held fixed
+(``jaxdiv.analysis.mixing``): ``gain_low`` / ``gain_high`` in mixing_gain.csv and
+stacked.csv, ``<statistic>_low`` / ``_high`` for the mixing gain, the 50/50 mix minus the
+base and the stacked gain in category_pairs.csv, and ``low`` / ``high`` of their category
+means (per resample, the mean over the category's pairs) in categories.csv. The draws are
+the analysis' (``jaxdiv.analysis.bootstrap.resample_counts`` from the same seed).
+
 Tables are tidy (one row per observation); NaN is an empty cell in the CSVs, null in JSON.
 The figures are drawn from these tables by ``jaxdiv.report.representation``.
 """
@@ -41,12 +49,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import jax
 import numpy as np
 import pandas as pd
 
 from jaxdiv.analysis import mixing as mx
 from jaxdiv.analysis import statistics as registry
+from jaxdiv.analysis.bootstrap import percentile_intervals
 from jaxdiv.analysis.categories import category_aggregates
+from jaxdiv.analysis.category_bootstrap import example_weights
 from jaxdiv.analysis.cka import ESTIMATORS, linear_cka
 from jaxdiv.analysis.probes import (
     DEFAULT_C_GRID,
@@ -181,6 +192,14 @@ def load_embeddings(
 
 
 # ---------------------------------------------------------------------------- writing
+def _nanmean_columns(values: np.ndarray) -> np.ndarray:
+    """Row means of ``[W, K]`` leaving NaN out (NaN for an empty or all-NaN row)."""
+    ok = np.isfinite(values)
+    total = np.where(ok, values, 0.0).sum(axis=1)
+    count = ok.sum(axis=1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
 def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise JaxdivError(f"output {out} is a file; give a directory")
@@ -215,6 +234,7 @@ def run_represent(
     max_iter: int = MAX_ITER,
     tol: float = TOL,
     seed: int = 0,
+    bootstrap: int = 0,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     log=None,
 ) -> dict:
@@ -225,9 +245,12 @@ def run_represent(
     base's single probe accuracy, else the median member's). ``transfer``: "fewshot"
     (``shots`` labelled examples per class of the training split, C chosen on the rest),
     "coarse" (CIFAR-10 vehicles vs animals; ``shots`` per coarse class, 0 for all rows) or
-    "none". ``log``: optional callable taking a progress line. Returns the summary written to
-    ``represent.json``.
+    "none". ``bootstrap``: resamples of the evaluation examples for paired intervals of the
+    mixing and stacked gains (0: none; module docstring). ``log``: optional callable taking a
+    progress line. Returns the summary written to ``represent.json``.
     """
+    if int(bootstrap) < 0:
+        raise JaxdivError(f"bootstrap must be 0 (off) or a number of resamples; got {bootstrap}")
     say = log or (lambda _msg: None)
     if pairs not in PAIR_MODES:
         raise choices_error("pair mode", pairs, PAIR_MODES)
@@ -260,6 +283,11 @@ def run_represent(
     pair_idx = mx.base_pairs(n, b) if base_mode else mx.all_pairs(n)
     pair_cats = [cats[j] for j in pair_idx[:, 1]] if base_mode else [None] * len(pair_idx)
     popts = dict(c_grid=tuple(c_grid), max_iter=max_iter, tol=tol, memory_budget=memory_budget)
+    weights = (
+        np.asarray(example_weights(jax.random.key(int(seed)), int(bootstrap), len(yev)))
+        if bootstrap
+        else None
+    )
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
@@ -282,6 +310,7 @@ def run_represent(
         n_seeds=n_seeds,
         total_dim=total_dim,
         seed=seed,
+        eval_weights=weights,
         **popts,
     )
     timings["mixing"] = time.perf_counter() - t0
@@ -321,6 +350,7 @@ def run_represent(
             fit_rows=fit_rows,
             holdout_rows=holdout_rows,
             seed=seed,
+            eval_weights=weights,
             **popts,
         )
         timings["stacked"] = time.perf_counter() - t0
@@ -369,6 +399,8 @@ def run_represent(
     gain_df = pd.DataFrame(
         {"a": pa, "b": pb, "category": cat_col, "gain": mix["gain"], "c": mix["c"]}
     )
+    if "gain_low" in mix:
+        gain_df["gain_low"], gain_df["gain_high"] = mix["gain_low"], mix["gain_high"]
     nc, nk = len(comp["criteria"]), len(comp["keep"])
     comp_df = pd.DataFrame(
         {
@@ -412,6 +444,11 @@ def run_represent(
                 "single_b": stack["single"][all_idx[:, 1]],
                 "pair": stack["pair"],
                 "gain": stack["gain"],
+                **(
+                    {"gain_low": stack["gain_low"], "gain_high": stack["gain_high"]}
+                    if "gain_low" in stack
+                    else {}
+                ),
             }
         )
 
@@ -426,6 +463,11 @@ def run_represent(
         "num_eval": int(len(yev)),
         "ratios": ratios,
         "n_seeds": s_,
+        "bootstrap": (
+            {"resamples": int(bootstrap), "seed": int(seed), "confidence": 0.95}
+            if bootstrap
+            else None
+        ),
         "criteria": comp["criteria"],
         "keep": comp["keep"],
         "target": target,
@@ -453,8 +495,15 @@ def run_represent(
         r50 = np.flatnonzero(np.isclose(ratios, 0.5))
         r100 = np.flatnonzero(np.isclose(ratios, 1.0))
         stats = {"mixing_gain": mat(mix["gain"]), "cka": cka.copy()}
+        # per resample [W, P] over the base pairs (pair_idx order), where intervals exist
+        resampled = {}
+        if "resampled_gain" in mix:
+            resampled["mixing_gain"] = mix["resampled_gain"]
         if r50.size and r100.size:
             stats["mix_50_minus_base"] = mat(mix["mean"][:, r50[0]] - mix["mean"][:, r100[0]])
+            if "resampled_mean" in mix:
+                rm = mix["resampled_mean"]
+                resampled["mix_50_minus_base"] = rm[:, :, r50[0]] - rm[:, :, r100[0]]
         for ci, crit in enumerate(comp["criteria"]):
             stats[f"dims_to_target_{crit}"] = mat(needed[:, ci])
         if stack is not None:
@@ -462,25 +511,37 @@ def run_represent(
             g[all_idx[:, 0], all_idx[:, 1]] = stack["gain"]
             g[all_idx[:, 1], all_idx[:, 0]] = stack["gain"]
             stats["stacked_gain"] = g
+            if "resampled_gain" in stack:
+                where = {(int(i), int(j)): k for k, (i, j) in enumerate(all_idx)}
+                cols = [where[(min(b, int(j)), max(b, int(j)))] for j in pair_idx[:, 1]]
+                resampled["stacked_gain"] = stack["resampled_gain"][:, cols]
         agg = category_aggregates(names, cats, b, single_acc, stats, order=CATEGORIES, fit=None)
         summary["categories"] = {c: agg["categories"][c] for c in CATEGORIES}
+        pair_rows = pd.DataFrame(agg["rows"], columns=["member", "category", "accuracy", *stats])
+        column_of = {names[int(j)]: k for k, j in enumerate(pair_idx[:, 1])}
+        cols = [column_of[m] for m in pair_rows["member"]]
+        for key, values in resampled.items():
+            ci = percentile_intervals(values[:, cols])
+            pair_rows[f"{key}_low"], pair_rows[f"{key}_high"] = ci["low"], ci["high"]
         rows = []
         for c in CATEGORIES:
             entry = agg["categories"][c]
+            in_cat = [k for k, cat in zip(cols, pair_rows["category"], strict=True) if cat == c]
             for key in stats:
-                rows.append(
-                    {
-                        "category": c,
-                        "statistic": key,
-                        "count": entry["count"],
-                        "mean": entry["mean"][key],
-                        "std": entry["std"][key],
-                    }
-                )
+                row = {
+                    "category": c,
+                    "statistic": key,
+                    "count": entry["count"],
+                    "mean": entry["mean"][key],
+                    "std": entry["std"][key],
+                }
+                if key in resampled:
+                    means = _nanmean_columns(resampled[key][:, in_cat])
+                    ci = percentile_intervals(means[:, None])
+                    row["low"], row["high"] = ci["low"][0], ci["high"][0]
+                rows.append(row)
         tables["categories.csv"] = pd.DataFrame(rows)
-        tables["category_pairs.csv"] = pd.DataFrame(
-            agg["rows"], columns=["member", "category", "accuracy", *stats]
-        )
+        tables["category_pairs.csv"] = pair_rows
 
     # ------------------------------------------------------------------ write
     with staged_folder(out) as tmp:

@@ -265,6 +265,8 @@ def _run_study(pop, workdir: Path, stack: ExitStack, progress, strategy, force, 
     if represent is not False and represent is not None:
         log("representation analysis (probes on embeddings, CKA)")
         options = dict(represent) if represent is not True else {}
+        # intervals of the representation gains from the analysis' resamples unless set
+        options.setdefault("bootstrap", int(analysis_cfg.get("bootstrap", 0)))
         # probes are fitted on a split other than the one they are scored on
         fit_split = calib or next((x for x in splits if x != report_split), None)
         if fit_split is None:
