@@ -383,3 +383,12 @@ def percentile_intervals(values, confidence: float = 0.95) -> dict[str, np.ndarr
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: NaN bounds
         low, high = np.nanquantile(v[1:], q, axis=0)
     return {"estimate": v[0], "low": low, "high": high}
+
+
+def nanmean_rows(values) -> np.ndarray:
+    """Row means of a 2-D array leaving NaN out (NaN for a row with no finite value)."""
+    v = np.asarray(values, np.float64)
+    ok = np.isfinite(v)
+    total = np.where(ok, v, 0.0).sum(axis=1)
+    count = ok.sum(axis=1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxdiv.analysis.bootstrap import resample_counts
+from jaxdiv.analysis.bootstrap import nanmean_rows, resample_counts
 from jaxdiv.analysis.categories import fit_line
 from jaxdiv.analysis.ensembles import ensemble_stats_from_counts, first_argmax, member_scores
 from jaxdiv.analysis.pairwise import error_stats_from_counts
@@ -199,14 +199,6 @@ def _quantiles(values: np.ndarray, confidence: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _nanmean_rows(v: np.ndarray) -> np.ndarray:
-    """Row means leaving NaN out (NaN for a row with no finite value)."""
-    ok = np.isfinite(v)
-    total = np.where(ok, v, 0.0).sum(axis=1)
-    count = ok.sum(axis=1)
-    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
-
 def _member_draws(groups: dict[str, list[int]], b: int, rng) -> dict[str, np.ndarray]:
     """``[B + 1, k]`` member indices per category: row 0 the members, then draws with
     replacement (a one-member category keeps its member)."""
@@ -257,7 +249,7 @@ def category_intervals(
     rng = np.random.default_rng(int(seed))
     draws = _member_draws(groups, b_total - 1, rng)
     means = {
-        cat: {s: _nanmean_rows(np.take_along_axis(resamples[s], d, axis=1)) for s in statistics}
+        cat: {s: nanmean_rows(np.take_along_axis(resamples[s], d, axis=1)) for s in statistics}
         for cat, d in draws.items()
     }
     cats = {}

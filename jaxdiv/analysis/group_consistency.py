@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxdiv.analysis.bootstrap import nanmean_rows
 from jaxdiv.analysis.pairwise import error_stats_from_counts
 from jaxdiv.analysis.tiling import DEFAULT_MEMORY_BUDGET, check_budget
 from jaxdiv.errors import JaxdivError
@@ -76,13 +77,6 @@ def pair_kappa_resamples(
     return np.concatenate(pieces, axis=1)
 
 
-def _nanmean_rows(v: np.ndarray) -> np.ndarray:
-    ok = np.isfinite(v)
-    count = ok.sum(axis=1)
-    total = np.where(ok, v, 0.0).sum(axis=1)
-    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
-
 def group_consistency(
     correct,
     human: Sequence[bool],
@@ -117,7 +111,7 @@ def group_consistency(
     for g, name in enumerate(GROUPS):
         mine = group == g
         if mine.any():
-            means[:, g] = _nanmean_rows(kappa[:, mine])
+            means[:, g] = nanmean_rows(kappa[:, mine])
         rest = means[1:, g][np.isfinite(means[1:, g])]
         low, high = np.quantile(rest, q) if rest.size else (np.nan, np.nan)
         groups[name] = {

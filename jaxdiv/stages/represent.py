@@ -55,7 +55,7 @@ import pandas as pd
 
 from jaxdiv.analysis import mixing as mx
 from jaxdiv.analysis import statistics as registry
-from jaxdiv.analysis.bootstrap import percentile_intervals
+from jaxdiv.analysis.bootstrap import nanmean_rows, percentile_intervals
 from jaxdiv.analysis.categories import category_aggregates
 from jaxdiv.analysis.category_bootstrap import example_weights
 from jaxdiv.analysis.cka import ESTIMATORS, linear_cka
@@ -192,14 +192,6 @@ def load_embeddings(
 
 
 # ---------------------------------------------------------------------------- writing
-def _nanmean_columns(values: np.ndarray) -> np.ndarray:
-    """Row means of ``[W, K]`` leaving NaN out (NaN for an empty or all-NaN row)."""
-    ok = np.isfinite(values)
-    total = np.where(ok, values, 0.0).sum(axis=1)
-    count = ok.sum(axis=1)
-    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
-
 def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise JaxdivError(f"output {out} is a file; give a directory")
@@ -536,7 +528,7 @@ def run_represent(
                     "std": entry["std"][key],
                 }
                 if key in resampled:
-                    means = _nanmean_columns(resampled[key][:, in_cat])
+                    means = nanmean_rows(resampled[key][:, in_cat])
                     ci = percentile_intervals(means[:, None])
                     row["low"], row["high"] = ci["low"][0], ci["high"][0]
                 rows.append(row)
