@@ -235,7 +235,7 @@ def mix_pairs(
         w = res.resampled.shape[0]
         mean_w = res.resampled.reshape(w, len(pairs), ratios.size, int(n_seeds)).mean(axis=-1)
         out["resampled_mean"] = mean_w
-        gains = np.stack([mixing_gain(mean_w[k], ratios) for k in range(w)])
+        gains = mixing_gain(mean_w, ratios)  # [W, P]
         ci = percentile_intervals(gains, confidence)
         out["gain_low"], out["gain_high"] = ci["low"], ci["high"]
         out["resampled_gain"] = gains
@@ -243,14 +243,15 @@ def mix_pairs(
 
 
 def mixing_gain(mean, ratios) -> np.ndarray:
-    """Best interior-ratio mean minus the better end (ratios 1 and 0) per row of [P, R]."""
+    """Best interior-ratio mean minus the better end (ratios 1 and 0) per row of [..., P, R]
+    (ratios on the last axis; leading axes such as resamples are kept)."""
     mean = np.asarray(mean, np.float64)
     ratios = np.asarray(ratios, np.float64)
     interior = (ratios > 0) & (ratios < 1)
     if not ((ratios == 1).any() and (ratios == 0).any() and interior.any()):
-        return np.full(mean.shape[0], np.nan)
-    ends = np.maximum(mean[:, ratios == 1].max(1), mean[:, ratios == 0].max(1))
-    return mean[:, interior].max(1) - ends
+        return np.full(mean.shape[:-1], np.nan)
+    ends = np.maximum(mean[..., ratios == 1].max(-1), mean[..., ratios == 0].max(-1))
+    return mean[..., interior].max(-1) - ends
 
 
 # ---------------------------------------------------------------------------- compression

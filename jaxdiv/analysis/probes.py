@@ -296,10 +296,14 @@ def _correct_counts(xt, labels, w, b, fmask):
 
 @jax.jit
 def _weighted_correct_counts(xt, labels, w, b, fmask, weights):
-    """Correct argmax predictions per problem counted with each resample's example weights
-    ``weights`` [W, M]: float32 [W, P, K] (exact: integer weights times 0/1)."""
-    right = (jnp.argmax(_logits(xt, w, b, fmask), axis=2) == labels).astype(jnp.float32)
-    return jnp.einsum("wm,pkm->wpk", weights, right, precision=lax.Precision.HIGHEST)
+    """``_correct_counts`` [P, K] and, from the same predictions, the correct ones counted
+    with each resample's example weights ``weights`` [W, M]: float32 [W, P, K] (exact:
+    integer weights times 0/1)."""
+    right = jnp.argmax(_logits(xt, w, b, fmask), axis=2) == labels  # [P, K, M]
+    weighted = jnp.einsum(
+        "wm,pkm->wpk", weights, right.astype(jnp.float32), precision=lax.Precision.HIGHEST
+    )
+    return jnp.sum(right, axis=-1, dtype=jnp.int32), weighted
 
 
 # ---------------------------------------------------------------------------- public
@@ -581,14 +585,16 @@ def _solve_chunks(
                 rows = np.concatenate([rows, np.full(tile - len(rows), -1)])  # static shape
                 xe = jnp.asarray(eval_fn(idx, np.maximum(rows, 0)))
                 ye = np.where(rows >= 0, eval_labels[np.maximum(rows, 0)], -1)  # -1: never hit
-                cnt = _correct_counts(xe, jnp.asarray(ye, jnp.int32), w, b, fmask)
-                out["correct"][idx[:real]] += np.asarray(cnt)[:real]
-                if eval_weights is not None:  # padded rows weigh 0
+                ye = jnp.asarray(ye, jnp.int32)
+                if eval_weights is None:
+                    cnt = _correct_counts(xe, ye, w, b, fmask)
+                else:  # padded rows weigh 0
                     we = np.where(rows >= 0, eval_weights[:, np.maximum(rows, 0)], 0.0)
-                    got = _weighted_correct_counts(
-                        xe, jnp.asarray(ye, jnp.int32), w, b, fmask, jnp.asarray(we, jnp.float32)
+                    cnt, got = _weighted_correct_counts(
+                        xe, ye, w, b, fmask, jnp.asarray(we, jnp.float32)
                     )
                     out["weighted"][:, idx[:real]] += np.asarray(got, np.float64)[:, :real]
+                out["correct"][idx[:real]] += np.asarray(cnt)[:real]
     return out
 
 
