@@ -21,9 +21,10 @@ On a slower idle 2-core machine (AMD EPYC, AVX2, no AVX-512; measured 2026-12-06
 PyTorch ResNet-20 reference of benchmarks/train_throughput.py runs at 202 img/s against 529
 on 2026-11-25's machine) the same command took 13.8 minutes from an empty data cache (peak
 RSS 2.7 GB; training seconds: base 58, seed1 56, seed2 47, lr0.2 64, smooth 50, cnn 42, vit
-65, simclr 44, dead_leaves 47; analysis, representations and report 2.3 minutes). XLA
-compiles for the host CPU, so members there differ by about a point (base 43.0%, members
-30.5-47.9%); that run's per-category results are the quick-start column of docs/results.md.
+65, simclr 44, dead_leaves 47; analysis, representations and report 2.3 minutes), and 12.1
+minutes in a second run from a fresh clone with identical results. XLA compiles for the host
+CPU, so members there differ by about a point (base 43.0%, members 30.5-47.9%); that run's
+per-category results are the quick-start column of docs/results.md.
 
 Members (base: supervised ResNet-8 on train[:22500], the first half of the training split):
     Reinit           seed1, seed2
